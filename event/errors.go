@@ -62,3 +62,7 @@ func RetryDelay(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// ErrInvalid means the event cannot be accepted as it is: it has no ID or
+// no Source. It is not retryable.
+var ErrInvalid = errors.New("intake: invalid event")

@@ -1,0 +1,65 @@
+package intake_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/event"
+)
+
+// A stream with one managed handler. The second Put of the same event is
+// suppressed as a duplicate, whichever source it comes from.
+func ExampleStream_Handle() {
+	s := intake.New(intake.WithLogger(quiet))
+	handled := make(chan string, 10)
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		handled <- e.Source + "/" + e.ID
+		return nil
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+
+	e := event.Event{Source: "shop", ID: "order_1", Type: "order.paid"}
+	for errors.Is(s.Put(ctx, e), event.ErrNotRunning) {
+		time.Sleep(time.Millisecond) // Run is starting
+	}
+	fmt.Println(<-handled)
+
+	e.Via = event.Poll // the same event, polled later
+	err := s.Put(ctx, e)
+	fmt.Println(errors.Is(err, event.ErrDuplicate))
+
+	cancel()
+	fmt.Println(<-done)
+	// Output:
+	// shop/order_1
+	// true
+	// <nil>
+}
+
+// Subscribe returns a channel; each delivery must be acked or nacked.
+func ExampleStream_Subscribe() {
+	s := intake.New(intake.WithLogger(quiet))
+	deliveries := s.Subscribe(intake.WithTypes("invoice.paid"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+
+	e := event.Event{Source: "billing", ID: "in_1", Type: "invoice.paid"}
+	for errors.Is(s.Put(ctx, e), event.ErrNotRunning) {
+		time.Sleep(time.Millisecond)
+	}
+	d := <-deliveries
+	fmt.Println(d.Event.ID, d.Attempt)
+	d.Ack()
+
+	cancel()
+	<-done
+	// Output: in_1 1
+}

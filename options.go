@@ -1,0 +1,162 @@
+package intake
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/metric"
+)
+
+// Option configures a [Stream].
+type Option func(*config)
+
+type config struct {
+	store        dedupe.Store
+	queueSize    int
+	retention    time.Duration
+	claimLease   time.Duration
+	drainTimeout time.Duration
+	retryAfter   time.Duration
+	restartMin   time.Duration
+	restartMax   time.Duration
+	logger       *slog.Logger
+	metrics      metric.Recorder
+}
+
+func defaultConfig() config {
+	return config{
+		queueSize:    10_000,
+		retention:    7 * 24 * time.Hour,
+		claimLease:   15 * time.Minute,
+		drainTimeout: 10 * time.Second,
+		retryAfter:   time.Second,
+		restartMin:   time.Second,
+		restartMax:   time.Minute,
+		metrics:      metric.Discard{},
+	}
+}
+
+// WithStore sets the idempotency store. Defaults to a [dedupe.Memory] with
+// its default capacity: keys live only as long as the process.
+func WithStore(s dedupe.Store) Option { return func(c *config) { c.store = s } }
+
+// WithQueueSize bounds the number of events stored but not yet acked by
+// every subscription. When it is reached, Put returns [event.ErrQueueFull]
+// and a webhook answers 503. Defaults to 10,000.
+func WithQueueSize(n int) Option { return func(c *config) { c.queueSize = n } }
+
+// WithRetention sets how long a committed key is remembered, so that a
+// redelivery of the same event within it is suppressed. Defaults to 7 days,
+// longer than Stripe's 3 days and Standard Webhooks' 75 hours of retries.
+func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
+
+// WithClaimLease sets how long a claimed key blocks duplicates while its
+// event waits in the queue and is delivered. A claim whose holder died
+// (a crashed replica) frees the key when the lease ends. It must exceed the
+// time an event spends queued and in delivery. Defaults to 15 minutes.
+func WithClaimLease(d time.Duration) Option { return func(c *config) { c.claimLease = d } }
+
+// WithDrainTimeout bounds how long Run, once its context is done, keeps
+// delivering what is queued before it gives up, releases the keys of what
+// is left, and returns. Defaults to 10 seconds.
+func WithDrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTimeout = d } }
+
+// WithRetryAfter sets the delay suggested to a source when the queue is
+// full or the stream is not running (a webhook's Retry-After). Defaults to
+// 1 second.
+func WithRetryAfter(d time.Duration) Option { return func(c *config) { c.retryAfter = d } }
+
+// WithSourceRestart sets the exponential backoff between restarts of a
+// source whose Run returned an error. Defaults to 1 second growing to 1
+// minute; it never gives up.
+func WithSourceRestart(initial, max time.Duration) Option {
+	return func(c *config) { c.restartMin, c.restartMax = initial, max }
+}
+
+// WithLogger sets the logger. Records carry the source name, the event id
+// and a reason; never a payload or a secret. Defaults to [slog.Default].
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithMetrics sets the recorder of counters and latencies. Defaults to
+// [metric.Discard].
+func WithMetrics(r metric.Recorder) Option { return func(c *config) { c.metrics = r } }
+
+// SubscribeOption configures a subscription made by [Stream.Subscribe] or
+// [Stream.Handle].
+type SubscribeOption func(*subConfig)
+
+type subConfig struct {
+	sources     map[string]bool
+	types       map[string]bool
+	ackTimeout  time.Duration
+	maxAttempts int
+	deadLetter  func(event.Event, error)
+	retryMin    time.Duration
+	retryMax    time.Duration
+	workers     int
+	name        string
+}
+
+// WithSources limits the subscription to events from the named sources.
+// Events of other sources count as acked by it.
+func WithSources(names ...string) SubscribeOption {
+	return func(c *subConfig) { c.sources = set(c.sources, names) }
+}
+
+// WithTypes limits the subscription to events of the given types. Events of
+// other types count as acked by it.
+func WithTypes(types ...string) SubscribeOption {
+	return func(c *subConfig) { c.types = set(c.types, types) }
+}
+
+func set(m map[string]bool, keys []string) map[string]bool {
+	if m == nil {
+		m = make(map[string]bool, len(keys))
+	}
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// WithAckTimeout sets how long a delivery may go unacked before it is
+// delivered again (its lease). For [Stream.Handle] it is also the deadline
+// of each call of the handler. Defaults to 30 seconds.
+func WithAckTimeout(d time.Duration) SubscribeOption {
+	return func(c *subConfig) { c.ackTimeout = d }
+}
+
+// WithMaxAttempts sets how many deliveries an event gets before it goes to
+// the dead-letter function and is committed. Zero means no limit. Defaults
+// to 0 for Subscribe and 5 for Handle.
+func WithMaxAttempts(n int) SubscribeOption {
+	return func(c *subConfig) { c.maxAttempts = n }
+}
+
+// WithDeadLetter sets the function that receives an event after its last
+// failed attempt, with the last error. Defaults to logging it at error
+// level. It must not block for long: it runs on the delivery path.
+func WithDeadLetter(fn func(e event.Event, err error)) SubscribeOption {
+	return func(c *subConfig) { c.deadLetter = fn }
+}
+
+// WithRetryBackoff sets the delay before a nacked delivery is delivered
+// again: initial after the first failure, doubling up to max, with ±20%
+// jitter. Defaults to 100 milliseconds and 30 seconds.
+func WithRetryBackoff(initial, max time.Duration) SubscribeOption {
+	return func(c *subConfig) { c.retryMin, c.retryMax = initial, max }
+}
+
+// WithWorkers sets how many calls of a [Stream.Handle] function run at
+// once. Subscribe ignores it. Defaults to 1.
+func WithWorkers(n int) SubscribeOption {
+	return func(c *subConfig) { c.workers = n }
+}
+
+// WithName names the subscription in logs and metrics. Defaults to
+// "sub-N" in the order of subscription.
+func WithName(name string) SubscribeOption {
+	return func(c *subConfig) { c.name = name }
+}

@@ -1,0 +1,363 @@
+package intake
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/metric"
+)
+
+// Delivery is one event handed to one subscription. Call exactly one of
+// Ack or Nack when done with it; later calls are ignored.
+type Delivery struct {
+	Event   event.Event
+	Attempt int // 1 for the first delivery of the event to this subscription
+
+	sub *subscription
+	it  *item
+	gen uint64
+}
+
+// Ack reports that the event was handled. When every subscription has
+// acked it, its key is committed. An Ack that comes after the delivery's
+// lease ran out still counts if the event was not acked yet.
+func (d *Delivery) Ack() { d.sub.ack(d) }
+
+// Nack reports that handling failed; the event is delivered again after
+// the subscription's retry backoff, or goes to the dead-letter function
+// once it has had its maximum attempts. A Nack after the lease ran out is
+// ignored: the event was already scheduled again.
+func (d *Delivery) Nack(err error) { d.sub.nack(d, err) }
+
+// HandlerFunc handles one event for [Stream.Handle]. A nil error acks the
+// event; an error or a panic nacks it.
+type HandlerFunc func(ctx context.Context, e event.Event) error
+
+// item is the state of one entry in one subscription.
+type item struct {
+	e       *entry
+	attempt int    // deliveries so far
+	gen     uint64 // bumped by each delivery, nack and lease expiry
+	done    bool
+}
+
+type timerKind uint8
+
+const (
+	timerRetry timerKind = iota // a nacked item is due again
+	timerLease                  // a delivery's ack deadline
+)
+
+type timed struct {
+	at   time.Time
+	it   *item
+	gen  uint64
+	kind timerKind
+}
+
+type timerHeap []timed
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timed)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = timed{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// subscription delivers entries to one channel. Its queues are guarded by
+// the stream's mutex; its pump goroutine is the only sender on ch.
+type subscription struct {
+	s    *Stream
+	name string
+	cfg  subConfig
+	ch   chan *Delivery
+	fn   HandlerFunc // nil for Subscribe
+	// workers is the number of goroutines running fn.
+	workers int
+
+	ready  []*item
+	head   int
+	timers timerHeap
+	wake   chan struct{}
+}
+
+// Subscribe returns a channel that receives every event put into the
+// stream (or those chosen by [WithSources] and [WithTypes]). Each
+// subscription receives each event; receive from the channel until Run
+// returns and closes it, and Ack or Nack every delivery. An event whose
+// delivery is not acked within its ack timeout is delivered again.
+//
+// A subscription that is not read holds its events, and once the queue is
+// full the stream answers new events with [event.ErrQueueFull]: a slow
+// reader slows the senders instead of growing memory.
+//
+// Subscribe must be called before Run; it panics otherwise.
+func (s *Stream) Subscribe(opts ...SubscribeOption) <-chan *Delivery {
+	return s.subscribe(nil, 0, opts)
+}
+
+// Handle runs fn for every event (or those chosen by [WithSources] and
+// [WithTypes]) in a managed subscription: [WithWorkers] calls at once, each
+// with a context that ends after the ack timeout or when Run gives up
+// draining. A call that returns an error or panics is retried with
+// exponential backoff ([WithRetryBackoff]); after [WithMaxAttempts]
+// attempts (default 5) the event goes to the dead-letter function and is
+// committed.
+//
+// Handle must be called before Run; it panics otherwise.
+func (s *Stream) Handle(fn HandlerFunc, opts ...SubscribeOption) {
+	opts = append([]SubscribeOption{WithMaxAttempts(5)}, opts...)
+	s.subscribe(fn, 1, opts)
+}
+
+func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) <-chan *Delivery {
+	cfg := subConfig{
+		ackTimeout: 30 * time.Second,
+		retryMin:   100 * time.Millisecond,
+		retryMax:   30 * time.Second,
+		workers:    workers,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		panic("intake: Subscribe or Handle called after Run")
+	}
+	if cfg.name == "" {
+		cfg.name = fmt.Sprintf("sub-%d", len(s.subs)+1)
+	}
+	if fn == nil {
+		cfg.workers = 0
+	} else if cfg.workers < 1 {
+		cfg.workers = 1
+	}
+	sub := &subscription{
+		s:       s,
+		name:    cfg.name,
+		cfg:     cfg,
+		ch:      make(chan *Delivery),
+		fn:      fn,
+		workers: cfg.workers,
+		wake:    make(chan struct{}, 1),
+	}
+	if sub.cfg.deadLetter == nil {
+		sub.cfg.deadLetter = func(e event.Event, err error) {
+			s.log.Error("intake: event dead-lettered", "subscription", sub.name,
+				"source", e.Source, "id", e.ID, "type", e.Type, "err", err)
+		}
+	}
+	s.subs = append(s.subs, sub)
+	return sub.ch
+}
+
+func (sub *subscription) matches(e *event.Event) bool {
+	if sub.cfg.sources != nil && !sub.cfg.sources[e.Source] {
+		return false
+	}
+	if sub.cfg.types != nil && !sub.cfg.types[e.Type] {
+		return false
+	}
+	return true
+}
+
+// push queues an item for delivery. The stream's mutex must be held.
+func (sub *subscription) push(it *item) {
+	sub.ready = append(sub.ready, it)
+	sub.poke()
+}
+
+func (sub *subscription) poke() {
+	select {
+	case sub.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the next item to deliver, moving due timers first, and the
+// time until the next timer. The stream's mutex must be held. Items that
+// ran out of attempts by lease expiry are returned in dead for the caller to
+// dead-letter outside the lock.
+func (sub *subscription) next(now time.Time) (d *Delivery, wait time.Duration, dead []*item) {
+	for len(sub.timers) > 0 && !sub.timers[0].at.After(now) {
+		t := heap.Pop(&sub.timers).(timed)
+		if t.it.done || t.it.gen != t.gen {
+			continue // acked, nacked or redelivered since
+		}
+		switch t.kind {
+		case timerRetry:
+			sub.ready = append(sub.ready, t.it)
+		case timerLease:
+			t.it.gen++
+			sub.s.rec.Count(metric.Nacked, t.it.e.ev.Source, "lease", 1)
+			if sub.exhausted(t.it) {
+				dead = append(dead, t.it)
+			} else {
+				sub.ready = append(sub.ready, t.it)
+			}
+		}
+	}
+	for sub.head < len(sub.ready) {
+		it := sub.ready[sub.head]
+		sub.ready[sub.head] = nil
+		sub.head++
+		if it.done {
+			continue
+		}
+		it.attempt++
+		it.gen++
+		d = &Delivery{Event: it.e.ev, Attempt: it.attempt, sub: sub, it: it, gen: it.gen}
+		break
+	}
+	if sub.head == len(sub.ready) {
+		sub.ready, sub.head = sub.ready[:0], 0
+	}
+	wait = -1
+	if len(sub.timers) > 0 {
+		wait = sub.timers[0].at.Sub(now)
+	}
+	return d, wait, dead
+}
+
+func (sub *subscription) exhausted(it *item) bool {
+	return sub.cfg.maxAttempts > 0 && it.attempt >= sub.cfg.maxAttempts
+}
+
+// pump moves deliveries from the queues to the channel until stop closes.
+func (sub *subscription) pump(stop <-chan struct{}) {
+	s := sub.s
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		d, wait, dead := sub.next(time.Now())
+		s.mu.Unlock()
+		for _, it := range dead {
+			sub.deadLetter(it, fmt.Errorf("intake: ack timeout after %d attempts", it.attempt))
+		}
+		if d != nil {
+			select {
+			case sub.ch <- d:
+				s.rec.Count(metric.Delivered, d.Event.Source, "", 1)
+				s.mu.Lock()
+				if d.it.gen == d.gen && !d.it.done {
+					heap.Push(&sub.timers, timed{at: time.Now().Add(sub.cfg.ackTimeout), it: d.it, gen: d.gen, kind: timerLease})
+				}
+				s.mu.Unlock()
+			case <-stop:
+				return
+			}
+			continue
+		}
+		if wait < 0 {
+			wait = time.Hour
+		}
+		timer.Reset(wait)
+		select {
+		case <-sub.wake:
+		case <-timer.C:
+		case <-stop:
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func (sub *subscription) ack(d *Delivery) {
+	s := sub.s
+	s.mu.Lock()
+	if d.it.done || s.state == stateStopped {
+		s.mu.Unlock()
+		return
+	}
+	d.it.done = true
+	en := d.it.e
+	en.remaining--
+	last := en.remaining == 0
+	s.mu.Unlock()
+	s.rec.Count(metric.Acked, en.ev.Source, "", 1)
+	if last {
+		s.finish(en)
+	}
+}
+
+func (sub *subscription) nack(d *Delivery, err error) {
+	s := sub.s
+	s.mu.Lock()
+	if d.it.done || d.it.gen != d.gen || s.state == stateStopped {
+		s.mu.Unlock()
+		return
+	}
+	d.it.gen++
+	it := d.it
+	if sub.exhausted(it) {
+		s.mu.Unlock()
+		sub.deadLetter(it, err)
+		return
+	}
+	heap.Push(&sub.timers, timed{at: time.Now().Add(sub.retryDelay(it.attempt)), it: it, gen: it.gen, kind: timerRetry})
+	sub.poke()
+	s.mu.Unlock()
+	s.rec.Count(metric.Nacked, it.e.ev.Source, "nack", 1)
+}
+
+// deadLetter hands an item that ran out of attempts to the dead-letter
+// function and then acks it, so that it is committed and not delivered
+// again.
+func (sub *subscription) deadLetter(it *item, err error) {
+	sub.s.rec.Count(metric.DeadLetter, it.e.ev.Source, "", 1)
+	sub.cfg.deadLetter(it.e.ev, err)
+	sub.ack(&Delivery{sub: sub, it: it, gen: it.gen})
+}
+
+// retryDelay is the backoff after the attempt-th failed delivery:
+// retryMin·2^(attempt-1), capped at retryMax, with ±20% jitter.
+func (sub *subscription) retryDelay(attempt int) time.Duration {
+	d := sub.cfg.retryMin
+	for i := 1; i < attempt && d < sub.cfg.retryMax; i++ {
+		d *= 2
+	}
+	d = min(d, sub.cfg.retryMax)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// work runs the subscription's handler on deliveries until the channel is
+// closed.
+func (sub *subscription) work(ctx context.Context) {
+	for d := range sub.ch {
+		err := sub.call(ctx, d.Event)
+		if err == nil {
+			d.Ack()
+		} else {
+			sub.s.log.Warn("intake: handler failed", "subscription", sub.name,
+				"source", d.Event.Source, "id", d.Event.ID, "attempt", d.Attempt, "err", err)
+			d.Nack(err)
+		}
+	}
+}
+
+func (sub *subscription) call(ctx context.Context, e event.Event) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, sub.cfg.ackTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("intake: handler panicked: %v", r)
+		}
+	}()
+	return sub.fn(ctx, e)
+}
