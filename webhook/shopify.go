@@ -1,0 +1,57 @@
+package webhook
+
+import (
+	"encoding/base64"
+	"net/http"
+	"time"
+
+	"github.com/intakehq/intake/event"
+)
+
+// Shopify returns the verifier of Shopify's webhook signatures.
+//
+// X-Shopify-Hmac-Sha256 is the base64 HMAC-SHA256 of the body under the
+// app's client secret. Shopify signs no timestamp. The event's ID is
+// X-Shopify-Webhook-Id (or X-Shopify-Event-Id; one is required), its Type
+// X-Shopify-Topic, and its Time X-Shopify-Triggered-At when present.
+func Shopify(secrets ...string) *Scheme {
+	return newScheme("shopify", secrets, nil, nil, verifyShopify)
+}
+
+func verifyShopify(s *Scheme, h http.Header, body []byte) (event.Event, error) {
+	hv := first(h, "X-Shopify-Hmac-Sha256")
+	if hv == "" {
+		return event.Event{}, ErrMissingSignature
+	}
+	var buf sigBuf
+	sig, valid := decodeBase64(&buf, hv)
+	if !valid {
+		return event.Event{}, ErrMalformedSignature
+	}
+	if !verifyAny(s.keys, sig, body) {
+		return event.Event{}, ErrSignatureMismatch
+	}
+	id := first(h, "X-Shopify-Webhook-Id")
+	if id == "" {
+		id = first(h, "X-Shopify-Event-Id")
+	}
+	if id == "" {
+		return event.Event{}, ErrMalformed
+	}
+	e := event.Event{ID: id, Type: first(h, "X-Shopify-Topic"), Payload: body}
+	if at := first(h, "X-Shopify-Triggered-At"); at != "" {
+		e.Time, _ = time.Parse(time.RFC3339Nano, at)
+	}
+	return e, nil
+}
+
+// SignShopify returns the X-Shopify-Hmac-Sha256, X-Shopify-Webhook-Id and
+// X-Shopify-Topic headers for body, signed with secret.
+func SignShopify(secret, id, topic string, body []byte) http.Header {
+	mac := newMACKey([]byte(secret), nil).sign(nil, body)
+	h := http.Header{}
+	h.Set("X-Shopify-Hmac-Sha256", base64.StdEncoding.EncodeToString(mac))
+	h.Set("X-Shopify-Webhook-Id", id)
+	h.Set("X-Shopify-Topic", topic)
+	return h
+}

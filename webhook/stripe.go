@@ -1,0 +1,98 @@
+package webhook
+
+import (
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/jsonscan"
+)
+
+// Stripe returns the verifier of Stripe's webhook signatures.
+//
+// The Stripe-Signature header holds "t=<unix seconds>" and one or more
+// "v1=<hex>" entries, comma-separated; v1 is HMAC-SHA256 of t "." body,
+// keyed with the endpoint secret exactly as given ("whsec_…", not
+// decoded). Other entries (v0, test-mode schemes) are ignored. The event's
+// ID, Type and Time are the body's "id", "type" and "created", the same id
+// Stripe's Events API returns, so a poller of that API dedupes against it.
+func Stripe(secrets ...string) *Scheme {
+	return newScheme("stripe", secrets, nil, nil, verifyStripe)
+}
+
+func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {
+	values := h["Stripe-Signature"]
+	if len(values) == 0 {
+		return event.Event{}, ErrMissingSignature
+	}
+	var ts string
+	for _, hv := range values {
+		for item := range strings.SplitSeq(hv, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
+			if k == "t" {
+				if ts != "" && ts != v {
+					return event.Event{}, ErrMalformedSignature
+				}
+				ts = v
+			}
+		}
+	}
+	if ts == "" {
+		return event.Event{}, ErrMalformedSignature
+	}
+	if _, err := s.checkTime(ts); err != nil {
+		return event.Event{}, err
+	}
+	var buf sigBuf
+	sawV1, ok := false, false
+	for _, hv := range values {
+		for item := range strings.SplitSeq(hv, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
+			if k != "v1" {
+				continue
+			}
+			sawV1 = true
+			sig, valid := decodeHex(&buf, v)
+			if valid && verifyAny(s.keys, sig, body, ts, ".") {
+				ok = true
+			}
+		}
+	}
+	switch {
+	case !sawV1:
+		return event.Event{}, ErrMalformedSignature
+	case !ok:
+		return event.Event{}, ErrSignatureMismatch
+	}
+	e := event.Event{Payload: body}
+	err := jsonscan.Object(body, func(k, v []byte) bool {
+		switch string(k) {
+		case "id":
+			e.ID, _ = jsonscan.String(v)
+		case "type":
+			e.Type, _ = jsonscan.String(v)
+		case "created":
+			if n, ok := jsonscan.Int(v); ok {
+				e.Time = time.Unix(n, 0)
+			}
+		}
+		return e.ID != "" && e.Type != "" && !e.Time.IsZero()
+	})
+	if err != nil || e.ID == "" {
+		return event.Event{}, ErrMalformed
+	}
+	return e, nil
+}
+
+// SignStripe returns a Stripe-Signature header for body, signed with
+// secret at ts.
+func SignStripe(secret string, ts time.Time, body []byte) http.Header {
+	t := strconv.FormatInt(ts.Unix(), 10)
+	mac := newMACKey([]byte(secret), nil).sign(nil, body, t, ".")
+	h := http.Header{}
+	h.Set("Stripe-Signature", "t="+t+",v1="+hex.EncodeToString(mac))
+	return h
+}

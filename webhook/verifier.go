@@ -1,0 +1,278 @@
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/intakehq/intake/event"
+)
+
+// Verifier authenticates a webhook request and extracts its event.
+//
+// Verify gets the request's headers and its raw body, exactly as received.
+// It returns the event with ID, Type, Time and Payload filled in (the
+// handler fills Source, Via and Received), or an error that wraps one of
+// the package's sentinels. It must check the signature before it parses
+// anything, compare in constant time, and never put a secret or a computed
+// signature in an error. It must be safe for concurrent use.
+type Verifier interface {
+	Verify(h http.Header, body []byte) (event.Event, error)
+}
+
+// VerifierFunc adapts a function to a [Verifier].
+type VerifierFunc func(h http.Header, body []byte) (event.Event, error)
+
+// Verify calls f(h, body).
+func (f VerifierFunc) Verify(h http.Header, body []byte) (event.Event, error) { return f(h, body) }
+
+// Errors a Verifier returns, wrapped. The handler answers 401 for the
+// signature errors and 400 for [ErrMalformed].
+var (
+	ErrNoSecret           = errors.New("webhook: no secret configured")
+	ErrMissingSignature   = errors.New("webhook: missing signature header")
+	ErrMalformedSignature = errors.New("webhook: malformed signature header")
+	ErrSignatureMismatch  = errors.New("webhook: signature mismatch")
+	ErrTimestamp          = errors.New("webhook: timestamp outside tolerance")
+	ErrMalformed          = errors.New("webhook: malformed request")
+)
+
+// Reply is an error a Verifier returns to answer a verified request
+// directly, without producing an event: Slack's url_verification challenge.
+type Reply struct {
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
+func (r *Reply) Error() string { return "webhook: direct reply " + strconv.Itoa(r.Status) }
+
+// DefaultTolerance is how far a signed timestamp may be from now, in
+// either direction, for the schemes that sign one.
+const DefaultTolerance = 5 * time.Minute
+
+// Scheme is a built-in [Verifier]: one provider's signature scheme with its
+// secrets, tolerance and clock. Build one with [StandardWebhooks],
+// [Stripe], [GitHub], [Shopify], [Slack] or [HMAC]; adjust it with
+// [Scheme.WithTolerance] and [Scheme.WithClock], which return copies.
+//
+// Several secrets mean rotation: a signature made with any of them
+// verifies. A Scheme with no secret, or with an empty one among them,
+// refuses every request with [ErrNoSecret]. A Scheme is safe for
+// concurrent use.
+type Scheme struct {
+	name      string
+	keys      []*macKey
+	bad       error // configuration error: every Verify fails with it
+	tolerance time.Duration
+	now       func() time.Time
+	verify    func(s *Scheme, h http.Header, body []byte) (event.Event, error)
+}
+
+func newScheme(name string, secrets []string, decode func(string) ([]byte, error), hf func() hash.Hash,
+	verify func(*Scheme, http.Header, []byte) (event.Event, error)) *Scheme {
+	s := &Scheme{name: name, tolerance: DefaultTolerance, now: time.Now, verify: verify}
+	if len(secrets) == 0 {
+		s.bad = ErrNoSecret
+	}
+	for _, sec := range secrets {
+		if sec == "" {
+			s.bad = ErrNoSecret
+			break
+		}
+		key := []byte(sec)
+		if decode != nil {
+			var err error
+			if key, err = decode(sec); err != nil || len(key) == 0 {
+				s.bad = errors.Join(ErrNoSecret, errors.New("webhook: "+name+" secret is not in the expected format"))
+				break
+			}
+		}
+		s.keys = append(s.keys, newMACKey(key, hf))
+	}
+	if s.bad != nil {
+		s.keys = nil
+	}
+	return s
+}
+
+// Verify implements [Verifier].
+func (s *Scheme) Verify(h http.Header, body []byte) (event.Event, error) {
+	if s.bad != nil {
+		return event.Event{}, s.bad
+	}
+	return s.verify(s, h, body)
+}
+
+// Name returns the scheme's name, such as "stripe".
+func (s *Scheme) Name() string { return s.name }
+
+// WithTolerance returns a copy of s that accepts signed timestamps up to d
+// away from now, in either direction. It has no effect on schemes that
+// sign no timestamp. The default is [DefaultTolerance].
+func (s *Scheme) WithTolerance(d time.Duration) *Scheme {
+	c := *s
+	c.tolerance = d
+	return &c
+}
+
+// WithClock returns a copy of s that reads the time from now, for tests.
+func (s *Scheme) WithClock(now func() time.Time) *Scheme {
+	c := *s
+	c.now = now
+	return &c
+}
+
+// checkTime parses a decimal unix timestamp and checks it against the
+// tolerance.
+func (s *Scheme) checkTime(ts string) (time.Time, error) {
+	if ts == "" || len(ts) > 12 {
+		return time.Time{}, ErrMalformedSignature
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sec < 0 {
+		return time.Time{}, ErrMalformedSignature
+	}
+	t := time.Unix(sec, 0)
+	if d := s.now().Sub(t); d > s.tolerance || d < -s.tolerance {
+		return time.Time{}, ErrTimestamp
+	}
+	return t, nil
+}
+
+// macKey keeps keyed HMAC states for one secret in a pool, so that a
+// verification allocates nothing and skips the key schedule.
+type macKey struct {
+	pool sync.Pool
+}
+
+type macState struct {
+	h       hash.Hash
+	scratch []byte
+	sum     [sha512Size]byte
+}
+
+const sha512Size = 64
+
+// sigBuf holds a decoded signature. It is larger than the largest MAC
+// because base64 input of the largest accepted length can decode to a few
+// bytes more.
+type sigBuf [sha512Size + 8]byte
+
+func newMACKey(key []byte, hf func() hash.Hash) *macKey {
+	if hf == nil {
+		hf = sha256.New
+	}
+	k := append([]byte(nil), key...)
+	m := &macKey{}
+	m.pool.New = func() any { return &macState{h: hmac.New(hf, k)} }
+	return m
+}
+
+// verifyAny reports whether sig is the MAC, under any key, of the
+// concatenation of pre and body. It returns false for an empty sig.
+func verifyAny(keys []*macKey, sig, body []byte, pre ...string) bool {
+	if len(sig) == 0 {
+		return false
+	}
+	ok := 0
+	for _, k := range keys {
+		st := k.pool.Get().(*macState)
+		sum := st.mac(body, pre)
+		// ConstantTimeCompare is 0 for different lengths, so a truncated
+		// or empty signature never verifies.
+		ok |= subtle.ConstantTimeCompare(sum, sig)
+		k.pool.Put(st)
+	}
+	return ok == 1
+}
+
+// mac computes the MAC of the concatenation of pre and body into st.sum.
+// The prefix goes through st.scratch so that nothing is allocated.
+func (st *macState) mac(body []byte, pre []string) []byte {
+	st.h.Reset()
+	if len(pre) > 0 {
+		st.scratch = st.scratch[:0]
+		for _, p := range pre {
+			st.scratch = append(st.scratch, p...)
+		}
+		st.h.Write(st.scratch)
+	}
+	st.h.Write(body)
+	return st.h.Sum(st.sum[:0])
+}
+
+// sign appends the MAC of the concatenation of pre and body under k to dst.
+func (k *macKey) sign(dst, body []byte, pre ...string) []byte {
+	st := k.pool.Get().(*macState)
+	dst = append(dst, st.mac(body, pre)...)
+	k.pool.Put(st)
+	return dst
+}
+
+// decodeHex decodes a hex signature into dst's storage, reporting false
+// for invalid input or a length that cannot be a MAC.
+func decodeHex(dst *sigBuf, s string) ([]byte, bool) {
+	if len(s) == 0 || len(s) > 2*sha512Size || len(s)%2 != 0 {
+		return nil, false
+	}
+	for i := 0; i < len(s); i += 2 {
+		hi, ok1 := unhex(s[i])
+		lo, ok2 := unhex(s[i+1])
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		dst[i/2] = hi<<4 | lo
+	}
+	return dst[:len(s)/2], true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// decodeBase64 decodes a standard base64 signature into dst's storage,
+// reporting false for invalid input or a length that cannot be a MAC.
+func decodeBase64(dst *sigBuf, s string) ([]byte, bool) {
+	if len(s) == 0 || base64.StdEncoding.DecodedLen(len(s)) > len(dst) {
+		return nil, false
+	}
+	var src [90]byte // copy to the stack: Decode takes bytes, and a conversion would allocate
+	n := copy(src[:], s)
+	m, err := base64.StdEncoding.Decode(dst[:], src[:n])
+	if err != nil {
+		return nil, false
+	}
+	return dst[:m], true
+}
+
+// contentID derives an id from the body for providers that send none:
+// the first 16 bytes of its SHA-256, in hex.
+func contentID(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(sum[:16])
+}
+
+// first returns the first value of the canonical header key.
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

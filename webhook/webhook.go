@@ -1,0 +1,285 @@
+// Package webhook receives webhooks: it verifies each request's signature
+// on the raw body, stores the event through a sink, and answers at once,
+// without waiting for the event to be processed.
+//
+// A [Handler] is both an [http.Handler], to mount in any router, and an
+// [event.Source], to add to an intake stream, which connects it to the
+// stream's idempotency store and queue:
+//
+//	h := webhook.New("stripe", webhook.Stripe(os.Getenv("STRIPE_WHSEC")))
+//	mux.Handle("POST /hooks/stripe", h)
+//	stream.Add(h)
+//
+// What a request gets:
+//
+//   - 405 unless its method is POST.
+//   - 413 if its body is over the limit (1 MiB by default); the body is read
+//     through [http.MaxBytesReader] and never beyond the limit.
+//   - 400 if the body cannot be read, or the verified request lacks what the
+//     scheme needs (an id header, a JSON body with an id).
+//   - 401 if a signature header is missing or malformed, no signature
+//     matches any secret, or the signed timestamp is outside the tolerance.
+//   - 202 once the event is stored (claimed and queued), 200 if it was
+//     already delivered: never a 2xx unless the event is stored.
+//   - 409 with Retry-After if the same event is being processed elsewhere.
+//   - 503 with Retry-After if the queue is full, the store failed, or the
+//     stream is not running, so that the provider retries later.
+//
+// Verification runs on the raw bytes before any parsing, compares in
+// constant time, accepts several secrets at once (rotation), and fails
+// closed: no secret, an empty secret, or an empty signature never verifies.
+// Logs and errors name the reason and the source, never a secret or a
+// signature.
+//
+// Serve webhooks from an [http.Server] with ReadHeaderTimeout and
+// ReadTimeout set, so that a slow client cannot hold a connection open.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/metric"
+)
+
+// ErrAlreadyRunning is returned by [Handler.Run] when the handler is
+// already running with another sink.
+var ErrAlreadyRunning = errors.New("webhook: handler already running")
+
+// DefaultMaxBody is the default limit on a request body.
+const DefaultMaxBody = 1 << 20
+
+// Handler receives one provider's webhooks. Create it with [New]; mount it
+// as an [http.Handler] and run it as an [event.Source] (usually by adding
+// it to a stream). Until Run gives it a sink, it answers 503. It is safe
+// for concurrent use.
+type Handler struct {
+	name     string
+	v        Verifier
+	maxBody  int64
+	hold     time.Duration
+	log      *slog.Logger
+	rec      metric.Recorder
+	accepted func(event.Event)
+	sink     atomic.Pointer[sinkRef]
+}
+
+type sinkRef struct{ event.Sink }
+
+// Option configures a [Handler].
+type Option func(*Handler)
+
+// WithMaxBody sets the largest body accepted, in bytes; larger ones get
+// 413. Defaults to [DefaultMaxBody] (1 MiB).
+func WithMaxBody(n int64) Option { return func(h *Handler) { h.maxBody = n } }
+
+// WithHoldOnFull sets the overflow policy for senders that do not retry:
+// when the queue is full, hold the request for up to d waiting for room
+// before answering 503. Defaults to 0: answer 503 at once.
+func WithHoldOnFull(d time.Duration) Option { return func(h *Handler) { h.hold = d } }
+
+// WithLogger sets the logger. Defaults to [slog.Default].
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// WithMetrics sets the metrics recorder. Defaults to [metric.Discard].
+func WithMetrics(r metric.Recorder) Option { return func(h *Handler) { h.rec = r } }
+
+// OnAccepted sets a function called with each newly stored event after the
+// response status is decided, on the request's goroutine. The hybrid
+// pattern uses it to trigger a poll for the full state. It must not block.
+func OnAccepted(fn func(event.Event)) Option { return func(h *Handler) { h.accepted = fn } }
+
+// New returns a handler for webhooks verified by v. name is the source
+// name put on every event: give a provider's webhook handler and its
+// poller the same name so that the stream dedupes across both paths.
+func New(name string, v Verifier, opts ...Option) *Handler {
+	h := &Handler{name: name, v: v, maxBody: DefaultMaxBody, log: slog.Default(), rec: metric.Discard{}}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// Name implements [event.Source].
+func (h *Handler) Name() string { return h.name }
+
+// Run implements [event.Source]: it routes verified events to sink until
+// ctx is done, then returns nil. Requests that arrive outside Run get 503.
+func (h *Handler) Run(ctx context.Context, sink event.Sink) error {
+	ref := &sinkRef{sink}
+	if !h.sink.CompareAndSwap(nil, ref) {
+		return ErrAlreadyRunning
+	}
+	<-ctx.Done()
+	h.sink.CompareAndSwap(ref, nil)
+	return nil
+}
+
+// ServeHTTP implements [http.Handler].
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	reason := h.serve(w, r, start)
+	h.rec.Count(metric.Received, h.name, reason, 1)
+	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
+}
+
+// serve answers the request and returns the reason recorded in metrics.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time) string {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return h.reject(w, http.StatusMethodNotAllowed, "method", nil)
+	}
+	body, err := readBody(w, r, h.maxBody)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return h.reject(w, http.StatusRequestEntityTooLarge, "too-large", nil)
+		}
+		return h.reject(w, http.StatusBadRequest, "read", err)
+	}
+
+	e, err := h.v.Verify(r.Header, body)
+	if err != nil {
+		var reply *Reply
+		if errors.As(err, &reply) {
+			if reply.ContentType != "" {
+				w.Header().Set("Content-Type", reply.ContentType)
+			}
+			w.WriteHeader(reply.Status)
+			_, _ = w.Write(reply.Body)
+			return "reply"
+		}
+		if errors.Is(err, ErrMalformed) {
+			return h.reject(w, http.StatusBadRequest, "malformed", err)
+		}
+		return h.reject(w, http.StatusUnauthorized, reasonOf(err), err)
+	}
+	e.Source = h.name
+	e.Via = event.Webhook
+	e.Received = start
+	if e.Payload == nil {
+		e.Payload = body
+	}
+
+	ref := h.sink.Load()
+	if ref == nil {
+		return h.retryLater(w, http.StatusServiceUnavailable, "not-running", time.Second)
+	}
+	err = ref.Put(r.Context(), e)
+	if h.hold > 0 && errors.Is(err, event.ErrQueueFull) {
+		err = h.holdForRoom(r.Context(), ref, e, err)
+	}
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusAccepted)
+		if h.log.Enabled(r.Context(), slog.LevelDebug) {
+			h.log.Debug("webhook: accepted", "source", h.name, "id", e.ID, "type", e.Type)
+		}
+		if h.accepted != nil {
+			h.accepted(e)
+		}
+		return "accepted"
+	case errors.Is(err, event.ErrDuplicate):
+		w.WriteHeader(http.StatusOK)
+		return "duplicate"
+	case errors.Is(err, event.ErrPending):
+		d, _ := event.RetryDelay(err)
+		return h.retryLater(w, http.StatusConflict, "pending", d)
+	case errors.Is(err, event.ErrInvalid):
+		return h.reject(w, http.StatusBadRequest, "invalid", err)
+	}
+	reason := "store"
+	switch {
+	case errors.Is(err, event.ErrQueueFull):
+		reason = "full"
+	case errors.Is(err, event.ErrNotRunning), errors.Is(err, event.ErrClosed):
+		reason = "not-running"
+	default:
+		h.log.Error("webhook: event not stored", "source", h.name, "id", e.ID, "err", err)
+	}
+	d, _ := event.RetryDelay(err)
+	return h.retryLater(w, http.StatusServiceUnavailable, reason, d)
+}
+
+// holdForRoom puts e again until it is accepted, the hold expires or the
+// request ends.
+func (h *Handler) holdForRoom(ctx context.Context, sink event.Sink, e event.Event, err error) error {
+	deadline := time.Now().Add(h.hold)
+	wait := 5 * time.Millisecond
+	for errors.Is(err, event.ErrQueueFull) && time.Now().Add(wait).Before(deadline) {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+		err = sink.Put(ctx, e)
+	}
+	return err
+}
+
+func (h *Handler) reject(w http.ResponseWriter, status int, reason string, err error) string {
+	h.log.Warn("webhook: request rejected", "source", h.name, "status", status, "reason", reason, "err", err)
+	http.Error(w, http.StatusText(status), status)
+	return reason
+}
+
+func (h *Handler) retryLater(w http.ResponseWriter, status int, reason string, d time.Duration) string {
+	secs := max(1, int64((d+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	http.Error(w, http.StatusText(status), status)
+	return reason
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrNoSecret):
+		return "no-secret"
+	case errors.Is(err, ErrMissingSignature):
+		return "missing-signature"
+	case errors.Is(err, ErrMalformedSignature):
+		return "malformed-signature"
+	case errors.Is(err, ErrTimestamp):
+		return "timestamp"
+	case errors.Is(err, ErrSignatureMismatch):
+		return "signature-mismatch"
+	}
+	return "unverified"
+}
+
+// readBody reads the whole body, but no more than limit bytes: a larger
+// body yields an *http.MaxBytesError without the rest being read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength >= 0 {
+		// Known length: one allocation of the right size, then make sure
+		// nothing follows.
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		var one [1]byte
+		if n, _ := body.Read(one[:]); n > 0 {
+			return nil, errors.New("webhook: body longer than Content-Length")
+		}
+		return buf, nil
+	}
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(body); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
