@@ -137,6 +137,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		w.Header().Set("Allow", http.MethodPost)
 		return h.reject(w, http.StatusMethodNotAllowed, "method", nil)
 	}
+	// Not running: answer before reading anything, the provider retries.
+	ref := h.sink.Load()
+	if ref == nil {
+		return h.retryLater(w, http.StatusServiceUnavailable, "not-running", time.Second)
+	}
 	body, err := readBody(w, r, h.maxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -169,10 +174,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		e.Payload = body
 	}
 
-	ref := h.sink.Load()
-	if ref == nil {
-		return h.retryLater(w, http.StatusServiceUnavailable, "not-running", time.Second)
-	}
 	err = ref.Put(r.Context(), e)
 	if h.hold > 0 && errors.Is(err, event.ErrQueueFull) {
 		err = h.holdForRoom(r.Context(), ref, e, err)
