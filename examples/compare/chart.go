@@ -15,7 +15,7 @@ var colors = map[string]string{"polling": "#e4572e", "webhooks": "#17a2b8", "hyb
 // the right, HTTP requests per second over the run.
 func chart(r *Report) []byte {
 	const (
-		w, h           = 1000, 450
+		w, h           = 1010, 450
 		top, bottom    = 70, 90
 		panelW, margin = 400, 70
 	)
@@ -104,7 +104,7 @@ func chart(r *Report) []byte {
 		label := fmt.Sprintf("%s · p50 %s · %d missed · %d req", cr.Name, dur(cr.LatencyMS.P50), cr.Missed, cr.Requests)
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="3"%s/>`, lx, h-18, lx+22, h-18, colors[cr.Name], dash(cr.Name))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#333">%s</text>`, lx+28, h-14, html.EscapeString(label))
-		lx += 28 + 6.4*float64(len([]rune(label))) + 34
+		lx += 28 + 6.1*float64(len([]rune(label))) + 26
 	}
 	b.WriteString(`</svg>`)
 	return b.Bytes()
