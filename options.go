@@ -14,6 +14,7 @@ type Option func(*config)
 
 type config struct {
 	store        dedupe.Store
+	queue        Queue
 	queueSize    int
 	retention    time.Duration
 	claimLease   time.Duration
@@ -29,7 +30,6 @@ func defaultConfig() config {
 	return config{
 		queueSize:    10_000,
 		retention:    7 * 24 * time.Hour,
-		claimLease:   15 * time.Minute,
 		drainTimeout: 10 * time.Second,
 		retryAfter:   time.Second,
 		restartMin:   time.Second,
@@ -54,8 +54,10 @@ func WithRetention(d time.Duration) Option { return func(c *config) { c.retentio
 
 // WithClaimLease sets how long a claimed key blocks duplicates while its
 // event waits in the queue and is delivered. A claim whose holder died
-// (a crashed replica) frees the key when the lease ends. It must exceed the
-// time an event spends queued and in delivery. Defaults to 15 minutes.
+// (a crashed replica) frees the key when the lease ends. With the store
+// alone it must exceed the time an event spends queued and in delivery,
+// and defaults to 15 minutes; with a durable queue ([WithQueue]) the stream
+// renews it, and it defaults to 30 seconds.
 func WithClaimLease(d time.Duration) Option { return func(c *config) { c.claimLease = d } }
 
 // WithDrainTimeout bounds how long Run, once its context is done, keeps

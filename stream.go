@@ -55,10 +55,10 @@ const (
 // may be called from any goroutine; a Stream is safe for concurrent use.
 // Create one with [New]; the zero value is not usable.
 type Stream struct {
-	cfg   config
-	log   *slog.Logger
-	store dedupe.Store
-	rec   metric.Recorder
+	cfg  config
+	log  *slog.Logger
+	keys keeper // claims, commits and releases keys; keeps events if durable
+	rec  metric.Recorder
 
 	mu      sync.Mutex
 	state   int
@@ -85,8 +85,21 @@ func New(opts ...Option) *Stream {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.store == nil {
-		cfg.store = dedupe.NewMemory()
+	var keys keeper
+	switch {
+	case cfg.queue != nil:
+		keys = queueKeeper{cfg.queue}
+		if cfg.claimLease <= 0 {
+			cfg.claimLease = 30 * time.Second
+		}
+	default:
+		if cfg.store == nil {
+			cfg.store = dedupe.NewMemory()
+		}
+		keys = storeKeeper{cfg.store}
+		if cfg.claimLease <= 0 {
+			cfg.claimLease = 15 * time.Minute
+		}
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -97,7 +110,7 @@ func New(opts ...Option) *Stream {
 	return &Stream{
 		cfg:     cfg,
 		log:     cfg.logger,
-		store:   cfg.store,
+		keys:    keys,
 		rec:     cfg.metrics,
 		live:    make(map[*entry]struct{}),
 		drained: make(chan struct{}),
@@ -151,8 +164,11 @@ func (s *Stream) Put(ctx context.Context, e event.Event) error {
 	s.queued++ // reserve a slot before claiming, so a full queue costs no store call
 	s.mu.Unlock()
 
+	if e.Received.IsZero() {
+		e.Received = time.Now()
+	}
 	key := e.Key()
-	st, err := s.store.Claim(ctx, key, s.cfg.claimLease)
+	st, err := s.keys.claim(ctx, key, &e, s.cfg.claimLease)
 	if err != nil {
 		s.unreserve()
 		s.rec.Count(metric.Rejected, e.Source, "store", 1)
@@ -169,20 +185,28 @@ func (s *Stream) Put(ctx context.Context, e event.Event) error {
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrPending)
 	}
 
-	if e.Received.IsZero() {
-		e.Received = time.Now()
-	}
 	en := &entry{ev: e, key: key, start: time.Now()}
-	s.mu.Lock()
-	if s.state != stateRunning {
-		s.mu.Unlock()
+	if !s.admit(en) {
 		s.release(en.key)
 		s.unreserve()
 		s.rec.Count(metric.Rejected, e.Source, "closed", 1)
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrClosed)
 	}
+	s.rec.Count(metric.Accepted, e.Source, "", 1)
+	return nil
+}
+
+// admit hands a claimed entry, whose slot is reserved, to every
+// subscription that wants it. It returns false, changing nothing, once the
+// stream has stopped running.
+func (s *Stream) admit(en *entry) bool {
+	s.mu.Lock()
+	if s.state != stateRunning {
+		s.mu.Unlock()
+		return false
+	}
 	for _, sub := range s.subs {
-		if sub.matches(&e) {
+		if sub.matches(&en.ev) {
 			en.remaining++
 			sub.push(&item{e: en})
 		}
@@ -193,12 +217,11 @@ func (s *Stream) Put(ctx context.Context, e event.Event) error {
 	}
 	depth := s.queued
 	s.mu.Unlock()
-	s.rec.Count(metric.Accepted, e.Source, "", 1)
 	s.rec.Gauge(metric.QueueDepth, "", float64(depth))
 	if unwanted {
 		s.finish(en) // no subscription wants it: done at once
 	}
-	return nil
+	return true
 }
 
 func (s *Stream) unreserve() {
@@ -221,7 +244,7 @@ func (s *Stream) signalDrainedLocked() {
 // finish commits an entry that every subscription acked and frees its slot.
 func (s *Stream) finish(en *entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := s.store.Commit(ctx, en.key, s.cfg.retention)
+	err := s.keys.commit(ctx, en.key, s.cfg.retention)
 	cancel()
 	if err != nil {
 		// The claim stays pending until its lease ends; a redelivery after
@@ -242,7 +265,7 @@ func (s *Stream) finish(en *entry) {
 func (s *Stream) release(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.store.Release(ctx, key); err != nil {
+	if err := s.keys.release(ctx, key); err != nil {
 		s.log.Error("intake: release failed", "key", key, "err", err)
 	}
 }
@@ -291,6 +314,14 @@ func (s *Stream) Run(ctx context.Context) error {
 			}()
 		}
 	}
+	var keeper sync.WaitGroup
+	if s.keys.durable() {
+		keeper.Add(1)
+		go func() {
+			defer keeper.Done()
+			s.keepQueue(ctx)
+		}()
+	}
 	for _, src := range sources {
 		srcs.Add(1)
 		go func() {
@@ -300,6 +331,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	}
 
 	<-ctx.Done()
+	keeper.Wait()
 	s.mu.Lock()
 	s.state = stateDraining
 	s.signalDrainedLocked()
@@ -323,20 +355,86 @@ func (s *Stream) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.state = stateStopped
 	left := make([]*entry, 0, len(s.live))
+	keys := make([]string, 0, len(s.live))
 	for en := range s.live {
 		left = append(left, en)
+		keys = append(keys, en.key)
 	}
 	s.live = nil
 	s.mu.Unlock()
+	if len(left) == 0 {
+		return nil
+	}
+	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := s.keys.giveBack(gctx, keys)
+	cancel()
+	if s.keys.durable() {
+		// Still stored: the next stream on this queue delivers them.
+		s.log.Info("intake: undelivered events left in the queue at shutdown", "count", len(left), "err", err)
+		return nil
+	}
 	for _, en := range left {
-		s.release(en.key)
 		s.rec.Count(metric.Dropped, en.ev.Source, "", 1)
 	}
-	if len(left) > 0 {
-		s.log.Error("intake: undelivered events released at shutdown; their senders must deliver them again",
-			"count", len(left), "drain_timeout", s.cfg.drainTimeout)
-	}
+	s.log.Error("intake: undelivered events released at shutdown; their senders must deliver them again",
+		"count", len(left), "drain_timeout", s.cfg.drainTimeout, "err", err)
 	return nil
+}
+
+// keepQueue runs while the stream runs with a durable queue: every third of
+// the claim lease it renews the claims on the events this stream holds and
+// adopts events whose holder is gone (this process before a crash, or
+// another replica), as many as the queue has room for.
+func (s *Stream) keepQueue(ctx context.Context) {
+	q := s.cfg.queue
+	every := max(s.cfg.claimLease/3, 10*time.Millisecond)
+	for {
+		s.mu.Lock()
+		keys := make([]string, 0, len(s.live))
+		for en := range s.live {
+			keys = append(keys, en.key)
+		}
+		free := s.cfg.queueSize - s.queued
+		s.queued += max(free, 0) // reserve the room adoption may fill
+		s.mu.Unlock()
+
+		if len(keys) > 0 {
+			if err := q.Extend(ctx, keys, s.cfg.claimLease); err != nil && ctx.Err() == nil {
+				s.log.Error("intake: renewing claims failed", "count", len(keys), "err", err)
+			}
+		}
+		adopted := 0
+		if free > 0 {
+			items, err := q.Adopt(ctx, free, s.cfg.claimLease)
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("intake: adopting queued events failed", "err", err)
+			}
+			for _, it := range items {
+				en := &entry{ev: it.Event, key: it.Key, start: time.Now()}
+				if !s.admit(en) {
+					// Stopped meanwhile: give it straight back.
+					_ = q.Extend(context.WithoutCancel(ctx), []string{it.Key}, 0)
+					continue
+				}
+				adopted++
+			}
+			if adopted > 0 {
+				s.log.Info("intake: adopted queued events", "count", adopted)
+			}
+		}
+		s.mu.Lock()
+		s.queued -= max(free, 0) - adopted
+		s.signalDrainedLocked()
+		s.mu.Unlock()
+
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (s *Stream) runSource(ctx context.Context, src event.Source) {

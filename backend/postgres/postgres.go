@@ -1,0 +1,374 @@
+// Package postgres keeps intake's idempotency keys, durable queue, poller
+// checkpoints and leader leases in PostgreSQL, so that several replicas
+// share them: each event is processed once across replicas, queued events
+// survive a crash, and one replica polls each source.
+//
+// A [Backend] is an [intake.Queue] and a [dedupe.Store]; [Backend.Checkpoint]
+// and [Backend.Lease] give the poller's. Each Backend value is one holder
+// of claims and leases: give every replica (every stream) its own.
+//
+//	pool, _ := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	pg, err := postgres.New(ctx, pool)
+//	stream := intake.New(intake.WithQueue(pg))
+//	p := poller.New("stripe", fetch, poller.WithCheckpoint(pg.Checkpoint()), poller.WithLease(pg.Lease(), 30*time.Second))
+//
+// Claim and enqueue are one INSERT … ON CONFLICT statement, so no crash can
+// mark an event seen without keeping it. Adoption of a crashed holder's
+// events uses FOR UPDATE SKIP LOCKED. Expired keys are deleted in bounded
+// batches through an index on their expiry. Tables are created on first
+// use, idempotently, with a prefix (default "intake_") so that several
+// streams can share one database; the SQL is in schema.sql.
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// Backend stores intake's state in PostgreSQL. Create it with [New] or
+// [Open]. It is safe for concurrent use.
+type Backend struct {
+	pool   *pgxpool.Pool
+	owned  bool // Open made the pool; Close closes it
+	holder string
+	q      queries
+	calls  atomic.Int64
+}
+
+// Option configures a [Backend].
+type Option func(*settings)
+
+type settings struct{ prefix string }
+
+// WithPrefix sets the prefix of the tables, so that several streams can
+// share a database. It must be a lowercase SQL identifier. Defaults to
+// "intake_".
+func WithPrefix(p string) Option { return func(s *settings) { s.prefix = p } }
+
+var validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
+
+// New returns a backend on pool, creating its tables if they do not exist.
+// The pool stays the caller's.
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, error) {
+	s := settings{prefix: "intake_"}
+	for _, o := range opts {
+		o(&s)
+	}
+	if !validPrefix.MatchString(s.prefix) {
+		return nil, fmt.Errorf("postgres: invalid table prefix %q", s.prefix)
+	}
+	b := &Backend{pool: pool, holder: newHolder(), q: newQueries(s.prefix)}
+	if err := b.migrate(ctx, s.prefix); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Open connects to dsn and returns a backend that owns the pool: Close
+// closes it.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	b, err := New(ctx, pool, opts...)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	b.owned = true
+	return b, nil
+}
+
+// Close closes the pool if [Open] made it; otherwise it does nothing.
+func (b *Backend) Close() {
+	if b.owned {
+		b.pool.Close()
+	}
+}
+
+func newHolder() string {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+func (b *Backend) migrate(ctx context.Context, prefix string) error {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: create tables: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	// Replicas starting together must not race on CREATE … IF NOT EXISTS.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "intake-schema:"+prefix); err != nil {
+		return fmt.Errorf("postgres: create tables: %w", err)
+	}
+	if _, err := tx.Exec(ctx, strings.ReplaceAll(schemaSQL, "{p}", prefix)); err != nil {
+		return fmt.Errorf("postgres: create tables: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: create tables: %w", err)
+	}
+	return nil
+}
+
+const (
+	statePending = 1
+	stateDone    = 2
+)
+
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+func validDuration(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("postgres: duration %v: %w", d, dedupe.ErrInvalidDuration)
+	}
+	return nil
+}
+
+// Claim implements [dedupe.Store].
+func (b *Backend) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.State, error) {
+	if err := validDuration(lease); err != nil {
+		return 0, err
+	}
+	return b.claim(ctx, b.q.claim, key, micros(lease), b.holder)
+}
+
+// Enqueue implements [intake.Queue].
+func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
+	if err := validDuration(lease); err != nil {
+		return 0, err
+	}
+	var meta []byte
+	if len(e.Meta) > 0 {
+		meta, _ = json.Marshal(e.Meta)
+	}
+	return b.claim(ctx, b.q.enqueue, key, micros(lease), b.holder,
+		e.Source, e.ID, e.Type, int16(e.Via), nullTime(e.Time), nullTime(e.Received), e.Payload, meta)
+}
+
+// claim runs a claiming statement: it answers 0 when it claimed the key,
+// or the state of the row that stopped it.
+func (b *Backend) claim(ctx context.Context, sql, key string, args ...any) (dedupe.State, error) {
+	b.maybeCleanup(ctx)
+	args = append([]any{key}, args...)
+	for range 3 {
+		var st int16
+		err := b.pool.QueryRow(ctx, sql, args...).Scan(&st)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// A concurrent claim committed after this statement's snapshot:
+			// read the row as it is now.
+			err = b.pool.QueryRow(ctx, b.q.state, key).Scan(&st)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue // released meanwhile: claim again
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("postgres: claim: %w", err)
+		}
+		switch st {
+		case 0:
+			return dedupe.Claimed, nil
+		case stateDone:
+			return dedupe.Done, nil
+		default:
+			return dedupe.Pending, nil
+		}
+	}
+	return 0, errors.New("postgres: claim: key keeps changing; try again")
+}
+
+// Commit implements [dedupe.Store] and [intake.Queue].
+func (b *Backend) Commit(ctx context.Context, key string, retain time.Duration) error {
+	if err := validDuration(retain); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, b.q.commit, key, micros(retain)); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// Release implements [dedupe.Store] and [intake.Queue].
+func (b *Backend) Release(ctx context.Context, key string) error {
+	if _, err := b.pool.Exec(ctx, b.q.release, key); err != nil {
+		return fmt.Errorf("postgres: release: %w", err)
+	}
+	return nil
+}
+
+// Extend implements [intake.Queue].
+func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := b.pool.Exec(ctx, b.q.extend, keys, micros(max(lease, 0)), b.holder); err != nil {
+		return fmt.Errorf("postgres: extend: %w", err)
+	}
+	return nil
+}
+
+// Adopt implements [intake.Queue]. It also deletes a bounded batch of
+// expired keys.
+func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]intake.Stored, error) {
+	if err := validDuration(lease); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	if _, err := b.Cleanup(ctx, 1000); err != nil {
+		return nil, err
+	}
+	rows, err := b.pool.Query(ctx, b.q.adopt, b.holder, micros(lease), n)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: adopt: %w", err)
+	}
+	type row struct {
+		seq int64
+		it  intake.Stored
+	}
+	var got []row
+	for rows.Next() {
+		var (
+			r                  row
+			via                int16
+			happened, received *time.Time
+			meta               []byte
+			e                  = &r.it.Event
+		)
+		if err := rows.Scan(&r.it.Key, &r.seq, &e.Source, &e.ID, &e.Type, &via, &happened, &received, &e.Payload, &meta); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("postgres: adopt: %w", err)
+		}
+		e.Via = event.Via(via)
+		if happened != nil {
+			e.Time = *happened
+		}
+		if received != nil {
+			e.Received = *received
+		}
+		if len(meta) > 0 {
+			_ = json.Unmarshal(meta, &e.Meta)
+		}
+		got = append(got, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: adopt: %w", err)
+	}
+	slices.SortFunc(got, func(a, b row) int { return int(a.seq - b.seq) })
+	out := make([]intake.Stored, len(got))
+	for i, r := range got {
+		out[i] = r.it
+	}
+	return out, nil
+}
+
+// Cleanup deletes up to limit keys whose lease or retention has expired
+// and that hold no queued event, oldest expiry first, through the index on
+// expiry. Adopt calls it, and so does every 1024th claim; call it yourself
+// if you use the backend as a store only and claim rarely.
+func (b *Backend) Cleanup(ctx context.Context, limit int) (int64, error) {
+	tag, err := b.pool.Exec(ctx, b.q.cleanup, limit)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: cleanup: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (b *Backend) maybeCleanup(ctx context.Context) {
+	if b.calls.Add(1)%1024 == 0 {
+		_, _ = b.Cleanup(ctx, 256) // best effort: the next call retries
+	}
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// Checkpoint returns the poller checkpoint kept in the backend's database.
+func (b *Backend) Checkpoint() *Checkpoint { return &Checkpoint{b: b} }
+
+// Checkpoint is a [poller.Checkpoint] in PostgreSQL.
+type Checkpoint struct{ b *Backend }
+
+// Load implements [poller.Checkpoint].
+func (c *Checkpoint) Load(ctx context.Context, name string) (string, error) {
+	var cursor string
+	err := c.b.pool.QueryRow(ctx, c.b.q.loadCheckpoint, name).Scan(&cursor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: load checkpoint: %w", err)
+	}
+	return cursor, nil
+}
+
+// Save implements [poller.Checkpoint].
+func (c *Checkpoint) Save(ctx context.Context, name, cursor string) error {
+	if _, err := c.b.pool.Exec(ctx, c.b.q.saveCheckpoint, name, cursor); err != nil {
+		return fmt.Errorf("postgres: save checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Lease returns the leader lease of this backend's holder.
+func (b *Backend) Lease() *Lease { return &Lease{b: b} }
+
+// Lease is a [poller.Lease] in PostgreSQL: a row per name with its holder
+// and expiry.
+type Lease struct{ b *Backend }
+
+// Acquire implements [poller.Lease].
+func (l *Lease) Acquire(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return l.run(ctx, l.b.q.acquire, name, ttl)
+}
+
+// Renew implements [poller.Lease].
+func (l *Lease) Renew(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return l.run(ctx, l.b.q.renew, name, ttl)
+}
+
+func (l *Lease) run(ctx context.Context, sql, name string, ttl time.Duration) (bool, error) {
+	var one int
+	err := l.b.pool.QueryRow(ctx, sql, name, l.b.holder, micros(ttl)).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("postgres: lease: %w", err)
+	}
+	return true, nil
+}
+
+// Release implements [poller.Lease].
+func (l *Lease) Release(ctx context.Context, name string) error {
+	if _, err := l.b.pool.Exec(ctx, l.b.q.releaseLease, name, l.b.holder); err != nil {
+		return fmt.Errorf("postgres: release lease: %w", err)
+	}
+	return nil
+}
