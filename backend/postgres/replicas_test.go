@@ -1,0 +1,412 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/webhook"
+)
+
+const secret = "It's a Secret to Everybody"
+
+// replica is one process of a service: a stream on the shared database,
+// with a webhook endpoint and a poller.
+type replica struct {
+	stream *intake.Stream
+	srv    *httptest.Server
+	poll   *poller.Poller
+}
+
+// TestReplicasHandleEachEventOnce runs three streams sharing one Postgres.
+// 10,000 unique events arrive, 30% of them twice, spread across replicas
+// and across the webhook and poll paths; every unique event must be
+// handled exactly once in total.
+func TestReplicasHandleEachEventOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("13,000 requests")
+	}
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	const unique, replicas = 10_000, 3
+
+	// Plan: event i goes first to replica i%3; 30% also arrive at the next
+	// replica by the other path.
+	type delivery struct {
+		id  string
+		via event.Via
+	}
+	plan := make([][]delivery, replicas)
+	for i := range unique {
+		id := fmt.Sprintf("evt_%05d", i)
+		first := event.Webhook
+		if i%4 == 0 {
+			first = event.Poll
+		}
+		plan[i%replicas] = append(plan[i%replicas], delivery{id, first})
+		if i%10 < 3 {
+			other := event.Poll
+			if first == event.Poll {
+				other = event.Webhook
+			}
+			plan[(i+1)%replicas] = append(plan[(i+1)%replicas], delivery{id, other})
+		}
+	}
+
+	var mu sync.Mutex
+	handled := map[string]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var runs sync.WaitGroup
+	var reps []*replica
+	for r := range replicas {
+		var polled []event.Event
+		for _, d := range plan[r] {
+			if d.via == event.Poll {
+				polled = append(polled, event.Event{ID: d.id, Type: "t", Payload: []byte(d.id)})
+			}
+		}
+		s := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(quiet), intake.WithQueueSize(2000))
+		hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet))
+		p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000), poller.WithLogger(quiet))
+		s.Add(hook, p)
+		s.Handle(func(ctx context.Context, e event.Event) error {
+			mu.Lock()
+			handled[e.ID]++
+			mu.Unlock()
+			return nil
+		}, intake.WithWorkers(4))
+		rep := &replica{stream: s, srv: httptest.NewServer(hook), poll: p}
+		defer rep.srv.Close()
+		reps = append(reps, rep)
+		runs.Add(1)
+		go func() {
+			defer runs.Done()
+			if err := s.Run(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+
+	// Send the webhooks, 8 at a time per replica.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	var sends sync.WaitGroup
+	var failed atomic.Int64
+	for r, rep := range reps {
+		var ids []string
+		for _, d := range plan[r] {
+			if d.via == event.Webhook {
+				ids = append(ids, d.id)
+			}
+		}
+		work := make(chan string)
+		for range 8 {
+			sends.Add(1)
+			go func() {
+				defer sends.Done()
+				for id := range work {
+					if !sendUntilStored(client, rep.srv.URL, id) {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		go func() {
+			for _, id := range ids {
+				work <- id
+			}
+			close(work)
+		}()
+	}
+	sends.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d webhooks never stored", n)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		n := len(handled)
+		mu.Unlock()
+		if n == unique || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // let late duplicates show
+	cancel()
+	runs.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != unique {
+		t.Fatalf("%d of %d events handled", len(handled), unique)
+	}
+	for id, n := range handled {
+		if n != 1 {
+			t.Errorf("%s handled %d times", id, n)
+		}
+	}
+	var dups int64
+	for _, rep := range reps {
+		dups += rep.poll.Stats().Duplicates
+	}
+	t.Logf("10,000 unique events over 3 replicas; poll path saw %d duplicates", dups)
+}
+
+// sendUntilStored posts a signed webhook until it is stored (202) or known
+// (200, or 409 while another replica holds it), as a provider would retry.
+func sendUntilStored(client *http.Client, url, id string) bool {
+	body := []byte(`{"id":"` + id + `"}`)
+	for range 200 {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header = webhook.SignGitHub(secret, id, "push", body)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusAccepted, http.StatusOK, http.StatusConflict:
+				return true
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// pageFetch serves events in pages of size, the cursor being an index.
+func pageFetch(events []event.Event, size int) poller.FetchFunc {
+	return func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+		from := 0
+		fmt.Sscan(cursor, &from)
+		if from >= len(events) {
+			return nil, "", nil
+		}
+		to := min(from+size, len(events))
+		if to < len(events) {
+			poller.MorePages(ctx)
+		}
+		return events[from:to], fmt.Sprint(to), nil
+	}
+}
+
+// crashLease is a lease whose Release does nothing, as when a process dies.
+type crashLease struct{ poller.Lease }
+
+func (crashLease) Release(context.Context, string) error { return nil }
+
+// TestLeaderFailover runs three pollers of one source, each with its own
+// lease holder. Exactly one polls; when it stops (cleanly, or as if it
+// crashed), another takes over within one lease period; no two poll at once.
+func TestLeaderFailover(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) {
+			pool := testPool(t)
+			prefix := testPrefix(t, pool)
+			const ttl = 600 * time.Millisecond
+			var (
+				mu        sync.Mutex
+				polls     = map[int]int{}
+				last      = map[int]time.Time{}
+				active    atomic.Int64
+				overlap   atomic.Int64
+				cancelers []context.CancelFunc
+				done      []chan struct{}
+			)
+			for i := range 3 {
+				var lease poller.Lease = newBackend(t, pool, prefix).Lease()
+				if crash {
+					lease = crashLease{lease}
+				}
+				p := poller.New("shared-source", func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+					if active.Add(1) > 1 {
+						overlap.Add(1)
+					}
+					defer active.Add(-1)
+					mu.Lock()
+					polls[i]++
+					last[i] = time.Now()
+					mu.Unlock()
+					time.Sleep(5 * time.Millisecond)
+					return nil, "", nil
+				}, poller.Every(10*time.Millisecond), poller.WithLease(lease, ttl), poller.WithLogger(quiet))
+				ctx, cancel := context.WithCancel(context.Background())
+				ch := make(chan struct{})
+				go func() {
+					defer close(ch)
+					_ = p.Run(ctx, event.SinkFunc(func(context.Context, event.Event) error { return nil }))
+				}()
+				cancelers = append(cancelers, cancel)
+				done = append(done, ch)
+			}
+			defer func() {
+				for i, c := range cancelers {
+					c()
+					<-done[i]
+				}
+			}()
+
+			time.Sleep(3 * ttl)
+			mu.Lock()
+			leaders := []int{}
+			for i := range polls {
+				leaders = append(leaders, i)
+			}
+			mu.Unlock()
+			if len(leaders) != 1 {
+				t.Fatalf("%d pollers polled, want 1: %v", len(leaders), polls)
+			}
+			leader := leaders[0]
+			stopped := time.Now()
+			cancelers[leader]()
+			<-done[leader]
+
+			var next int = -1
+			var took time.Duration
+			for deadline := time.Now().Add(3 * ttl); time.Now().Before(deadline) && next < 0; time.Sleep(5 * time.Millisecond) {
+				mu.Lock()
+				for i, at := range last {
+					if i != leader && at.After(stopped) {
+						next, took = i, at.Sub(stopped)
+					}
+				}
+				mu.Unlock()
+			}
+			if next < 0 {
+				t.Fatal("no poller took over")
+			}
+			limit := ttl / 3 // a clean stop releases the lease: the next acquire attempt wins
+			if crash {
+				limit = ttl + ttl/3 // the lease must expire first
+			}
+			if took > limit+100*time.Millisecond {
+				t.Errorf("took over after %v, want within %v", took, limit)
+			}
+			time.Sleep(2 * ttl)
+			if n := overlap.Load(); n > 0 {
+				t.Errorf("%d polls ran while another was running", n)
+			}
+			t.Logf("leader %d stopped; %d took over after %v", leader, next, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// flakyDialer fails every new connection while down is set.
+type flakyDialer struct {
+	down atomic.Bool
+	d    net.Dialer
+}
+
+func (f *flakyDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if f.down.Load() {
+		return nil, errors.New("connection refused (simulated outage)")
+	}
+	return f.d.DialContext(ctx, network, addr)
+}
+
+// TestOutage stops the database mid-test: webhooks answer 503 with
+// Retry-After and nothing is acked; after recovery the same events are
+// accepted and handled once.
+func TestOutage(t *testing.T) {
+	testPool(t) // skip or fail early when there is no server
+	cfg, err := pgxpool.ParseConfig(dsn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &flakyDialer{}
+	cfg.ConnConfig.DialFunc = dialer.DialContext
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	prefix := testPrefix(t, pool)
+
+	s := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(quiet))
+	hook := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet))
+	s.Add(hook)
+	var mu sync.Mutex
+	handled := map[string]int{}
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		mu.Lock()
+		handled[e.ID]++
+		mu.Unlock()
+		return nil
+	})
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- s.Run(ctx) }()
+	defer func() { cancel(); <-runDone }()
+
+	post := func(id string) *http.Response {
+		body := []byte(`{"id":"` + id + `"}`)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+		req.Header = webhook.SignGitHub(secret, id, "push", body)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if !sendUntilStored(http.DefaultClient, srv.URL, "before") {
+		t.Fatal("not running")
+	}
+
+	dialer.down.Store(true)
+	pool.Reset() // drop the open connections: every query now needs a new one
+	for i := range 5 {
+		resp := post(fmt.Sprint("during-", i))
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("during the outage: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	mu.Lock()
+	for id := range handled {
+		if id != "before" {
+			t.Errorf("%s handled during the outage", id)
+		}
+	}
+	mu.Unlock()
+
+	dialer.down.Store(false)
+	for i := range 5 {
+		if resp := post(fmt.Sprint("during-", i)); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("after recovery: %d, want 202", resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(handled)
+		mu.Unlock()
+		if n == 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 6 {
+		t.Fatalf("handled %v, want 6 events", handled)
+	}
+	for id, n := range handled {
+		if n != 1 {
+			t.Errorf("%s handled %d times", id, n)
+		}
+	}
+}
