@@ -1,0 +1,68 @@
+package sqlite_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/dedupe/dedupetest"
+	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/poller/pollertest"
+)
+
+func open(t testing.TB, path string, opts ...sqlite.Option) *sqlite.Backend {
+	t.Helper()
+	b, err := sqlite.Open(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestStoreConformance(t *testing.T) {
+	b := open(t, filepath.Join(t.TempDir(), "store.db"))
+	dedupetest.Run(t, func(t *testing.T) dedupe.Store { return b })
+}
+
+func TestQueueConformance(t *testing.T) {
+	intaketest.RunQueue(t, func(t *testing.T) func() intake.Queue {
+		path := filepath.Join(t.TempDir(), "queue.db")
+		return func() intake.Queue { return open(t, path) }
+	})
+}
+
+func TestCheckpointConformance(t *testing.T) {
+	pollertest.RunCheckpoint(t, open(t, filepath.Join(t.TempDir(), "cp.db")).Checkpoint())
+}
+
+func TestLeaseConformance(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lease.db")
+	pollertest.RunLease(t, func() poller.Lease { return open(t, path).Lease() })
+}
+
+func TestClosed(t *testing.T) {
+	b, err := sqlite.Open(filepath.Join(t.TempDir(), "closed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Claim(t.Context(), "k", 1); err == nil {
+		t.Fatal("Claim after Close succeeded")
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := sqlite.Open(filepath.Join(dir, "a.db"), sqlite.WithPrefix("bad prefix")); err == nil {
+		t.Error("accepted an invalid prefix")
+	}
+	if _, err := sqlite.Open(filepath.Join(dir, "b.db"), sqlite.WithSynchronous("FULL); DROP")); err == nil {
+		t.Error("accepted an invalid synchronous mode")
+	}
+}

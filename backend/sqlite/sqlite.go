@@ -1,0 +1,640 @@
+// Package sqlite keeps intake's idempotency keys, durable queue, poller
+// checkpoints and lease in one SQLite file (pure Go, no cgo), the embedded
+// durable choice for a single node: what a stream acknowledged survives
+// kill -9 and is delivered after a restart.
+//
+//	db, err := sqlite.Open("intake.db")
+//	defer db.Close()
+//	stream := intake.New(intake.WithQueue(db))
+//
+// Writes go through one goroutine that commits them in groups (group
+// commit): concurrent claims, enqueues and acks share a transaction and an
+// fsync, and none is answered before its transaction is durable; if one
+// write of a group fails, the others are retried without it. The file is in WAL mode. Tables are created on
+// first use with a prefix (default "intake_"); the SQL is in schema.sql.
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go driver, registered as "sqlite"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// ErrClosed is returned by every method after Close.
+var ErrClosed = errors.New("sqlite: backend closed")
+
+// Backend stores intake's state in SQLite. Create it with [Open] or [New]
+// and Close it when done: it runs one writer goroutine. It is safe for
+// concurrent use. Each Backend is one holder of claims; open one per
+// stream.
+type Backend struct {
+	db     *sql.DB
+	owned  bool
+	holder string
+	t      tables
+	now    func() time.Time
+
+	conn  *sql.Conn // the writer's connection
+	stmts stmts     // prepared on conn
+
+	ops      chan *op
+	stop     chan struct{}
+	stopped  chan struct{}
+	closeMu  sync.RWMutex
+	closed   bool
+	maxBatch int
+	seq      int64 // last queue sequence number; the writer's alone
+}
+
+// Option configures a [Backend].
+type Option func(*settings)
+
+type settings struct {
+	prefix   string
+	sync     string
+	maxBatch int
+}
+
+// WithPrefix sets the prefix of the table names. Defaults to "intake_".
+func WithPrefix(p string) Option { return func(s *settings) { s.prefix = p } }
+
+// WithSynchronous sets SQLite's synchronous pragma for [Open]: "FULL" (the
+// default) survives power loss; "NORMAL" survives a process crash only,
+// and is faster.
+func WithSynchronous(mode string) Option { return func(s *settings) { s.sync = mode } }
+
+// WithMaxBatch bounds how many writes share one transaction. Defaults to
+// 256.
+func WithMaxBatch(n int) Option { return func(s *settings) { s.maxBatch = n } }
+
+var (
+	validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
+	validSync   = regexp.MustCompile(`^(?i:OFF|NORMAL|FULL|EXTRA)$`)
+)
+
+// Open opens (creating if needed) the SQLite file at path in WAL mode and
+// returns a backend that owns it.
+func Open(path string, opts ...Option) (*Backend, error) {
+	s := settings{sync: "FULL"}
+	for _, o := range opts {
+		o(&s)
+	}
+	if !validSync.MatchString(s.sync) {
+		return nil, fmt.Errorf("sqlite: invalid synchronous mode %q", s.sync)
+	}
+	// IMMEDIATE transactions take the write lock at BEGIN, so that two
+	// writers on one file wait for each other (busy_timeout) instead of
+	// failing when a read lock would have to be upgraded.
+	dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(" + s.sync + ")"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	b, err := New(db, opts...)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	b.owned = true
+	return b, nil
+}
+
+// New returns a backend on db, an SQLite database opened with the
+// "sqlite" driver of modernc.org/sqlite, creating its tables if needed.
+// db stays the caller's, but the backend must be Closed.
+func New(db *sql.DB, opts ...Option) (*Backend, error) {
+	s := settings{prefix: "intake_", maxBatch: 256}
+	for _, o := range opts {
+		o(&s)
+	}
+	if !validPrefix.MatchString(s.prefix) {
+		return nil, fmt.Errorf("sqlite: invalid table prefix %q", s.prefix)
+	}
+	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
+		return nil, fmt.Errorf("sqlite: create tables: %w", err)
+	}
+	b := &Backend{
+		db:       db,
+		holder:   newHolder(),
+		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases"},
+		now:      time.Now,
+		ops:      make(chan *op, 1024),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		maxBatch: max(1, s.maxBatch),
+	}
+	if err := db.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM ` + b.t.keys).Scan(&b.seq); err != nil {
+		return nil, fmt.Errorf("sqlite: read queue: %w", err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if b.stmts, err = prepare(conn, b.t.keys); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	b.conn = conn
+	go b.write()
+	return b, nil
+}
+
+// stmts are the writer's hot statements, prepared once on its connection.
+type stmts struct {
+	claim, state, commit, release, extend *sql.Stmt
+}
+
+func prepare(conn *sql.Conn, keys string) (stmts, error) {
+	var st stmts
+	for _, q := range []struct {
+		to  **sql.Stmt
+		sql string
+	}{
+		// Claim in one statement: insert, or take over an expired row.
+		// RETURNING yields a row only when the key was claimed.
+		{&st.claim, `INSERT INTO ` + keys + ` AS k
+			(key, state, expires_at, holder, seq, source, id, type, via, happened_at, received_at, payload, meta)
+			VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+			ON CONFLICT (key) DO UPDATE SET state = 1, expires_at = excluded.expires_at, holder = excluded.holder,
+				seq = excluded.seq, source = excluded.source, id = excluded.id, type = excluded.type, via = excluded.via,
+				happened_at = excluded.happened_at, received_at = excluded.received_at, payload = excluded.payload,
+				meta = excluded.meta
+			WHERE k.expires_at <= ?13
+			RETURNING 0`},
+		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
+		{&st.commit, `INSERT OR REPLACE INTO ` + keys + ` (key, state, expires_at) VALUES (?, 2, ?)`},
+		{&st.release, `DELETE FROM ` + keys + ` WHERE key = ? AND state = 1`},
+		{&st.extend, `UPDATE ` + keys + ` SET expires_at = ? WHERE key = ? AND holder = ? AND state = 1`},
+	} {
+		s, err := conn.PrepareContext(context.Background(), q.sql)
+		if err != nil {
+			return st, fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		*q.to = s
+	}
+	return st, nil
+}
+
+// Close stops the writer, after it has committed what it was given, and
+// closes the database if [Open] opened it.
+func (b *Backend) Close() error {
+	b.closeMu.Lock()
+	if b.closed {
+		b.closeMu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.closeMu.Unlock()
+	close(b.stop)
+	<-b.stopped
+	for _, st := range []*sql.Stmt{b.stmts.claim, b.stmts.state, b.stmts.commit, b.stmts.release, b.stmts.extend} {
+		st.Close()
+	}
+	b.conn.Close()
+	if b.owned {
+		return b.db.Close()
+	}
+	return nil
+}
+
+type tables struct{ keys, checkpoints, leases string }
+
+func newHolder() string {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+// op is one write: fn runs inside the group's transaction, under a
+// savepoint of its own; done receives its error once the group committed.
+type op struct {
+	fn   func(tx *sql.Tx, now int64) error
+	done chan error
+}
+
+// exec hands fn to the writer and waits until its transaction committed.
+func (b *Backend) exec(ctx context.Context, fn func(tx *sql.Tx, now int64) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{fn: fn, done: make(chan error, 1)}
+	b.closeMu.RLock()
+	if b.closed {
+		b.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case b.ops <- o:
+		b.closeMu.RUnlock()
+	case <-ctx.Done():
+		b.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	// Once handed over, the write happens: wait for it even if ctx ends,
+	// so that the caller never believes a stored event was not stored.
+	return <-o.done
+}
+
+// write is the writer goroutine: it takes what is waiting (up to
+// maxBatch), runs it in one transaction, commits, and answers.
+func (b *Backend) write() {
+	defer close(b.stopped)
+	batch := make([]*op, 0, b.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-b.ops:
+			batch = append(batch, o)
+		case <-b.stop:
+			// Drain what was handed over before Close.
+			for {
+				select {
+				case o := <-b.ops:
+					batch = append(batch, o)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				b.commit(batch)
+			}
+			return
+		}
+	fill:
+		for len(batch) < b.maxBatch {
+			select {
+			case o := <-b.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		b.commit(batch)
+	}
+}
+
+// commit runs a group of writes in one transaction and answers them once
+// it is durable. If any write fails, the group is rolled back and each
+// write runs again in a transaction of its own, so that one bad write
+// fails alone. (Savepoints per write would do the same at a high cost per
+// write; failures are rare.)
+func (b *Backend) commit(batch []*op) {
+	if len(batch) > 1 {
+		if err := b.runTx(batch); err == nil {
+			for _, o := range batch {
+				o.done <- nil
+			}
+			return
+		}
+	}
+	for _, o := range batch {
+		o.done <- b.runTx([]*op{o})
+	}
+}
+
+func (b *Backend) runTx(ops []*op) error {
+	tx, err := b.conn.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	now := b.now().UnixNano()
+	seq := b.seq
+	for _, o := range ops {
+		if err := o.fn(tx, now); err != nil {
+			_ = tx.Rollback()
+			b.seq = seq
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.seq = seq
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+const (
+	statePending = 1
+	stateDone    = 2
+)
+
+func validDuration(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("sqlite: duration %v: %w", d, dedupe.ErrInvalidDuration)
+	}
+	return nil
+}
+
+// claim claims key in tx and, when e is not nil, stores it.
+func (b *Backend) claim(tx *sql.Tx, now int64, key string, lease time.Duration, e *event.Event) (dedupe.State, error) {
+	args := []any{key, now + int64(lease), b.holder, nil, nil, nil, nil, nil, nil, nil, nil, nil, now}
+	if e != nil {
+		var meta any
+		if len(e.Meta) > 0 {
+			m, _ := json.Marshal(e.Meta)
+			meta = string(m)
+		}
+		b.seq++
+		args = []any{key, now + int64(lease), b.holder, b.seq, e.Source, e.ID, e.Type, int(e.Via),
+			nanos(e.Time), nanos(e.Received), nonNil(e.Payload), meta, now}
+	}
+	var zero int
+	err := tx.Stmt(b.stmts.claim).QueryRow(args...).Scan(&zero)
+	if err == nil {
+		return dedupe.Claimed, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	// The key is held and not expired (writes are serialised: it cannot
+	// change before this transaction ends).
+	var st int
+	if err := tx.Stmt(b.stmts.state).QueryRow(key).Scan(&st); err != nil {
+		return 0, err
+	}
+	if st == stateDone {
+		return dedupe.Done, nil
+	}
+	return dedupe.Pending, nil
+}
+
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func nonNil(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
+}
+
+// Claim implements [dedupe.Store].
+func (b *Backend) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.State, error) {
+	return b.claimOp(ctx, key, lease, nil)
+}
+
+// Enqueue implements [intake.Queue].
+func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
+	return b.claimOp(ctx, key, lease, &e)
+}
+
+func (b *Backend) claimOp(ctx context.Context, key string, lease time.Duration, e *event.Event) (dedupe.State, error) {
+	if err := validDuration(lease); err != nil {
+		return 0, err
+	}
+	var st dedupe.State
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		var err error
+		st, err = b.claim(tx, now, key, lease, e)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: claim: %w", err)
+	}
+	return st, nil
+}
+
+// Commit implements [dedupe.Store] and [intake.Queue].
+func (b *Backend) Commit(ctx context.Context, key string, retain time.Duration) error {
+	if err := validDuration(retain); err != nil {
+		return err
+	}
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		_, err := tx.Stmt(b.stmts.commit).Exec(key, now+int64(retain))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// Release implements [dedupe.Store] and [intake.Queue].
+func (b *Backend) Release(ctx context.Context, key string) error {
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		_, err := tx.Stmt(b.stmts.release).Exec(key)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: release: %w", err)
+	}
+	return nil
+}
+
+// Extend implements [intake.Queue].
+func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		stmt := tx.Stmt(b.stmts.extend)
+		for _, k := range keys {
+			if _, err := stmt.Exec(now+int64(max(lease, 0)), k, b.holder); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: extend: %w", err)
+	}
+	return nil
+}
+
+// Adopt implements [intake.Queue]. It also deletes a bounded batch of
+// expired keys.
+func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]intake.Stored, error) {
+	if err := validDuration(lease); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	var out []intake.Stored
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		out = out[:0]
+		if err := b.cleanup(tx, now, 1000); err != nil {
+			return err
+		}
+		rows, err := tx.Query(`SELECT key, source, id, type, via, happened_at, received_at, payload, meta FROM `+b.t.keys+`
+			WHERE state = 1 AND payload IS NOT NULL AND expires_at <= ? ORDER BY seq LIMIT ?`, now, n)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				it                 intake.Stored
+				via                int
+				happened, received sql.NullInt64
+				meta               sql.NullString
+				e                  = &it.Event
+			)
+			if err := rows.Scan(&it.Key, &e.Source, &e.ID, &e.Type, &via, &happened, &received, &e.Payload, &meta); err != nil {
+				rows.Close()
+				return err
+			}
+			e.Via = event.Via(via)
+			if happened.Valid {
+				e.Time = time.Unix(0, happened.Int64)
+			}
+			if received.Valid {
+				e.Received = time.Unix(0, received.Int64)
+			}
+			if meta.Valid {
+				_ = json.Unmarshal([]byte(meta.String), &e.Meta)
+			}
+			out = append(out, it)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		for _, it := range out {
+			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ? WHERE key = ?`, b.holder, now+int64(lease), it.Key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: adopt: %w", err)
+	}
+	return out, nil
+}
+
+// cleanup deletes up to limit expired keys that hold no queued event,
+// through the index on expiry.
+func (b *Backend) cleanup(tx *sql.Tx, now int64, limit int) error {
+	_, err := tx.Exec(`DELETE FROM `+b.t.keys+` WHERE key IN (
+		SELECT key FROM `+b.t.keys+` WHERE expires_at <= ? AND payload IS NULL ORDER BY expires_at LIMIT ?)`, now, limit)
+	return err
+}
+
+// Checkpoint returns the poller checkpoint kept in the backend's file.
+func (b *Backend) Checkpoint() *Checkpoint { return &Checkpoint{b: b} }
+
+// Checkpoint is a [poller.Checkpoint] in SQLite.
+type Checkpoint struct{ b *Backend }
+
+// Load implements [poller.Checkpoint].
+func (c *Checkpoint) Load(ctx context.Context, name string) (string, error) {
+	var cursor string
+	err := c.b.db.QueryRowContext(ctx, `SELECT cursor FROM `+c.b.t.checkpoints+` WHERE name = ?`, name).Scan(&cursor)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: load checkpoint: %w", err)
+	}
+	return cursor, nil
+}
+
+// Save implements [poller.Checkpoint].
+func (c *Checkpoint) Save(ctx context.Context, name, cursor string) error {
+	err := c.b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		_, err := tx.Exec(`INSERT OR REPLACE INTO `+c.b.t.checkpoints+` (name, cursor, updated_at) VALUES (?, ?, ?)`, name, cursor, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: save checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Lease returns the leader lease of this backend's holder. SQLite serves
+// one node: the lease elects among pollers sharing the file.
+func (b *Backend) Lease() *Lease { return &Lease{b: b} }
+
+// Lease is a [poller.Lease] in SQLite.
+type Lease struct{ b *Backend }
+
+// Acquire implements [poller.Lease].
+func (l *Lease) Acquire(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return l.run(ctx, name, ttl, true)
+}
+
+// Renew implements [poller.Lease].
+func (l *Lease) Renew(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return l.run(ctx, name, ttl, false)
+}
+
+func (l *Lease) run(ctx context.Context, name string, ttl time.Duration, acquire bool) (bool, error) {
+	var ok bool
+	err := l.b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		var holder string
+		var exp int64
+		err := tx.QueryRow(`SELECT holder, expires_at FROM `+l.b.t.leases+` WHERE name = ?`, name).Scan(&holder, &exp)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if !acquire {
+				return nil
+			}
+		case err != nil:
+			return err
+		case holder == l.b.holder && exp > now:
+		case holder == l.b.holder && acquire, exp <= now && acquire:
+		default:
+			return nil
+		}
+		_, err = tx.Exec(`INSERT OR REPLACE INTO `+l.b.t.leases+` (name, holder, expires_at) VALUES (?, ?, ?)`, name, l.b.holder, now+int64(ttl))
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: lease: %w", err)
+	}
+	return ok, nil
+}
+
+// Release implements [poller.Lease].
+func (l *Lease) Release(ctx context.Context, name string) error {
+	err := l.b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		_, err := tx.Exec(`DELETE FROM `+l.b.t.leases+` WHERE name = ? AND holder = ?`, name, l.b.holder)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: release lease: %w", err)
+	}
+	return nil
+}
+
+// CommittedKeys returns every key marked done, for inspection and tests.
+func (b *Backend) CommittedKeys(ctx context.Context) ([]string, error) {
+	rows, err := b.db.QueryContext(ctx, `SELECT key FROM `+b.t.keys+` WHERE state = 2`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
