@@ -42,7 +42,7 @@ func putAck(b *testing.B, q intake.Queue) {
 	}
 	s := intake.New(opts...)
 	var acked atomic.Int64
-	s.Handle(func(context.Context, event.Event) error { acked.Add(1); return nil }, intake.WithWorkers(8))
+	s.Handle(func(context.Context, event.Event) error { acked.Add(1); return nil }, intake.WithWorkers(16))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -53,7 +53,7 @@ func putAck(b *testing.B, q intake.Queue) {
 		time.Sleep(time.Millisecond)
 	}
 	var next atomic.Int64
-	b.SetParallelism(16)
+	b.SetParallelism(32)
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {

@@ -159,7 +159,7 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 
 // stmts are the writer's hot statements, prepared once on its connection.
 type stmts struct {
-	claim, state, commit, release, extend *sql.Stmt
+	claim, state, release, extend *sql.Stmt
 }
 
 func prepare(conn *sql.Conn, keys string) (stmts, error) {
@@ -180,7 +180,6 @@ func prepare(conn *sql.Conn, keys string) (stmts, error) {
 			WHERE k.expires_at <= ?13
 			RETURNING 0`},
 		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
-		{&st.commit, `INSERT OR REPLACE INTO ` + keys + ` (key, state, expires_at) VALUES (?, 2, ?)`},
 		{&st.release, `DELETE FROM ` + keys + ` WHERE key = ? AND state = 1`},
 		{&st.extend, `UPDATE ` + keys + ` SET expires_at = ? WHERE key = ? AND holder = ? AND state = 1`},
 	} {
@@ -205,7 +204,7 @@ func (b *Backend) Close() error {
 	b.closeMu.Unlock()
 	close(b.stop)
 	<-b.stopped
-	for _, st := range []*sql.Stmt{b.stmts.claim, b.stmts.state, b.stmts.commit, b.stmts.release, b.stmts.extend} {
+	for _, st := range []*sql.Stmt{b.stmts.claim, b.stmts.state, b.stmts.release, b.stmts.extend} {
 		st.Close()
 	}
 	b.conn.Close()
@@ -225,17 +224,40 @@ func newHolder() string {
 
 // op is one write: fn runs inside the group's transaction, under a
 // savepoint of its own; done receives its error once the group committed.
+//
+// Claims and commits, the writes of every event, are not closures: runs of
+// them are written with one multi-row statement each, since the driver
+// parses every statement it executes.
 type op struct {
-	fn   func(tx *sql.Tx, now int64) error
-	done chan error
+	fn     func(tx *sql.Tx, now int64) error
+	claim  *claimArgs
+	commit *commitArgs
+	state  dedupe.State // a claim's answer
+	done   chan error
+}
+
+type claimArgs struct {
+	key   string
+	lease time.Duration
+	e     *event.Event // nil for a claim of the store alone
+}
+
+type commitArgs struct {
+	key    string
+	retain time.Duration
 }
 
 // exec hands fn to the writer and waits until its transaction committed.
 func (b *Backend) exec(ctx context.Context, fn func(tx *sql.Tx, now int64) error) error {
+	return b.submit(ctx, &op{fn: fn})
+}
+
+// submit hands o to the writer and waits until its transaction committed.
+func (b *Backend) submit(ctx context.Context, o *op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{fn: fn, done: make(chan error, 1)}
+	o.done = make(chan error, 1)
 	b.closeMu.RLock()
 	if b.closed {
 		b.closeMu.RUnlock()
@@ -318,12 +340,29 @@ func (b *Backend) runTx(ops []*op) error {
 	}
 	now := b.now().UnixNano()
 	seq := b.seq
-	for _, o := range ops {
-		if err := o.fn(tx, now); err != nil {
+	for i := 0; i < len(ops); {
+		j := i + 1
+		var err error
+		switch {
+		case ops[i].claim != nil:
+			for j < len(ops) && ops[j].claim != nil {
+				j++
+			}
+			err = b.claimMany(tx, now, ops[i:j])
+		case ops[i].commit != nil:
+			for j < len(ops) && ops[j].commit != nil {
+				j++
+			}
+			err = b.commitMany(tx, now, ops[i:j])
+		default:
+			err = ops[i].fn(tx, now)
+		}
+		if err != nil {
 			_ = tx.Rollback()
 			b.seq = seq
 			return err
 		}
+		i = j
 	}
 	if err := tx.Commit(); err != nil {
 		b.seq = seq
@@ -346,17 +385,7 @@ func validDuration(d time.Duration) error {
 
 // claim claims key in tx and, when e is not nil, stores it.
 func (b *Backend) claim(tx *sql.Tx, now int64, key string, lease time.Duration, e *event.Event) (dedupe.State, error) {
-	args := []any{key, now + int64(lease), b.holder, nil, nil, nil, nil, nil, nil, nil, nil, nil, now}
-	if e != nil {
-		var meta any
-		if len(e.Meta) > 0 {
-			m, _ := json.Marshal(e.Meta)
-			meta = string(m)
-		}
-		b.seq++
-		args = []any{key, now + int64(lease), b.holder, b.seq, e.Source, e.ID, e.Type, int(e.Via),
-			nanos(e.Time), nanos(e.Received), nonNil(e.Payload), meta, now}
-	}
+	args := append(b.claimValues(now, &claimArgs{key: key, lease: lease, e: e}), now)
 	var zero int
 	err := tx.Stmt(b.stmts.claim).QueryRow(args...).Scan(&zero)
 	if err == nil {
@@ -405,16 +434,89 @@ func (b *Backend) claimOp(ctx context.Context, key string, lease time.Duration, 
 	if err := validDuration(lease); err != nil {
 		return 0, err
 	}
-	var st dedupe.State
-	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
-		var err error
-		st, err = b.claim(tx, now, key, lease, e)
-		return err
-	})
-	if err != nil {
+	o := &op{claim: &claimArgs{key: key, lease: lease, e: e}}
+	if err := b.submit(ctx, o); err != nil {
 		return 0, fmt.Errorf("sqlite: claim: %w", err)
 	}
-	return st, nil
+	return o.state, nil
+}
+
+// claimMany claims a run of keys: one INSERT OR IGNORE for all of them,
+// whose RETURNING names the keys it inserted; the few that already
+// existed (duplicates, expired keys) are claimed one by one.
+func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
+	var q strings.Builder
+	q.WriteString(`INSERT OR IGNORE INTO ` + b.t.keys +
+		` (key, state, expires_at, holder, seq, source, id, type, via, happened_at, received_at, payload, meta) VALUES `)
+	args := make([]any, 0, 12*len(ops))
+	for i, o := range ops {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?,1,?,?,?,?,?,?,?,?,?,?,?)`)
+		args = append(args, b.claimValues(now, o.claim)...)
+	}
+	q.WriteString(` RETURNING key`)
+	rows, err := tx.Query(q.String(), args...)
+	if err != nil {
+		return err
+	}
+	inserted := make(map[string]bool, len(ops))
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return err
+		}
+		inserted[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	for _, o := range ops {
+		if inserted[o.claim.key] {
+			o.state = dedupe.Claimed
+			delete(inserted, o.claim.key) // a second claim of it in this run is a duplicate
+			continue
+		}
+		if o.state, err = b.claim(tx, now, o.claim.key, o.claim.lease, o.claim.e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// claimValues are the 12 values of a claim's row after state.
+func (b *Backend) claimValues(now int64, c *claimArgs) []any {
+	if c.e == nil {
+		return []any{c.key, now + int64(c.lease), b.holder, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+	}
+	var meta any
+	if len(c.e.Meta) > 0 {
+		m, _ := json.Marshal(c.e.Meta)
+		meta = string(m)
+	}
+	b.seq++
+	e := c.e
+	return []any{c.key, now + int64(c.lease), b.holder, b.seq, e.Source, e.ID, e.Type, int(e.Via),
+		nanos(e.Time), nanos(e.Received), nonNil(e.Payload), meta}
+}
+
+// commitMany marks a run of keys done with one statement.
+func (b *Backend) commitMany(tx *sql.Tx, now int64, ops []*op) error {
+	var q strings.Builder
+	q.WriteString(`INSERT OR REPLACE INTO ` + b.t.keys + ` (key, state, expires_at) VALUES `)
+	args := make([]any, 0, 2*len(ops))
+	for i, o := range ops {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?,2,?)`)
+		args = append(args, o.commit.key, now+int64(o.commit.retain))
+	}
+	_, err := tx.Exec(q.String(), args...)
+	return err
 }
 
 // Commit implements [dedupe.Store] and [intake.Queue].
@@ -422,11 +524,7 @@ func (b *Backend) Commit(ctx context.Context, key string, retain time.Duration) 
 	if err := validDuration(retain); err != nil {
 		return err
 	}
-	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
-		_, err := tx.Stmt(b.stmts.commit).Exec(key, now+int64(retain))
-		return err
-	})
-	if err != nil {
+	if err := b.submit(ctx, &op{commit: &commitArgs{key: key, retain: retain}}); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
