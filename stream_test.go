@@ -513,3 +513,28 @@ func BenchmarkPutDeliverAck(b *testing.B) {
 	cancel()
 	<-errc
 }
+
+// A handler that hangs gets its context canceled at the ack timeout; the
+// attempt counts as a failure and the event is tried again.
+func TestHandlerHangingPastDeadline(t *testing.T) {
+	leak.Check(t)
+	s := intake.New(intake.WithLogger(quiet))
+	var calls atomic.Int64
+	done := make(chan struct{})
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // hangs until the deadline
+			return ctx.Err()
+		}
+		close(done)
+		return nil
+	}, intake.WithSources("p"), intake.WithAckTimeout(50*time.Millisecond), intake.WithRetryBackoff(time.Millisecond, time.Millisecond))
+	run(t, s)
+	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not retried after the hung attempt")
+	}
+	assert.Equal(t, int64(2), calls.Load())
+}

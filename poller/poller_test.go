@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/internal/leak"
 	"github.com/intakehq/intake/metric"
@@ -626,4 +627,51 @@ func TestEventsGetSourceViaAndContentID(t *testing.T) {
 	}
 	assert.Regexp(t, `^sha256:[0-9a-f]{32}$`, snk.events[0].ID)
 	assert.Equal(t, "given", snk.events[1].ID)
+}
+
+// An API whose cursor goes backwards makes the poller fetch old events
+// again; the stream's idempotency store keeps them from being delivered
+// twice.
+func TestCursorGoingBackwardsIsDeduped(t *testing.T) {
+	leak.Check(t)
+	var calls atomic.Int64
+	fetch := func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+		switch calls.Add(1) {
+		case 1:
+			return []event.Event{{ID: "a"}, {ID: "b"}}, "2", nil
+		case 2:
+			return []event.Event{{ID: "a"}, {ID: "b"}, {ID: "c"}}, "1", nil // back to an older cursor
+		}
+		return nil, "", nil
+	}
+	s := intake.New(intake.WithLogger(quiet))
+	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithLogger(quiet))
+	s.Add(p)
+	deliveries := s.Subscribe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var got []string
+	for len(got) < 3 {
+		select {
+		case d := <-deliveries:
+			got = append(got, d.Event.ID)
+			d.Ack()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %v", got)
+		}
+	}
+	require.Eventually(t, func() bool { return calls.Load() >= 4 }, time.Second, time.Millisecond)
+	cancel()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for d := range deliveries {
+			got = append(got, d.Event.ID)
+		}
+	}()
+	require.NoError(t, <-done)
+	<-drained
+	assert.Equal(t, []string{"a", "b", "c"}, got)
+	assert.Equal(t, int64(2), p.Stats().Duplicates)
 }
