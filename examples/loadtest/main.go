@@ -1,0 +1,284 @@
+// Command loadtest measures intake's webhook handler under load on
+// 127.0.0.1, side by side with a bare net/http handler (the ceiling) and a
+// naive receiver that verifies and processes each request inline:
+//
+//	go run ./examples/loadtest [-n 20000] [-duration 5s] [-c 32] [-dup 0.3] [-work 100ms] [-json]
+//
+// Every target gets the same load: signed 1 KiB webhooks over keep-alive
+// connections from -c clients, -dup of them repeating an earlier delivery,
+// until -n requests or -duration, whichever comes first.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/webhook"
+)
+
+const secret = "It's a Secret to Everybody"
+
+type config struct {
+	n        int
+	duration time.Duration
+	clients  int
+	dup      float64
+	work     time.Duration
+	size     int
+}
+
+// Result is one target's line.
+type Result struct {
+	Target    string  `json:"target"`
+	Requests  int     `json:"requests"`
+	PerSecond float64 `json:"requests_per_second"`
+	Ratio     float64 `json:"ratio_to_bare"`
+	P50us     int64   `json:"p50_us"`
+	P99us     int64   `json:"p99_us"`
+	P999us    int64   `json:"p999_us"`
+	Non2xx    int64   `json:"non_2xx"`
+	Status5xx int64   `json:"status_5xx"`
+}
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.n, "n", 20000, "requests per target, at most")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "time per target, at most")
+	flag.IntVar(&cfg.clients, "c", 32, "concurrent keep-alive clients")
+	flag.Float64Var(&cfg.dup, "dup", 0.3, "share of requests repeating an earlier delivery")
+	flag.DurationVar(&cfg.work, "work", 100*time.Millisecond, "processing time per event of the slow subscriber and of the naive receiver")
+	flag.IntVar(&cfg.size, "size", 1024, "body size in bytes")
+	asJSON := flag.Bool("json", false, "print JSON")
+	flag.Parse()
+
+	results, err := run(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(results)
+		return
+	}
+	fmt.Printf("intake loadtest: %d-byte signed webhooks, %d keep-alive clients, %.0f%% duplicates, up to %d requests or %s per target, on 127.0.0.1\n\n",
+		cfg.size, cfg.clients, 100*cfg.dup, cfg.n, cfg.duration)
+	fmt.Printf("  %-44s %9s %9s %6s %9s %9s %9s %8s\n", "target", "requests", "req/s", "×bare", "p50", "p99", "p999", "non-2xx")
+	for _, r := range results {
+		fmt.Printf("  %-44s %9d %9.0f %6.2f %9s %9s %9s %8d\n", r.Target, r.Requests, r.PerSecond, r.Ratio,
+			us(r.P50us), us(r.P99us), us(r.P999us), r.Non2xx)
+	}
+}
+
+func us(v int64) string {
+	d := time.Duration(v) * time.Microsecond
+	if d >= time.Millisecond {
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%dµs", v)
+}
+
+func run(cfg config) ([]Result, error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, err := os.MkdirTemp("", "intake-loadtest-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	type target struct {
+		name  string
+		setup func() (http.Handler, func(), error)
+	}
+	intakeTarget := func(opts []intake.Option, work time.Duration) func() (http.Handler, func(), error) {
+		return func() (http.Handler, func(), error) {
+			s := intake.New(append([]intake.Option{intake.WithLogger(quiet), intake.WithQueueSize(1 << 20),
+				intake.WithDrainTimeout(time.Millisecond)}, opts...)...)
+			h := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet))
+			s.Add(h)
+			s.Handle(func(ctx context.Context, e event.Event) error {
+				if work > 0 {
+					select {
+					case <-time.After(work):
+					case <-ctx.Done():
+					}
+				}
+				return nil
+			}, intake.WithWorkers(8))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			return h, func() { cancel(); <-done }, nil
+		}
+	}
+	targets := []target{
+		{"bare net/http: read body, 200 (the ceiling)", func() (http.Handler, func(), error) {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusOK)
+			}), func() {}, nil
+		}},
+		{"intake, memory stream", intakeTarget(nil, 0)},
+		{fmt.Sprintf("intake, memory stream, %s subscriber", cfg.work), intakeTarget(nil, cfg.work)},
+		{"intake, SQLite queue (synchronous=FULL)", func() (http.Handler, func(), error) {
+			q, err := sqlite.Open(filepath.Join(dir, "loadtest.db"))
+			if err != nil {
+				return nil, nil, err
+			}
+			h, stop, _ := intakeTarget([]intake.Option{intake.WithQueue(q)}, 0)()
+			return h, func() { stop(); q.Close() }, nil
+		}},
+		{fmt.Sprintf("naive: verify, then %s of work inline", cfg.work), func() (http.Handler, func(), error) {
+			return naive(cfg.work), func() {}, nil
+		}},
+	}
+	var results []Result
+	for _, t := range targets {
+		h, stop, err := t.setup()
+		if err != nil {
+			return nil, err
+		}
+		r, err := load(cfg, h)
+		stop()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.name, err)
+		}
+		r.Target = t.name
+		results = append(results, r)
+	}
+	for i := range results {
+		results[i].Ratio = results[i].PerSecond / results[0].PerSecond
+	}
+	return results, nil
+}
+
+// naive is what a receiver without a library often is: read, verify,
+// process, then answer.
+func naive(work time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+		if !hmac.Equal([]byte(want), []byte(r.Header.Get("X-Hub-Signature-256"))) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		time.Sleep(work) // process before answering
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+// load serves h on 127.0.0.1 and sends it the configured load.
+func load(cfg config, h http.Handler) (Result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Result{}, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/"
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.clients, MaxConnsPerHost: cfg.clients}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	body := []byte(`{"zen":"` + strings.Repeat("x", max(0, cfg.size-10)) + `"}`)
+	// Wait until the target answers as running (a 503 before).
+	for i := 0; ; i++ {
+		hdr := signed("warmup", body)
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header = hdr
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				break
+			}
+		}
+		if i > 500 {
+			return Result{}, fmt.Errorf("target never became ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	var next, non2xx, fivexx atomic.Int64
+	lat := make([][]time.Duration, cfg.clients)
+	deadline := time.Now().Add(cfg.duration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range cfg.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 7))
+			for time.Now().Before(deadline) {
+				i := next.Add(1)
+				if i > int64(cfg.n) {
+					return
+				}
+				id := i
+				if i > 100 && rng.Float64() < cfg.dup {
+					id = 1 + rng.Int64N(i-1) // a delivery sent before
+				}
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+				req.Header = signed(fmt.Sprint("d-", id), body)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					non2xx.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat[c] = append(lat[c], time.Since(t0))
+				// 409: the same delivery is being processed, a duplicate.
+				if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
+					non2xx.Add(1)
+					if resp.StatusCode >= 500 {
+						fivexx.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return Result{}, fmt.Errorf("no request completed")
+	}
+	q := func(f float64) int64 { return all[min(len(all)-1, int(f*float64(len(all))))].Microseconds() }
+	return Result{Requests: len(all), PerSecond: float64(len(all)) / elapsed.Seconds(),
+		P50us: q(0.5), P99us: q(0.99), P999us: q(0.999), Non2xx: non2xx.Load(), Status5xx: fivexx.Load()}, nil
+}
+
+func signed(id string, body []byte) http.Header {
+	return webhook.SignGitHub(secret, id, "push", body)
+}
