@@ -53,7 +53,7 @@ func TestExportedValues(t *testing.T) {
 		send(id, secret)
 		(<-deliveries).Ack()
 	}
-	send("a", secret)        // duplicate
+	send("a", secret)         // duplicate
 	send("x", "wrong secret") // rejected
 	cancel()
 	<-done
