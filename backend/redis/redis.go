@@ -39,6 +39,7 @@ import (
 // its own.
 type Store struct {
 	c      goredis.UniversalClient
+	owned  bool // Open made the client; Close closes it
 	prefix string
 	holder string
 }
@@ -58,6 +59,26 @@ func New(c goredis.UniversalClient, opts ...Option) *Store {
 		o(s)
 	}
 	return s
+}
+
+// Open connects to the server at url (redis://[user:password@]host:port/db)
+// and returns a store that owns the client: Close closes it.
+func Open(url string, opts ...Option) (*Store, error) {
+	o, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	s := New(goredis.NewClient(o), opts...)
+	s.owned = true
+	return s, nil
+}
+
+// Close closes the client if [Open] made it; otherwise it does nothing.
+func (s *Store) Close() error {
+	if s.owned {
+		return s.c.Close()
+	}
+	return nil
 }
 
 const (

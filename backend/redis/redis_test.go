@@ -247,3 +247,19 @@ func TestOutage(t *testing.T) {
 		t.Errorf("store error not retryable: %v", err)
 	}
 }
+
+func TestOpenURL(t *testing.T) {
+	testClient(t)
+	s, err := intakeredis.Open("redis://" + addr() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := fmt.Sprint("open-url-", time.Now().UnixNano())
+	if st, err := s.Claim(context.Background(), k, time.Second); err != nil || st != dedupe.Claimed {
+		t.Fatalf("Claim = %v, %v", st, err)
+	}
+	if _, err := intakeredis.Open("not a url"); err == nil {
+		t.Error("Open accepted a bad URL")
+	}
+}

@@ -169,6 +169,7 @@ func demonstrate(db string, n int) error {
 	if err != nil {
 		return err
 	}
+	defer first.cmd.Process.Kill() //nolint:errcheck // no child outlives the demonstration
 	acked := map[string]bool{}
 	for i := range n {
 		id := fmt.Sprintf("delivery-%04d", i)
@@ -191,6 +192,7 @@ func demonstrate(db string, n int) error {
 	if err != nil {
 		return err
 	}
+	defer second.cmd.Process.Kill() //nolint:errcheck
 	fmt.Println("restarted on the same file…")
 	deadline := time.Now().Add(time.Minute)
 	handled := map[string]bool{}
