@@ -69,9 +69,9 @@ type provider struct {
 	srv    *http.Server
 	url    string
 	client *http.Client
-	start  time.Time
 
 	mu       sync.Mutex
+	start    time.Time            // of the schedule
 	emitted  int                  // events[:emitted] are visible in the API
 	happened map[string]time.Time // when each event happened
 	seen     map[string]*counters
@@ -129,7 +129,9 @@ func (p *provider) count(consumer string, request bool, f func(c *counters)) {
 // and returns when the last event is emitted. Deliveries and their retries
 // continue; wait for them with p.inflight.
 func (p *provider) run(ctx context.Context, start time.Time, hooks map[string]string) {
+	p.mu.Lock()
 	p.start = start
+	p.mu.Unlock()
 	for i, e := range p.events {
 		t := time.NewTimer(time.Until(start.Add(e.at)))
 		select {
