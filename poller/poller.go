@@ -412,8 +412,11 @@ func (p *Poller) save(ctx context.Context, cursor string) error {
 }
 
 // deliver puts events in order. A full queue is waited out, the same event
-// put again; a duplicate counts as delivered. Any other error stops the
-// page so that the cursor stays before the event that was not stored.
+// put again after a short wait that doubles up to the stream's suggested
+// delay (the suggestion is sized for remote senders; the poller is local
+// and can look again sooner); a duplicate counts as delivered. Any other
+// error stops the page so that the cursor stays before the event that was
+// not stored.
 func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Event) error {
 	now := time.Now()
 	for i := range events {
@@ -426,6 +429,7 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 			sum := sha256.Sum256(e.Payload)
 			e.ID = "sha256:" + hex.EncodeToString(sum[:16])
 		}
+		wait := time.Millisecond
 		for {
 			err := sink.Put(ctx, e)
 			switch {
@@ -434,10 +438,14 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 			case errors.Is(err, event.ErrDuplicate), errors.Is(err, event.ErrPending):
 				p.stats.duplicates.Add(1)
 			case errors.Is(err, event.ErrQueueFull):
-				d, _ := event.RetryDelay(err)
-				if !sleep(ctx, min(max(d, 10*time.Millisecond), time.Second)) {
+				limit := time.Second
+				if d, ok := event.RetryDelay(err); ok && d > 0 {
+					limit = min(d, limit)
+				}
+				if !sleep(ctx, min(wait, limit)) {
 					return ctx.Err()
 				}
+				wait *= 2
 				continue
 			default:
 				return fmt.Errorf("poller: put event %s: %w", e.ID, err)

@@ -6,7 +6,7 @@ import (
 )
 
 func TestLoadtestSmall(t *testing.T) {
-	results, err := run(config{n: 300, duration: 3 * time.Second, clients: 8, dup: 0.3, work: 5 * time.Millisecond, size: 512})
+	results, err := run(config{n: 300, duration: 3 * time.Second, clients: 8, dup: 0.3, work: 5 * time.Millisecond, size: 512, rounds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,5 +23,15 @@ func TestLoadtestSmall(t *testing.T) {
 	}
 	if results[0].Ratio != 1 {
 		t.Errorf("bare ratio %v", results[0].Ratio)
+	}
+}
+
+func TestPollLoadSmall(t *testing.T) {
+	polls, err := pollLoad(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(polls) != 2 || polls[1].Events != 1000 || polls[1].Requests < 10 || polls[1].PerSecond <= 0 {
+		t.Fatalf("%+v", polls)
 	}
 }
