@@ -384,31 +384,39 @@ func (s *Stream) Run(ctx context.Context) error {
 // keepQueue runs while the stream runs with a durable queue: every third of
 // the claim lease it renews the claims on the events this stream holds and
 // adopts events whose holder is gone (this process before a crash, or
-// another replica), as many as the queue has room for.
+// another replica), as many as half the free room of the queue.
 func (s *Stream) keepQueue(ctx context.Context) {
 	q := s.cfg.queue
 	every := max(s.cfg.claimLease/3, 10*time.Millisecond)
-	for {
+	var extended time.Time
+	for ctx.Err() == nil {
 		s.mu.Lock()
-		keys := make([]string, 0, len(s.live))
-		for en := range s.live {
-			keys = append(keys, en.key)
+		var keys []string
+		if time.Since(extended) >= every {
+			keys = make([]string, 0, len(s.live))
+			for en := range s.live {
+				keys = append(keys, en.key)
+			}
 		}
-		free := s.cfg.queueSize - s.queued
-		s.queued += max(free, 0) // reserve the room adoption may fill
+		// Reserve the room adoption may fill: at most half of what is free
+		// (and 1,000), so that sources are not turned away meanwhile.
+		free := min(max(s.cfg.queueSize-s.queued, 0)/2, 1000)
+		s.queued += free
 		s.mu.Unlock()
 
-		if len(keys) > 0 {
+		if keys != nil {
+			extended = time.Now()
 			if err := q.Extend(ctx, keys, s.cfg.claimLease); err != nil && ctx.Err() == nil {
 				s.log.Error("intake: renewing claims failed", "count", len(keys), "err", err)
 			}
 		}
-		adopted := 0
+		adopted, got := 0, 0
 		if free > 0 {
 			items, err := q.Adopt(ctx, free, s.cfg.claimLease)
 			if err != nil && ctx.Err() == nil {
 				s.log.Error("intake: adopting queued events failed", "err", err)
 			}
+			got = len(items)
 			for _, it := range items {
 				en := &entry{ev: it.Event, key: it.Key, start: time.Now()}
 				if !s.admit(en) {
@@ -423,10 +431,13 @@ func (s *Stream) keepQueue(ctx context.Context) {
 			}
 		}
 		s.mu.Lock()
-		s.queued -= max(free, 0) - adopted
+		s.queued -= free - adopted
 		s.signalDrainedLocked()
 		s.mu.Unlock()
 
+		if free > 0 && got == free {
+			continue // a backlog: adopt more as soon as there is room
+		}
 		t := time.NewTimer(every)
 		select {
 		case <-ctx.Done():
