@@ -1,0 +1,58 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/event"
+)
+
+// A stream whose queue is an SQLite file: what Put accepted is on disk
+// before Put returns, and the key stays done after a restart.
+func Example() {
+	dir, _ := os.MkdirTemp("", "intake-example-")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "intake.db")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	for run := 1; run <= 2; run++ {
+		db, err := sqlite.Open(path)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		stream := intake.New(intake.WithQueue(db), intake.WithLogger(quiet))
+		deliveries := stream.Subscribe()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- stream.Run(ctx) }()
+
+		e := event.Event{Source: "shop", ID: "order_1", Type: "order.paid"}
+		err = stream.Put(ctx, e)
+		for errors.Is(err, event.ErrNotRunning) {
+			time.Sleep(time.Millisecond)
+			err = stream.Put(ctx, e)
+		}
+		if err == nil {
+			d := <-deliveries
+			d.Ack()
+			fmt.Printf("run %d: delivered %s\n", run, d.Event.ID)
+		} else {
+			fmt.Printf("run %d: duplicate: %v\n", run, errors.Is(err, event.ErrDuplicate))
+		}
+		cancel()
+		<-done
+		db.Close()
+	}
+	// Output:
+	// run 1: delivered order_1
+	// run 2: duplicate: true
+}
