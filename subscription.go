@@ -229,6 +229,25 @@ func (sub *subscription) next(now time.Time) (d *Delivery, wait time.Duration, d
 	return d, wait, dead
 }
 
+// compactTimers drops timers made stale by acks and nacks once they
+// outnumber twice the queue, so that the heap stays bounded by the queue
+// size rather than by the event rate times the ack timeout. The stream's
+// mutex must be held.
+func (sub *subscription) compactTimers() {
+	if len(sub.timers) <= 2*sub.s.cfg.queueSize+64 {
+		return
+	}
+	live := sub.timers[:0]
+	for _, t := range sub.timers {
+		if !t.it.done && t.it.gen == t.gen {
+			live = append(live, t)
+		}
+	}
+	clear(sub.timers[len(live):])
+	sub.timers = live
+	heap.Init(&sub.timers)
+}
+
 func (sub *subscription) exhausted(it *item) bool {
 	return sub.cfg.maxAttempts > 0 && it.attempt >= sub.cfg.maxAttempts
 }
@@ -252,6 +271,7 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 				s.mu.Lock()
 				if d.it.gen == d.gen && !d.it.done {
 					heap.Push(&sub.timers, timed{at: time.Now().Add(sub.cfg.ackTimeout), it: d.it, gen: d.gen, kind: timerLease})
+					sub.compactTimers()
 				}
 				s.mu.Unlock()
 			case <-stop:

@@ -1,0 +1,52 @@
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/intakehq/intake/event"
+)
+
+// Acked deliveries leave their lease timers behind; the heap must stay
+// bounded by the queue size, not grow with the number of events.
+func TestLeaseTimersStayBounded(t *testing.T) {
+	const queue = 50
+	s := New(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithQueueSize(queue))
+	ch := s.Subscribe(WithAckTimeout(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	acked := make(chan struct{})
+	go func() {
+		n := 0
+		for d := range ch {
+			d.Ack()
+			if n++; n == 5000 {
+				close(acked)
+			}
+		}
+	}()
+	for i := range 5000 {
+		e := event.Event{Source: "p", ID: fmt.Sprint(i)}
+		for err := s.Put(ctx, e); err != nil; err = s.Put(ctx, e) {
+			if !errors.Is(err, event.ErrQueueFull) && !errors.Is(err, event.ErrNotRunning) {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	<-acked
+	s.mu.Lock()
+	n := len(s.subs[0].timers)
+	s.mu.Unlock()
+	cancel()
+	<-done
+	if n > 2*queue+64+1 {
+		t.Fatalf("%d lease timers held after 5,000 acked events with a queue of %d", n, queue)
+	}
+}
