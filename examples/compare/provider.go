@@ -99,7 +99,7 @@ func newProvider(cfg config, secret string) (*provider, error) {
 		return nil, err
 	}
 	p.url = "http://" + ln.Addr().String()
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.serveList), ReadHeaderTimeout: 5 * time.Second}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serveList), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil
 }

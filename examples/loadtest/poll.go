@@ -58,7 +58,7 @@ func pollLoad(total int) ([]PollResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: listAPI(total, &requests), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: listAPI(total, &requests), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	base := "http://" + ln.Addr().String() + "/events?after="

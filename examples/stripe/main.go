@@ -107,7 +107,7 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 	if err != nil {
 		return nil, err
 	}
-	api := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
+	api := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	go func() { _ = api.Serve(apiLn) }()
 	defer api.Close()
 	apiURL := "http://" + apiLn.Addr().String()
