@@ -44,40 +44,42 @@ func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	if !verifyAny(s.keys, sig, body, "v0:", ts, ":") {
 		return event.Event{}, ErrSignatureMismatch
 	}
+	// Collect the raw values first and convert only what is used: the
+	// inner event's type wins over the outer one.
 	e := event.Event{Payload: body}
-	var challenge string
-	var inner []byte
+	var idRaw, typeRaw, innerRaw, challengeRaw []byte
 	_ = jsonscan.Object(body, func(k, v []byte) bool {
 		switch string(k) {
 		case "event_id":
-			e.ID, _ = jsonscan.String(v)
+			idRaw = v
 		case "type":
-			e.Type, _ = jsonscan.String(v)
+			typeRaw = v
 		case "event_time":
 			if n, ok := jsonscan.Int(v); ok {
 				e.Time = time.Unix(n, 0)
 			}
 		case "challenge":
-			challenge, _ = jsonscan.String(v)
+			challengeRaw = v
 		case "event":
-			inner = v
+			innerRaw = v
 		}
 		return false
 	})
-	if e.Type == "url_verification" {
+	if string(typeRaw) == `"url_verification"` {
+		challenge, _ := jsonscan.String(challengeRaw)
 		return event.Event{}, &Reply{Status: http.StatusOK, ContentType: "text/plain", Body: []byte(challenge)}
 	}
-	if inner != nil {
-		_ = jsonscan.Object(inner, func(k, v []byte) bool {
+	if innerRaw != nil {
+		_ = jsonscan.Object(innerRaw, func(k, v []byte) bool {
 			if string(k) == "type" {
-				if t, ok := jsonscan.String(v); ok {
-					e.Type = t
-				}
+				typeRaw = v
 				return true
 			}
 			return false
 		})
 	}
+	e.ID, _ = jsonscan.String(idRaw)
+	e.Type, _ = jsonscan.String(typeRaw)
 	if e.ID == "" {
 		e.ID = contentID(body)
 	}

@@ -44,7 +44,15 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 	var buf sigBuf
 	sawV1, ok := false, false
 	for _, hv := range sigs {
-		for entry := range strings.FieldsSeq(hv) {
+		// Entries are separated by spaces; a hand-rolled split, since
+		// strings.Fields checks every byte for Unicode spaces.
+		for rest := hv; rest != ""; {
+			var entry string
+			if i := strings.IndexByte(rest, ' '); i >= 0 {
+				entry, rest = rest[:i], rest[i+1:]
+			} else {
+				entry, rest = rest, ""
+			}
 			version, value, _ := strings.Cut(entry, ",")
 			if version != "v1" {
 				continue
