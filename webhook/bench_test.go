@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/intakehq/intake/webhook"
 )
@@ -89,3 +90,47 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 var _ http.Header
+
+// BenchmarkVerifyRatio reports each scheme's Verify time as a ratio to the
+// raw HMAC over the same number of bytes, measuring the two interleaved in
+// batches so that the noise of a shared machine falls on both alike:
+//
+//	go test ./webhook -run x -bench VerifyRatio -benchtime 20000x
+func BenchmarkVerifyRatio(b *testing.B) {
+	for _, size := range []int{1 << 10, 64 << 10} {
+		for _, sc := range schemes() {
+			b.Run(fmt.Sprintf("size=%dKiB/scheme=%s", size>>10, sc.name), func(b *testing.B) {
+				v := sc.verifier(sc.secret).WithClock(clock)
+				body := bodyFor(sc.name, size)
+				h := sc.sign(sc.secret, body)
+				hf, key := sha256.New, []byte(sc.secret)
+				if sc.name == "hmac" {
+					hf = sha512.New
+				}
+				raw := func() {
+					m := hmac.New(hf, key)
+					m.Write(body)
+					hmac.Equal(m.Sum(nil), key)
+				}
+				const batch = 100
+				var rawT, verT time.Duration
+				for done := 0; done < b.N; done += batch {
+					t0 := time.Now()
+					for range batch {
+						raw()
+					}
+					t1 := time.Now()
+					for range batch {
+						if _, err := v.Verify(h, body); err != nil {
+							b.Fatal(err)
+						}
+					}
+					rawT += t1.Sub(t0)
+					verT += time.Since(t1)
+				}
+				b.ReportMetric(float64(verT)/float64(rawT), "×raw-hmac")
+				b.ReportMetric(float64(verT.Nanoseconds())/float64(b.N), "verify-ns/op")
+			})
+		}
+	}
+}

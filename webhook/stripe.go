@@ -16,7 +16,8 @@ import (
 // The Stripe-Signature header holds "t=<unix seconds>" and one or more
 // "v1=<hex>" entries, comma-separated; v1 is HMAC-SHA256 of t "." body,
 // keyed with the endpoint secret exactly as given ("whsec_…", not
-// decoded). Other entries (v0, test-mode schemes) are ignored. The event's
+// decoded). Other entries (v0, test-mode schemes) are ignored, and so are
+// v1 entries past the eighth. The event's
 // ID, Type and Time are the body's "id", "type" and "created", the same id
 // Stripe's Events API returns, so a poller of that API dedupes against it.
 func Stripe(secrets ...string) *Scheme {
@@ -28,43 +29,49 @@ func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	if len(values) == 0 {
 		return event.Event{}, ErrMissingSignature
 	}
-	var ts string
+	// One pass over the header: the timestamp and the first few v1
+	// signatures (a real header has one, two while a secret rotates).
+	var (
+		ts  string
+		v1s [8]string
+		n   int
+	)
 	for _, hv := range values {
-		for item := range strings.SplitSeq(hv, ",") {
+		for rest := hv; rest != ""; {
+			var item string
+			if i := strings.IndexByte(rest, ','); i >= 0 {
+				item, rest = rest[:i], rest[i+1:]
+			} else {
+				item, rest = rest, ""
+			}
 			k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
-			if k == "t" {
+			switch {
+			case k == "t":
 				if ts != "" && ts != v {
 					return event.Event{}, ErrMalformedSignature
 				}
 				ts = v
+			case k == "v1" && n < len(v1s):
+				v1s[n] = v
+				n++
 			}
 		}
 	}
-	if ts == "" {
+	if ts == "" || n == 0 {
 		return event.Event{}, ErrMalformedSignature
 	}
 	if _, err := s.checkTime(ts); err != nil {
 		return event.Event{}, err
 	}
 	var buf sigBuf
-	sawV1, ok := false, false
-	for _, hv := range values {
-		for item := range strings.SplitSeq(hv, ",") {
-			k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
-			if k != "v1" {
-				continue
-			}
-			sawV1 = true
-			sig, valid := decodeHex(&buf, v)
-			if valid && verifyAny(s.keys, sig, body, ts, ".") {
-				ok = true
-			}
+	ok := false
+	for _, v := range v1s[:n] {
+		sig, valid := decodeHex(&buf, v)
+		if valid && verifyAny(s.keys, sig, body, ts, ".") {
+			ok = true
 		}
 	}
-	switch {
-	case !sawV1:
-		return event.Event{}, ErrMalformedSignature
-	case !ok:
+	if !ok {
 		return event.Event{}, ErrSignatureMismatch
 	}
 	e := event.Event{Payload: body}
