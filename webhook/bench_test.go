@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +88,6 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-var _ http.Header
 
 // BenchmarkVerifyRatio reports each scheme's Verify time as a ratio to the
 // raw HMAC over the same number of bytes, measuring the two interleaved in
