@@ -88,7 +88,6 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-
 // BenchmarkVerifyRatio reports each scheme's Verify time as a ratio to the
 // raw HMAC over the same number of bytes, measuring the two interleaved in
 // batches so that the noise of a shared machine falls on both alike:
