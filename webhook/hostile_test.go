@@ -205,3 +205,25 @@ func TestConcurrentRequestsWithDuplicates(t *testing.T) {
 		}
 	}
 }
+
+// A flood of bad requests is logged once a second per reason, with a count
+// of what was left out; metrics still count each one.
+func TestRejectionLogsAreSampled(t *testing.T) {
+	var lines atomic.Int64
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "request rejected") {
+			lines.Add(1)
+		}
+		return len(p), nil
+	}), nil))
+	h := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(log))
+	running(t, h, &recordingSink{}, githubProbe)
+	for i := range 1000 {
+		if code := serve(h, githubRequest("wrong", fmt.Sprint(i), body)).Code; code != http.StatusUnauthorized {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if n := lines.Load(); n < 1 || n > 3 {
+		t.Fatalf("%d log records for 1,000 rejections in well under 3 s", n)
+	}
+}

@@ -43,6 +43,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,12 @@ type Handler struct {
 	rec      metric.Recorder
 	accepted func(event.Event)
 	sink     atomic.Pointer[sinkRef]
+	sampled  sync.Map // reason → *logSample: rejections are logged at most once a second per reason
+}
+
+type logSample struct {
+	last       atomic.Int64 // unix nanoseconds of the last record
+	suppressed atomic.Int64 // rejections not logged since
 }
 
 type sinkRef struct{ event.Sink }
@@ -230,9 +237,29 @@ func (h *Handler) holdForRoom(ctx context.Context, sink event.Sink, e event.Even
 }
 
 func (h *Handler) reject(w http.ResponseWriter, status int, reason string, err error) string {
-	h.log.Warn("webhook: request rejected", "source", h.name, "status", status, "reason", reason, "err", err)
+	h.logRejection(status, reason, err)
 	http.Error(w, http.StatusText(status), status)
 	return reason
+}
+
+// logRejection logs a rejected request, at most once a second for each
+// reason, so that a flood of bad requests cannot flood the logs; the
+// record says how many were left out since the last one. Metrics count
+// every rejection.
+func (h *Handler) logRejection(status int, reason string, err error) {
+	v, ok := h.sampled.Load(reason)
+	if !ok {
+		v, _ = h.sampled.LoadOrStore(reason, &logSample{})
+	}
+	sample := v.(*logSample)
+	now := time.Now().UnixNano()
+	last := sample.last.Load()
+	if now-last < int64(time.Second) || !sample.last.CompareAndSwap(last, now) {
+		sample.suppressed.Add(1)
+		return
+	}
+	h.log.Warn("webhook: request rejected", "source", h.name, "status", status, "reason", reason, "err", err,
+		"suppressed_since_last", sample.suppressed.Swap(0))
 }
 
 func (h *Handler) retryLater(w http.ResponseWriter, status int, reason string, d time.Duration) string {
