@@ -225,12 +225,13 @@ func TestConditionalRequest(t *testing.T) {
 	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithLogger(quiet))
 	snk := &sink{}
 	stop := start(t, p, snk)
-	require.Eventually(t, func() bool { return notModified.Load() >= 5 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return p.Stats().NotModified >= 5 }, 5*time.Second, time.Millisecond)
 	stop()
 	assert.Equal(t, int64(1), full.Load(), "the unchanged resource is sent once")
 	assert.Equal(t, []string{"a", "b", "c"}, snk.ids())
 	st := p.Stats()
-	assert.Equal(t, notModified.Load(), st.NotModified)
+	// A request may have been answered as the poller stopped, uncounted.
+	assert.InDelta(t, notModified.Load(), st.NotModified, 1)
 	assert.Equal(t, st.Polls, st.Requests)
 	assert.Greater(t, saved.Load(), st.Bytes, "304s saved more bytes than were received")
 	t.Logf("polls %d, 304s %d, bytes received %d, bytes saved by 304s %d", st.Polls, st.NotModified, st.Bytes, saved.Load())
