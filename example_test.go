@@ -32,6 +32,10 @@ func ExampleStream_Handle() {
 
 	e.Via = event.Poll // the same event, polled later
 	err := s.Put(ctx, e)
+	for errors.Is(err, event.ErrPending) { // the handler's ack is on its way
+		time.Sleep(time.Millisecond)
+		err = s.Put(ctx, e)
+	}
 	fmt.Println(errors.Is(err, event.ErrDuplicate))
 
 	cancel()
