@@ -41,9 +41,10 @@ func TestLeaseTimersStayBounded(t *testing.T) {
 		}
 	}
 	<-acked
-	s.mu.Lock()
-	n := len(s.subs[0].timers)
-	s.mu.Unlock()
+	sub := s.subs[0]
+	sub.mu.Lock()
+	n := len(sub.timers)
+	sub.mu.Unlock()
 	cancel()
 	<-done
 	if n > 2*queue+64+1 {

@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -9,15 +10,17 @@ import (
 	"github.com/intakehq/intake/metric"
 )
 
-// Option configures a [Stream].
+// Option configures a [Stream]. A zero value given to an option means its
+// documented default; a negative one makes the option panic, since it
+// could only turn into a busy loop or an endless redelivery.
 type Option func(*config)
 
 type config struct {
 	store        dedupe.Store
-	queue        Queue
+	queue        dedupe.Queue
 	queueSize    int
 	retention    time.Duration
-	claimLease   time.Duration
+	claimLease   time.Duration // 0: the default for a store or a queue
 	drainTimeout time.Duration
 	retryAfter   time.Duration
 	restartMin   time.Duration
@@ -26,54 +29,117 @@ type config struct {
 	metrics      metric.Recorder
 }
 
+// The defaults, each written in its option's doc.
+const (
+	defaultQueueSize    = 10_000
+	defaultRetention    = 7 * 24 * time.Hour
+	defaultDrainTimeout = 10 * time.Second
+	defaultRetryAfter   = time.Second
+	defaultRestartMin   = time.Second
+	defaultRestartMax   = time.Minute
+	defaultAckTimeout   = 30 * time.Second
+	defaultRetryMin     = 100 * time.Millisecond
+	defaultRetryMax     = 30 * time.Second
+)
+
 func defaultConfig() config {
 	return config{
-		queueSize:    10_000,
-		retention:    7 * 24 * time.Hour,
-		drainTimeout: 10 * time.Second,
-		retryAfter:   time.Second,
-		restartMin:   time.Second,
-		restartMax:   time.Minute,
+		queueSize:    defaultQueueSize,
+		retention:    defaultRetention,
+		drainTimeout: defaultDrainTimeout,
+		retryAfter:   defaultRetryAfter,
+		restartMin:   defaultRestartMin,
+		restartMax:   defaultRestartMax,
 		metrics:      metric.Discard{},
 	}
 }
 
+// positive returns d, or def when d is zero; it panics when d is negative.
+func positive(option string, d, def time.Duration) time.Duration {
+	switch {
+	case d < 0:
+		panic(fmt.Sprintf("intake: %s(%v): must not be negative (0 means the default, %v)", option, d, def))
+	case d == 0:
+		return def
+	}
+	return d
+}
+
+// count is positive for ints.
+func count(option string, n, def int) int {
+	switch {
+	case n < 0:
+		panic(fmt.Sprintf("intake: %s(%d): must not be negative (0 means the default, %d)", option, n, def))
+	case n == 0:
+		return def
+	}
+	return n
+}
+
+// backoffRange validates an initial and a maximum delay.
+func backoffRange(option string, initial, maxDelay, defMin, defMax time.Duration) (time.Duration, time.Duration) {
+	initial = positive(option, initial, defMin)
+	maxDelay = positive(option, maxDelay, max(defMax, initial))
+	if initial > maxDelay {
+		panic(fmt.Sprintf("intake: %s(%v, %v): the initial delay exceeds the maximum", option, initial, maxDelay))
+	}
+	return initial, maxDelay
+}
+
 // WithStore sets the idempotency store. Defaults to a [dedupe.Memory] with
-// its default capacity: keys live only as long as the process.
+// its default capacity: keys live only as long as the process. It cannot
+// be combined with [WithQueue].
 func WithStore(s dedupe.Store) Option { return func(c *config) { c.store = s } }
 
 // WithQueueSize bounds the number of events stored but not yet acked by
-// every subscription. When it is reached, Put returns [event.ErrQueueFull]
-// and a webhook answers 503. Defaults to 10,000.
-func WithQueueSize(n int) Option { return func(c *config) { c.queueSize = n } }
+// every subscription and committed. When it is reached, Put returns
+// [event.ErrQueueFull] for a new event and a webhook answers 503.
+// Defaults to 10,000.
+func WithQueueSize(n int) Option {
+	n = count("WithQueueSize", n, defaultQueueSize)
+	return func(c *config) { c.queueSize = n }
+}
 
 // WithRetention sets how long a committed key is remembered, so that a
 // redelivery of the same event within it is suppressed. Defaults to 7 days,
 // longer than Stripe's 3 days and Standard Webhooks' 75 hours of retries.
-func WithRetention(d time.Duration) Option { return func(c *config) { c.retention = d } }
+func WithRetention(d time.Duration) Option {
+	d = positive("WithRetention", d, defaultRetention)
+	return func(c *config) { c.retention = d }
+}
 
 // WithClaimLease sets how long a claimed key blocks duplicates while its
 // event waits in the queue and is delivered. A claim whose holder died
 // (a crashed replica) frees the key when the lease ends. With the store
 // alone it must exceed the time an event spends queued and in delivery,
 // and defaults to 15 minutes; with a durable queue ([WithQueue]) the stream
-// renews it, and it defaults to 30 seconds.
-func WithClaimLease(d time.Duration) Option { return func(c *config) { c.claimLease = d } }
+// renews it every third of it, and it defaults to 30 seconds.
+func WithClaimLease(d time.Duration) Option {
+	d = positive("WithClaimLease", d, 0)
+	return func(c *config) { c.claimLease = d }
+}
 
 // WithDrainTimeout bounds how long Run, once its context is done, keeps
 // delivering what is queued before it gives up, releases the keys of what
 // is left, and returns. Defaults to 10 seconds.
-func WithDrainTimeout(d time.Duration) Option { return func(c *config) { c.drainTimeout = d } }
+func WithDrainTimeout(d time.Duration) Option {
+	d = positive("WithDrainTimeout", d, defaultDrainTimeout)
+	return func(c *config) { c.drainTimeout = d }
+}
 
 // WithRetryAfter sets the delay suggested to a source when the queue is
 // full or the stream is not running (a webhook's Retry-After). Defaults to
 // 1 second.
-func WithRetryAfter(d time.Duration) Option { return func(c *config) { c.retryAfter = d } }
+func WithRetryAfter(d time.Duration) Option {
+	d = positive("WithRetryAfter", d, defaultRetryAfter)
+	return func(c *config) { c.retryAfter = d }
+}
 
 // WithSourceRestart sets the exponential backoff between restarts of a
 // source whose Run returned an error. Defaults to 1 second growing to 1
-// minute; it never gives up.
+// minute; it never gives up. It panics if initial exceeds max.
 func WithSourceRestart(initial, max time.Duration) Option {
+	initial, max = backoffRange("WithSourceRestart", initial, max, defaultRestartMin, defaultRestartMax)
 	return func(c *config) { c.restartMin, c.restartMax = initial, max }
 }
 
@@ -83,10 +149,16 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 
 // WithMetrics sets the recorder of counters and latencies. Defaults to
 // [metric.Discard].
-func WithMetrics(r metric.Recorder) Option { return func(c *config) { c.metrics = r } }
+func WithMetrics(r metric.Recorder) Option {
+	if r == nil {
+		r = metric.Discard{}
+	}
+	return func(c *config) { c.metrics = r }
+}
 
 // SubscribeOption configures a subscription made by [Stream.Subscribe] or
-// [Stream.Handle].
+// [Stream.Handle]. As with [Option], zero means the default and a negative
+// value panics.
 type SubscribeOption func(*subConfig)
 
 type subConfig struct {
@@ -99,6 +171,10 @@ type subConfig struct {
 	retryMax    time.Duration
 	workers     int
 	name        string
+}
+
+func defaultSubConfig() subConfig {
+	return subConfig{ackTimeout: defaultAckTimeout, retryMin: defaultRetryMin, retryMax: defaultRetryMax}
 }
 
 // WithSources limits the subscription to events from the named sources.
@@ -127,13 +203,17 @@ func set(m map[string]bool, keys []string) map[string]bool {
 // delivered again (its lease). For [Stream.Handle] it is also the deadline
 // of each call of the handler. Defaults to 30 seconds.
 func WithAckTimeout(d time.Duration) SubscribeOption {
+	d = positive("WithAckTimeout", d, defaultAckTimeout)
 	return func(c *subConfig) { c.ackTimeout = d }
 }
 
 // WithMaxAttempts sets how many deliveries an event gets before it goes to
 // the dead-letter function and is committed. Zero means no limit. Defaults
-// to 0 for Subscribe and 5 for Handle.
+// to no limit for Subscribe and 5 for Handle.
 func WithMaxAttempts(n int) SubscribeOption {
+	if n < 0 {
+		panic(fmt.Sprintf("intake: WithMaxAttempts(%d): must not be negative (0 means no limit)", n))
+	}
 	return func(c *subConfig) { c.maxAttempts = n }
 }
 
@@ -146,14 +226,17 @@ func WithDeadLetter(fn func(e event.Event, err error)) SubscribeOption {
 
 // WithRetryBackoff sets the delay before a nacked delivery is delivered
 // again: initial after the first failure, doubling up to max, with ±20%
-// jitter. Defaults to 100 milliseconds and 30 seconds.
+// jitter. Defaults to 100 milliseconds and 30 seconds. It panics if
+// initial exceeds max.
 func WithRetryBackoff(initial, max time.Duration) SubscribeOption {
+	initial, max = backoffRange("WithRetryBackoff", initial, max, defaultRetryMin, defaultRetryMax)
 	return func(c *subConfig) { c.retryMin, c.retryMax = initial, max }
 }
 
 // WithWorkers sets how many calls of a [Stream.Handle] function run at
 // once. Subscribe ignores it. Defaults to 1.
 func WithWorkers(n int) SubscribeOption {
+	n = count("WithWorkers", n, 1)
 	return func(c *subConfig) { c.workers = n }
 }
 

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -54,32 +55,38 @@ const (
 // [Stream.Subscribe] or [Stream.Handle], then call [Stream.Run] once. Put
 // may be called from any goroutine; a Stream is safe for concurrent use.
 // Create one with [New]; the zero value is not usable.
+//
+// The stream owns the count of entries and their commit: an entry acked by
+// every subscription goes to a committer goroutine that [Stream.Run]
+// starts and stops, which commits keys in batches, so that an Ack never
+// waits on the store.
 type Stream struct {
 	cfg  config
 	log  *slog.Logger
 	keys keeper // claims, commits and releases keys; keeps events if durable
 	rec  metric.Recorder
+	done *committer
 
 	mu      sync.Mutex
 	state   int
-	queued  int // entries reserved or live: not yet committed or dropped
+	queued  int // entries admitted and not yet committed or dropped
 	live    map[*entry]struct{}
 	subs    []*subscription
 	sources []event.Source
 	drained chan struct{} // closed when draining and queued reaches 0
-	stop    chan struct{} // closed to stop the pumps
 }
 
 // entry is one stored event on its way to every subscription.
 type entry struct {
 	ev        event.Event
 	key       string
-	remaining int // subscriptions that have not acked
+	remaining atomic.Int32 // subscriptions that have not acked
 	start     time.Time
 }
 
 // New returns a stream with the given options. See the With… functions for
-// the defaults.
+// the defaults. It panics if both [WithStore] and [WithQueue] are given: a
+// queue is its own store.
 func New(opts ...Option) *Stream {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -87,9 +94,11 @@ func New(opts ...Option) *Stream {
 	}
 	var keys keeper
 	switch {
+	case cfg.queue != nil && cfg.store != nil:
+		panic("intake: WithStore and WithQueue given together; a durable queue is its own idempotency store")
 	case cfg.queue != nil:
 		keys = queueKeeper{cfg.queue}
-		if cfg.claimLease <= 0 {
+		if cfg.claimLease == 0 {
 			cfg.claimLease = 30 * time.Second
 		}
 	default:
@@ -97,25 +106,23 @@ func New(opts ...Option) *Stream {
 			cfg.store = dedupe.NewMemory()
 		}
 		keys = storeKeeper{cfg.store}
-		if cfg.claimLease <= 0 {
+		if cfg.claimLease == 0 {
 			cfg.claimLease = 15 * time.Minute
 		}
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
-	if cfg.queueSize < 1 {
-		cfg.queueSize = 1
-	}
-	return &Stream{
+	s := &Stream{
 		cfg:     cfg,
 		log:     cfg.logger,
 		keys:    keys,
 		rec:     cfg.metrics,
 		live:    make(map[*entry]struct{}),
 		drained: make(chan struct{}),
-		stop:    make(chan struct{}),
 	}
+	s.done = newCommitter(s)
+	return s
 }
 
 // Add registers sources to run with the stream. It must be called before
@@ -135,100 +142,139 @@ func (s *Stream) Add(sources ...event.Source) {
 //
 //   - [event.ErrDuplicate] if the key is done;
 //   - [event.ErrPending] if another claim holds the key;
-//   - [event.ErrQueueFull] if the queue is full (nothing is claimed);
+//   - [event.ErrQueueFull] if the event is new and the queue is full
+//     (its claim is released: nothing is recorded);
 //   - [event.ErrNotRunning] or [event.ErrClosed] outside Run;
-//   - [event.ErrInvalid] if e has no ID or Source;
+//   - [event.ErrInvalid] if e has no ID or Source, or the store refuses it
+//     as one it can never keep;
 //   - the store's error if the claim failed.
 //
-// The retryable ones come in an [*event.RetryError] with a suggested delay.
-// Put implements [event.Sink].
+// The key is claimed before the queue's room is checked, so that a
+// duplicate is answered as one even when the queue is full; a new event
+// that finds the queue full costs a claim and a release.
+//
+// The retryable errors come in an [*event.RetryError] with a suggested
+// delay; ErrDuplicate and ErrInvalid do not. Put implements [event.Sink].
 func (s *Stream) Put(ctx context.Context, e event.Event) error {
 	if e.ID == "" || e.Source == "" {
 		return fmt.Errorf("%w: id %q, source %q", event.ErrInvalid, e.ID, e.Source)
 	}
 	s.mu.Lock()
-	switch {
-	case s.state == stateNew:
-		s.mu.Unlock()
+	state := s.state
+	s.mu.Unlock()
+	switch state {
+	case stateNew:
 		s.rec.Count(metric.Rejected, e.Source, "not-running", 1)
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrNotRunning)
-	case s.state != stateRunning:
-		s.mu.Unlock()
+	case stateRunning:
+	default:
 		s.rec.Count(metric.Rejected, e.Source, "closed", 1)
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrClosed)
-	case s.queued >= s.cfg.queueSize:
-		s.mu.Unlock()
-		s.rec.Count(metric.Rejected, e.Source, "full", 1)
-		return event.RetryAfter(s.cfg.retryAfter, event.ErrQueueFull)
 	}
-	s.queued++ // reserve a slot before claiming, so a full queue costs no store call
-	s.mu.Unlock()
 
 	if e.Received.IsZero() {
 		e.Received = time.Now()
 	}
 	key := e.Key()
 	st, err := s.keys.claim(ctx, key, &e, s.cfg.claimLease)
-	if err != nil {
-		s.unreserve()
+	switch {
+	case errors.Is(err, event.ErrInvalid):
+		s.rec.Count(metric.Rejected, e.Source, "invalid", 1)
+		return fmt.Errorf("intake: claim %q: %w", e.ID, err)
+	case err != nil:
 		s.rec.Count(metric.Rejected, e.Source, "store", 1)
-		return event.RetryAfter(s.cfg.retryAfter, fmt.Errorf("intake: claim %s: %w", e.ID, err))
+		return event.RetryAfter(s.cfg.retryAfter, fmt.Errorf("intake: claim %q: %w", e.ID, err))
 	}
 	switch st {
 	case dedupe.Done:
-		s.unreserve()
 		s.rec.Count(metric.Duplicate, e.Source, "done", 1)
 		return event.ErrDuplicate
 	case dedupe.Pending:
-		s.unreserve()
+		if s.done.has(key) { // acked here, its commit under way
+			s.rec.Count(metric.Duplicate, e.Source, "done", 1)
+			return event.ErrDuplicate
+		}
 		s.rec.Count(metric.Duplicate, e.Source, "pending", 1)
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrPending)
 	}
 
 	en := &entry{ev: e, key: key, start: time.Now()}
-	if !s.admit(en) {
+	if err := s.admit(en); err != nil {
 		s.release(en.key)
-		s.unreserve()
-		s.rec.Count(metric.Rejected, e.Source, "closed", 1)
-		return event.RetryAfter(s.cfg.retryAfter, event.ErrClosed)
+		reason := "closed"
+		if errors.Is(err, event.ErrQueueFull) {
+			reason = "full"
+		}
+		s.rec.Count(metric.Rejected, e.Source, reason, 1)
+		return event.RetryAfter(s.cfg.retryAfter, err)
 	}
 	s.rec.Count(metric.Accepted, e.Source, "", 1)
 	return nil
 }
 
-// admit hands a claimed entry, whose slot is reserved, to every
-// subscription that wants it. It returns false, changing nothing, once the
-// stream has stopped running.
-func (s *Stream) admit(en *entry) bool {
+// admit takes a slot for a claimed entry and hands the entry to every
+// subscription that wants it. It returns [event.ErrQueueFull] or
+// [event.ErrClosed], changing nothing, when there is no room or the stream
+// no longer runs.
+func (s *Stream) admit(en *entry) error {
 	s.mu.Lock()
-	if s.state != stateRunning {
+	switch {
+	case s.state != stateRunning:
 		s.mu.Unlock()
-		return false
+		return event.ErrClosed
+	case s.queued >= s.cfg.queueSize:
+		s.mu.Unlock()
+		return event.ErrQueueFull
 	}
+	s.queued++
+	var n int32
 	for _, sub := range s.subs {
 		if sub.matches(&en.ev) {
-			en.remaining++
-			sub.push(&item{e: en})
+			n++
 		}
 	}
-	unwanted := en.remaining == 0
-	if !unwanted {
-		s.live[en] = struct{}{}
+	en.remaining.Store(n)
+	s.live[en] = struct{}{}
+	for _, sub := range s.subs {
+		if sub.matches(&en.ev) {
+			sub.push(en)
+		}
 	}
 	depth := s.queued
 	s.mu.Unlock()
 	s.rec.Gauge(metric.QueueDepth, "", float64(depth))
-	if unwanted {
-		s.finish(en) // no subscription wants it: done at once
+	if n == 0 {
+		s.done.add(en) // no subscription wants it: done at once
 	}
-	return true
+	return nil
 }
 
-func (s *Stream) unreserve() {
+// acked is called by a subscription that acked en; the last one hands en
+// to the committer.
+func (s *Stream) acked(en *entry) {
+	if en.remaining.Add(-1) == 0 {
+		s.done.add(en)
+	}
+}
+
+// committed frees the slots of entries whose keys are committed.
+func (s *Stream) committed(batch []*entry) {
 	s.mu.Lock()
-	s.queued--
+	for _, en := range batch {
+		if _, ok := s.live[en]; ok {
+			delete(s.live, en)
+			s.queued--
+		}
+	}
+	depth := s.queued
 	s.signalDrainedLocked()
 	s.mu.Unlock()
+	now := time.Now()
+	for _, en := range batch {
+		s.rec.Count(metric.Committed, en.ev.Source, "", 1)
+		s.rec.Observe(metric.Processing, en.ev.Source, now.Sub(en.start))
+	}
+	s.rec.Gauge(metric.QueueDepth, "", float64(depth))
 }
 
 func (s *Stream) signalDrainedLocked() {
@@ -239,27 +285,6 @@ func (s *Stream) signalDrainedLocked() {
 			close(s.drained)
 		}
 	}
-}
-
-// finish commits an entry that every subscription acked and frees its slot.
-func (s *Stream) finish(en *entry) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := s.keys.commit(ctx, en.key, s.cfg.retention)
-	cancel()
-	if err != nil {
-		// The claim stays pending until its lease ends; a redelivery after
-		// that is possible. Nothing is lost.
-		s.log.Error("intake: commit failed", "source", en.ev.Source, "id", en.ev.ID, "err", err)
-	}
-	s.mu.Lock()
-	delete(s.live, en)
-	s.queued--
-	depth := s.queued
-	s.signalDrainedLocked()
-	s.mu.Unlock()
-	s.rec.Count(metric.Committed, en.ev.Source, "", 1)
-	s.rec.Gauge(metric.QueueDepth, "", float64(depth))
-	s.rec.Observe(metric.Processing, en.ev.Source, time.Since(en.start))
 }
 
 func (s *Stream) release(key string) {
@@ -273,71 +298,46 @@ func (s *Stream) release(key string) {
 // Run runs every source and delivers events to the subscriptions until ctx
 // is done. It then shuts down: sources stop and Put answers
 // [event.ErrClosed]; what is queued keeps being delivered for up to the
-// drain timeout; handler calls still running get a canceled context;
-// subscription channels are closed; the keys of events left undelivered
-// are released (so a provider's retry is accepted later) and counted as
-// dropped. Run returns nil after all of that, with no goroutine left, or
-// an error at once if the stream cannot start.
+// drain timeout, while a durable queue's claims keep being renewed;
+// handler calls still running get a canceled context; subscription
+// channels are closed; acked keys are committed; the keys of events left
+// undelivered are released (so a provider's retry is accepted later) and
+// counted as dropped, or, with a durable queue, given back for the next
+// stream to adopt. Run returns nil after all of that, with no goroutine
+// left, or an error at once if the stream cannot start.
 //
 // A source whose Run returns an error is logged and run again after an
 // exponential backoff that never gives up.
 func (s *Stream) Run(ctx context.Context) error {
-	s.mu.Lock()
-	if s.state != stateNew {
-		s.mu.Unlock()
-		return ErrAlreadyRunning
+	if err := s.start(); err != nil {
+		return err
 	}
-	if len(s.subs) == 0 {
-		s.mu.Unlock()
-		return ErrNoSubscription
-	}
-	s.state = stateRunning
-	subs := s.subs
-	sources := s.sources
-	s.mu.Unlock()
-
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
-	var pumps, workers, srcs sync.WaitGroup
-	for _, sub := range subs {
-		pumps.Add(1)
-		go func() {
-			defer pumps.Done()
-			sub.pump(s.stop)
-		}()
+	var subs, sources, commits, renewals group
+	stopSubs, stopCommits, stopRenewals := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	for _, sub := range s.subs {
+		subs.Go(func() {
+			sub.pump(stopSubs)
+			close(sub.ch) // the pump was its only sender
+		})
 		for range sub.workers {
-			workers.Add(1)
-			go func() {
-				defer workers.Done()
-				sub.work(handlerCtx)
-			}()
+			subs.Go(func() { sub.work(handlerCtx) })
 		}
 	}
-	var keeper sync.WaitGroup
+	commits.Go(func() { s.done.run(stopCommits) })
 	if s.keys.durable() {
-		keeper.Add(1)
-		go func() {
-			defer keeper.Done()
-			s.keepQueue(ctx)
-		}()
+		renewals.Go(func() { s.renew(stopRenewals) })
+		sources.Go(func() { s.adopt(ctx) })
 	}
-	for _, src := range sources {
-		srcs.Add(1)
-		go func() {
-			defer srcs.Done()
-			s.runSource(ctx, src)
-		}()
+	for _, src := range s.sources {
+		sources.Go(func() { s.runSource(ctx, src) })
 	}
 
 	<-ctx.Done()
-	keeper.Wait()
-	s.mu.Lock()
-	s.state = stateDraining
-	s.signalDrainedLocked()
-	s.mu.Unlock()
-	srcs.Wait()
-
+	s.setState(stateDraining)
+	sources.Wait()
 	t := time.NewTimer(s.cfg.drainTimeout)
 	select {
 	case <-s.drained:
@@ -345,97 +345,144 @@ func (s *Stream) Run(ctx context.Context) error {
 	}
 	t.Stop()
 	cancelHandlers()
-	close(s.stop)
-	pumps.Wait()
-	for _, sub := range subs {
-		close(sub.ch)
+	close(stopSubs)
+	subs.Wait()
+	for _, sub := range s.subs {
+		sub.close()
 	}
-	workers.Wait()
+	close(stopCommits)
+	commits.Wait()
+	close(stopRenewals)
+	renewals.Wait()
+	s.setState(stateStopped)
+	s.giveBack()
+	return nil
+}
 
+func (s *Stream) start() error {
 	s.mu.Lock()
-	s.state = stateStopped
-	left := make([]*entry, 0, len(s.live))
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		return ErrAlreadyRunning
+	}
+	if len(s.subs) == 0 {
+		return ErrNoSubscription
+	}
+	s.state = stateRunning
+	return nil
+}
+
+func (s *Stream) setState(state int) {
+	s.mu.Lock()
+	s.state = state
+	s.signalDrainedLocked()
+	s.mu.Unlock()
+}
+
+// giveBack deals with the entries left when Run stops: a durable queue
+// keeps them for the next stream; otherwise their keys are released.
+func (s *Stream) giveBack() {
+	s.mu.Lock()
 	keys := make([]string, 0, len(s.live))
+	left := make([]*entry, 0, len(s.live))
 	for en := range s.live {
-		left = append(left, en)
 		keys = append(keys, en.key)
+		left = append(left, en)
 	}
 	s.live = nil
 	s.mu.Unlock()
 	if len(left) == 0 {
-		return nil
+		return
 	}
-	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := s.keys.giveBack(gctx, keys)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := s.keys.giveBack(ctx, keys)
 	cancel()
 	if s.keys.durable() {
 		// Still stored: the next stream on this queue delivers them.
 		s.log.Info("intake: undelivered events left in the queue at shutdown", "count", len(left), "err", err)
-		return nil
+		return
 	}
 	for _, en := range left {
 		s.rec.Count(metric.Dropped, en.ev.Source, "", 1)
 	}
 	s.log.Error("intake: undelivered events released at shutdown; their senders must deliver them again",
 		"count", len(left), "drain_timeout", s.cfg.drainTimeout, "err", err)
-	return nil
 }
 
-// keepQueue runs while the stream runs with a durable queue: every third of
-// the claim lease it renews the claims on the events this stream holds and
-// adopts events whose holder is gone (this process before a crash, or
-// another replica), as many as half the free room of the queue.
-func (s *Stream) keepQueue(ctx context.Context) {
+// liveKeys returns the keys of the entries the stream holds.
+func (s *Stream) liveKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.live))
+	for en := range s.live {
+		keys = append(keys, en.key)
+	}
+	return keys
+}
+
+// renew runs while the stream holds a durable queue's claims, draining
+// included: every third of the claim lease it renews the claims on every
+// entry the stream holds, each renewal bounded by that third, until stop
+// closes.
+func (s *Stream) renew(stop <-chan struct{}) {
+	every := max(s.cfg.claimLease/3, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		keys := s.liveKeys()
+		if len(keys) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		err := s.cfg.queue.Extend(ctx, keys, s.cfg.claimLease)
+		cancel()
+		if err != nil {
+			s.log.Error("intake: renewing claims failed", "count", len(keys), "err", err)
+		}
+	}
+}
+
+// adopt runs while the stream runs with a durable queue: every third of
+// the claim lease it adopts events whose holder is gone (this process
+// before a crash, or another replica), up to half the free room of the
+// queue and 1,000 at a time, and again at once while batches come back
+// full. It reserves no room: what no longer fits when it arrives (sources
+// filled the queue meanwhile) is given straight back.
+func (s *Stream) adopt(ctx context.Context) {
 	q := s.cfg.queue
-	every := max(s.cfg.claimLease/3, 10*time.Millisecond)
-	var extended time.Time
+	every := max(s.cfg.claimLease/3, time.Millisecond)
 	for ctx.Err() == nil {
 		s.mu.Lock()
-		var keys []string
-		if time.Since(extended) >= every {
-			keys = make([]string, 0, len(s.live))
-			for en := range s.live {
-				keys = append(keys, en.key)
-			}
-		}
-		// Reserve the room adoption may fill: at most half of what is free
-		// (and 1,000), so that sources are not turned away meanwhile.
-		free := min(max(s.cfg.queueSize-s.queued, 0)/2, 1000)
-		s.queued += free
+		n := min(max(s.cfg.queueSize-s.queued, 0)/2, 1000)
 		s.mu.Unlock()
-
-		if keys != nil {
-			extended = time.Now()
-			if err := q.Extend(ctx, keys, s.cfg.claimLease); err != nil && ctx.Err() == nil {
-				s.log.Error("intake: renewing claims failed", "count", len(keys), "err", err)
-			}
-		}
-		adopted, got := 0, 0
-		if free > 0 {
-			items, err := q.Adopt(ctx, free, s.cfg.claimLease)
+		got := 0
+		if n > 0 {
+			items, err := q.Adopt(ctx, n, s.cfg.claimLease)
 			if err != nil && ctx.Err() == nil {
 				s.log.Error("intake: adopting queued events failed", "err", err)
 			}
 			got = len(items)
+			var back []string
 			for _, it := range items {
-				en := &entry{ev: it.Event, key: it.Key, start: time.Now()}
-				if !s.admit(en) {
-					// Stopped meanwhile: give it straight back.
-					_ = q.Extend(context.WithoutCancel(ctx), []string{it.Key}, 0)
-					continue
+				if err := s.admit(&entry{ev: it.Event, key: it.Key, start: time.Now()}); err != nil {
+					back = append(back, it.Key)
 				}
-				adopted++
 			}
-			if adopted > 0 {
+			if len(back) > 0 {
+				gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+				_ = q.Extend(gctx, back, 0) // or it is adopted once its lease ends
+				cancel()
+			}
+			if adopted := got - len(back); adopted > 0 {
 				s.log.Info("intake: adopted queued events", "count", adopted)
 			}
 		}
-		s.mu.Lock()
-		s.queued -= free - adopted
-		s.signalDrainedLocked()
-		s.mu.Unlock()
-
-		if free > 0 && got == free {
+		if n > 0 && got == n {
 			continue // a backlog: adopt more as soon as there is room
 		}
 		t := time.NewTimer(every)
@@ -488,3 +535,16 @@ func runSafely(ctx context.Context, src event.Source, sink event.Sink) (err erro
 	}()
 	return src.Run(ctx, sink)
 }
+
+// group runs goroutines and waits for them.
+type group struct{ wg sync.WaitGroup }
+
+func (g *group) Go(fn func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn()
+	}()
+}
+
+func (g *group) Wait() { g.wg.Wait() }

@@ -4,40 +4,56 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
 )
 
-// Delivery is one event handed to one subscription. Call exactly one of
-// Ack or Nack when done with it; later calls are ignored.
+// Delivery is one event handed to one subscription. Call Ack or Nack when
+// done with it: the first of the two calls counts, later calls on the same
+// Delivery do nothing, so `defer d.Ack()` after a `d.Nack(err)` on the
+// error path redelivers the event. Ack and Nack never wait on the store.
 type Delivery struct {
 	Event   event.Event
 	Attempt int // 1 for the first delivery of the event to this subscription
 
-	sub *subscription
-	it  *item
-	gen uint64
+	sub     *subscription
+	it      *item
+	gen     uint64
+	settled atomic.Bool
 }
 
 // Ack reports that the event was handled. When every subscription has
-// acked it, its key is committed. An Ack that comes after the delivery's
-// lease ran out still counts if the event was not acked yet.
-func (d *Delivery) Ack() { d.sub.ack(d) }
+// acked it, its key is committed (by the stream, in the background). An
+// Ack that comes after the delivery's lease ran out still counts if the
+// event was not acked yet, and stops a redelivery not yet received.
+func (d *Delivery) Ack() {
+	if d.settled.CompareAndSwap(false, true) {
+		d.sub.ack(d.it)
+	}
+}
 
 // Nack reports that handling failed; the event is delivered again after
 // the subscription's retry backoff, or goes to the dead-letter function
 // once it has had its maximum attempts. A Nack after the lease ran out is
 // ignored: the event was already scheduled again.
-func (d *Delivery) Nack(err error) { d.sub.nack(d, err) }
+func (d *Delivery) Nack(err error) {
+	if d.settled.CompareAndSwap(false, true) {
+		d.sub.nack(d.it, d.gen, err)
+	}
+}
 
 // HandlerFunc handles one event for [Stream.Handle]. A nil error acks the
 // event; an error or a panic nacks it.
 type HandlerFunc func(ctx context.Context, e event.Event) error
 
-// item is the state of one entry in one subscription.
+// item is the state of one entry in one subscription, guarded by the
+// subscription's mutex.
 type item struct {
 	e       *entry
 	attempt int    // deliveries so far
@@ -73,20 +89,26 @@ func (h *timerHeap) Pop() any {
 	return x
 }
 
-// subscription delivers entries to one channel. Its queues are guarded by
-// the stream's mutex; its pump goroutine is the only sender on ch.
+// subscription delivers entries to one channel. It owns its queue, its
+// timers and its lock; it tells the stream through acked when it is done
+// with an entry, and never takes the stream's lock. Its pump goroutine is
+// the only sender on ch.
 type subscription struct {
-	s    *Stream
-	name string
-	cfg  subConfig
-	ch   chan *Delivery
-	fn   HandlerFunc // nil for Subscribe
-	// workers is the number of goroutines running fn.
-	workers int
+	name    string
+	cfg     subConfig
+	ch      chan *Delivery
+	fn      HandlerFunc // nil for Subscribe
+	workers int         // goroutines running fn
+	log     *slog.Logger
+	rec     metric.Recorder
+	maxLive int          // the stream's queue size: bounds the timer heap
+	acked   func(*entry) // called once per entry this subscription acked
 
+	mu     sync.Mutex
 	ready  []*item
 	head   int
 	timers timerHeap
+	closed bool // Run has stopped the subscription: Ack and Nack do nothing
 	wake   chan struct{}
 }
 
@@ -100,7 +122,8 @@ type subscription struct {
 // full the stream answers new events with [event.ErrQueueFull]: a slow
 // reader slows the senders instead of growing memory.
 //
-// Subscribe must be called before Run; it panics otherwise.
+// Subscribe must be called before Run; it panics otherwise, and on an
+// option with a negative value.
 func (s *Stream) Subscribe(opts ...SubscribeOption) <-chan *Delivery {
 	return s.subscribe(nil, 0, opts)
 }
@@ -113,21 +136,24 @@ func (s *Stream) Subscribe(opts ...SubscribeOption) <-chan *Delivery {
 // attempts (default 5) the event goes to the dead-letter function and is
 // committed.
 //
-// Handle must be called before Run; it panics otherwise.
+// Handle must be called before Run; it panics otherwise, and on an option
+// with a negative value.
 func (s *Stream) Handle(fn HandlerFunc, opts ...SubscribeOption) {
+	if fn == nil {
+		panic("intake: Handle with a nil function")
+	}
 	opts = append([]SubscribeOption{WithMaxAttempts(5)}, opts...)
 	s.subscribe(fn, 1, opts)
 }
 
 func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) <-chan *Delivery {
-	cfg := subConfig{
-		ackTimeout: 30 * time.Second,
-		retryMin:   100 * time.Millisecond,
-		retryMax:   30 * time.Second,
-		workers:    workers,
-	}
+	cfg := defaultSubConfig()
+	cfg.workers = workers
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if fn == nil {
+		cfg.workers = 0
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -137,18 +163,16 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 	if cfg.name == "" {
 		cfg.name = fmt.Sprintf("sub-%d", len(s.subs)+1)
 	}
-	if fn == nil {
-		cfg.workers = 0
-	} else if cfg.workers < 1 {
-		cfg.workers = 1
-	}
 	sub := &subscription{
-		s:       s,
 		name:    cfg.name,
 		cfg:     cfg,
 		ch:      make(chan *Delivery),
 		fn:      fn,
 		workers: cfg.workers,
+		log:     s.log,
+		rec:     s.rec,
+		maxLive: s.cfg.queueSize,
+		acked:   s.acked,
 		wake:    make(chan struct{}, 1),
 	}
 	if sub.cfg.deadLetter == nil {
@@ -171,9 +195,11 @@ func (sub *subscription) matches(e *event.Event) bool {
 	return true
 }
 
-// push queues an item for delivery. The stream's mutex must be held.
-func (sub *subscription) push(it *item) {
-	sub.ready = append(sub.ready, it)
+// push queues an entry for delivery.
+func (sub *subscription) push(en *entry) {
+	sub.mu.Lock()
+	sub.ready = append(sub.ready, &item{e: en})
+	sub.mu.Unlock()
 	sub.poke()
 }
 
@@ -185,8 +211,8 @@ func (sub *subscription) poke() {
 }
 
 // next returns the next item to deliver, moving due timers first, and the
-// time until the next timer. The stream's mutex must be held. Items that
-// ran out of attempts by lease expiry are returned in dead for the caller to
+// time until the next timer. sub.mu must be held. Items that ran out of
+// attempts by lease expiry are returned in dead for the caller to
 // dead-letter outside the lock.
 func (sub *subscription) next(now time.Time) (d *Delivery, wait time.Duration, dead []*item) {
 	for len(sub.timers) > 0 && !sub.timers[0].at.After(now) {
@@ -199,7 +225,7 @@ func (sub *subscription) next(now time.Time) (d *Delivery, wait time.Duration, d
 			sub.ready = append(sub.ready, t.it)
 		case timerLease:
 			t.it.gen++
-			sub.s.rec.Count(metric.Nacked, t.it.e.ev.Source, "lease", 1)
+			sub.rec.Count(metric.Nacked, t.it.e.ev.Source, "lease", 1)
 			if sub.exhausted(t.it) {
 				dead = append(dead, t.it)
 			} else {
@@ -231,10 +257,10 @@ func (sub *subscription) next(now time.Time) (d *Delivery, wait time.Duration, d
 
 // compactTimers drops timers made stale by acks and nacks once they
 // outnumber twice the queue, so that the heap stays bounded by the queue
-// size rather than by the event rate times the ack timeout. The stream's
-// mutex must be held.
+// size rather than by the event rate times the ack timeout. sub.mu must be
+// held.
 func (sub *subscription) compactTimers() {
-	if len(sub.timers) <= 2*sub.s.cfg.queueSize+64 {
+	if len(sub.timers) <= 2*sub.maxLive+64 {
 		return
 	}
 	live := sub.timers[:0]
@@ -252,28 +278,53 @@ func (sub *subscription) exhausted(it *item) bool {
 	return sub.cfg.maxAttempts > 0 && it.attempt >= sub.cfg.maxAttempts
 }
 
-// pump moves deliveries from the queues to the channel until stop closes.
+// stale reports whether a prepared delivery must not be sent: its event
+// was acked, or it was superseded.
+func (sub *subscription) stale(d *Delivery) bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return d.it.done || d.it.gen != d.gen
+}
+
+// pump moves deliveries from the queue to the channel until stop closes.
+// Before every send, and whenever the subscription changes while a send
+// waits for a reader, it checks that the event is still not done, so that
+// a late Ack stops a redelivery that was already prepared.
 func (sub *subscription) pump(stop <-chan struct{}) {
-	s := sub.s
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var d *Delivery // prepared, not yet sent
 	for {
-		s.mu.Lock()
-		d, wait, dead := sub.next(time.Now())
-		s.mu.Unlock()
-		for _, it := range dead {
-			sub.deadLetter(it, fmt.Errorf("intake: ack timeout after %d attempts", it.attempt))
+		if d != nil && sub.stale(d) {
+			d = nil
+		}
+		wait := time.Duration(-1)
+		if d == nil {
+			var dead []*item
+			sub.mu.Lock()
+			d, wait, dead = sub.next(time.Now())
+			sub.mu.Unlock()
+			for _, it := range dead {
+				sub.deadLetter(it, fmt.Errorf("intake: ack timeout after %d attempts", it.attempt))
+			}
 		}
 		if d != nil {
 			select {
+			case <-sub.wake:
+				continue // something changed (an ack, maybe of d's event): check again
+			default:
+			}
+			select {
 			case sub.ch <- d:
-				s.rec.Count(metric.Delivered, d.Event.Source, "", 1)
-				s.mu.Lock()
+				sub.rec.Count(metric.Delivered, d.Event.Source, "", 1)
+				sub.mu.Lock()
 				if d.it.gen == d.gen && !d.it.done {
 					heap.Push(&sub.timers, timed{at: time.Now().Add(sub.cfg.ackTimeout), it: d.it, gen: d.gen, kind: timerLease})
 					sub.compactTimers()
 				}
-				s.mu.Unlock()
+				sub.mu.Unlock()
+				d = nil
+			case <-sub.wake:
 			case <-stop:
 				return
 			}
@@ -298,51 +349,52 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 	}
 }
 
-func (sub *subscription) ack(d *Delivery) {
-	s := sub.s
-	s.mu.Lock()
-	if d.it.done || s.state == stateStopped {
-		s.mu.Unlock()
+// ack marks it done and tells the stream, once per item.
+func (sub *subscription) ack(it *item) {
+	sub.mu.Lock()
+	if it.done || sub.closed {
+		sub.mu.Unlock()
 		return
 	}
-	d.it.done = true
-	en := d.it.e
-	en.remaining--
-	last := en.remaining == 0
-	s.mu.Unlock()
-	s.rec.Count(metric.Acked, en.ev.Source, "", 1)
-	if last {
-		s.finish(en)
-	}
+	it.done = true
+	sub.mu.Unlock()
+	sub.poke() // a redelivery of it may be waiting for a reader
+	sub.rec.Count(metric.Acked, it.e.ev.Source, "", 1)
+	sub.acked(it.e)
 }
 
-func (sub *subscription) nack(d *Delivery, err error) {
-	s := sub.s
-	s.mu.Lock()
-	if d.it.done || d.it.gen != d.gen || s.state == stateStopped {
-		s.mu.Unlock()
+func (sub *subscription) nack(it *item, gen uint64, err error) {
+	sub.mu.Lock()
+	if it.done || it.gen != gen || sub.closed {
+		sub.mu.Unlock()
 		return
 	}
-	d.it.gen++
-	it := d.it
+	it.gen++
 	if sub.exhausted(it) {
-		s.mu.Unlock()
+		sub.mu.Unlock()
 		sub.deadLetter(it, err)
 		return
 	}
 	heap.Push(&sub.timers, timed{at: time.Now().Add(sub.retryDelay(it.attempt)), it: it, gen: it.gen, kind: timerRetry})
+	sub.mu.Unlock()
 	sub.poke()
-	s.mu.Unlock()
-	s.rec.Count(metric.Nacked, it.e.ev.Source, "nack", 1)
+	sub.rec.Count(metric.Nacked, it.e.ev.Source, "nack", 1)
 }
 
 // deadLetter hands an item that ran out of attempts to the dead-letter
 // function and then acks it, so that it is committed and not delivered
 // again.
 func (sub *subscription) deadLetter(it *item, err error) {
-	sub.s.rec.Count(metric.DeadLetter, it.e.ev.Source, "", 1)
+	sub.rec.Count(metric.DeadLetter, it.e.ev.Source, "", 1)
 	sub.cfg.deadLetter(it.e.ev, err)
-	sub.ack(&Delivery{sub: sub, it: it, gen: it.gen})
+	sub.ack(it)
+}
+
+// close makes later Acks and Nacks do nothing.
+func (sub *subscription) close() {
+	sub.mu.Lock()
+	sub.closed = true
+	sub.mu.Unlock()
 }
 
 // retryDelay is the backoff after the attempt-th failed delivery:
@@ -350,6 +402,10 @@ func (sub *subscription) deadLetter(it *item, err error) {
 func (sub *subscription) retryDelay(attempt int) time.Duration {
 	d := sub.cfg.retryMin
 	for i := 1; i < attempt && d < sub.cfg.retryMax; i++ {
+		if d > sub.cfg.retryMax/2 {
+			d = sub.cfg.retryMax // doubling would pass the cap (or overflow)
+			break
+		}
 		d *= 2
 	}
 	d = min(d, sub.cfg.retryMax)
@@ -364,7 +420,7 @@ func (sub *subscription) work(ctx context.Context) {
 		if err == nil {
 			d.Ack()
 		} else {
-			sub.s.log.Warn("intake: handler failed", "subscription", sub.name,
+			sub.log.Warn("intake: handler failed", "subscription", sub.name,
 				"source", d.Event.Source, "id", d.Event.ID, "attempt", d.Attempt, "err", err)
 			d.Nack(err)
 		}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
-	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 )
@@ -21,9 +19,9 @@ func TestStoreConformance(t *testing.T) {
 
 func TestQueueConformance(t *testing.T) {
 	pool := testPool(t)
-	intaketest.RunQueue(t, func(t *testing.T) func() intake.Queue {
+	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
 		prefix := testPrefix(t, pool)
-		return func() intake.Queue { return newBackend(t, pool, prefix) }
+		return func() dedupe.Queue { return newBackend(t, pool, prefix) }
 	})
 }
 

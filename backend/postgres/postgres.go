@@ -3,7 +3,7 @@
 // share them: each event is processed once across replicas, queued events
 // survive a crash, and one replica polls each source.
 //
-// A [Backend] is an [intake.Queue] and a [dedupe.Store]; [Backend.Checkpoint]
+// A [Backend] is a [dedupe.Queue] and a [dedupe.Store]; [Backend.Checkpoint]
 // and [Backend.Lease] give the poller's. Each Backend value is one holder
 // of claims and leases: give every replica (every stream) its own.
 //
@@ -13,7 +13,10 @@
 //	p := poller.New("stripe", fetch, poller.WithCheckpoint(pg.Checkpoint()), poller.WithLease(pg.Lease(), 30*time.Second))
 //
 // Claim and enqueue are one INSERT … ON CONFLICT statement, so no crash can
-// mark an event seen without keeping it. Adoption of a crashed holder's
+// mark an event seen without keeping it. Keys are indexed by their SHA-256,
+// so that a key of any length and any bytes fits, and queued events are
+// kept in the byte-exact encoding of [event.Event.MarshalBinary]: nothing a
+// provider sends in an id, a type, meta or a payload is refused or altered. Adoption of a crashed holder's
 // events uses FOR UPDATE SKIP LOCKED. Expired keys are deleted in bounded
 // batches through an index on their expiry. Tables are created on first
 // use, idempotently, with a prefix (default "intake_") so that several
@@ -23,9 +26,9 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -37,7 +40,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 )
@@ -100,11 +102,13 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 	return b, nil
 }
 
-// Close closes the pool if [Open] made it; otherwise it does nothing.
-func (b *Backend) Close() {
+// Close closes the pool if [Open] made it; otherwise it does nothing. It
+// returns nil; the error is there so that every backend closes alike.
+func (b *Backend) Close() error {
 	if b.owned {
 		b.pool.Close()
 	}
+	return nil
 }
 
 func newHolder() string {
@@ -126,10 +130,35 @@ func (b *Backend) migrate(ctx context.Context, prefix string) error {
 	if _, err := tx.Exec(ctx, strings.ReplaceAll(schemaSQL, "{p}", prefix)); err != nil {
 		return fmt.Errorf("postgres: create tables: %w", err)
 	}
+	var cols int
+	if err := tx.QueryRow(ctx, b.q.checkSchema).Scan(&cols); err != nil {
+		return fmt.Errorf("postgres: check tables: %w", err)
+	}
+	if cols != 2 {
+		return fmt.Errorf("postgres: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", prefix)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: create tables: %w", err)
 	}
 	return nil
+}
+
+// hash is the row of a key: its SHA-256.
+func hash(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+func hashes(keys []string) [][]byte {
+	hs := make([][]byte, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if !seen[k] { // a key twice in one statement would fail it
+			seen[k] = true
+			hs = append(hs, hash(k))
+		}
+	}
+	return hs
 }
 
 const (
@@ -154,31 +183,29 @@ func (b *Backend) Claim(ctx context.Context, key string, lease time.Duration) (d
 	return b.claim(ctx, b.q.claim, key, micros(lease), b.holder)
 }
 
-// Enqueue implements [intake.Queue].
+// Enqueue implements [dedupe.Queue]. It refuses nothing: every event is
+// kept byte-exact.
 func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
 	if err := validDuration(lease); err != nil {
 		return 0, err
 	}
-	var meta []byte
-	if len(e.Meta) > 0 {
-		meta, _ = json.Marshal(e.Meta)
-	}
-	return b.claim(ctx, b.q.enqueue, key, micros(lease), b.holder,
-		e.Source, e.ID, e.Type, int16(e.Via), nullTime(e.Time), nullTime(e.Received), e.Payload, meta)
+	enc, _ := e.MarshalBinary() // never fails
+	return b.claim(ctx, b.q.enqueue, key, micros(lease), b.holder, []byte(key), enc)
 }
 
 // claim runs a claiming statement: it answers 0 when it claimed the key,
 // or the state of the row that stopped it.
 func (b *Backend) claim(ctx context.Context, sql, key string, args ...any) (dedupe.State, error) {
 	b.maybeCleanup(ctx)
-	args = append([]any{key}, args...)
+	h := hash(key)
+	args = append([]any{h}, args...)
 	for range 3 {
 		var st int16
 		err := b.pool.QueryRow(ctx, sql, args...).Scan(&st)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// A concurrent claim committed after this statement's snapshot:
 			// read the row as it is now.
-			err = b.pool.QueryRow(ctx, b.q.state, key).Scan(&st)
+			err = b.pool.QueryRow(ctx, b.q.state, h).Scan(&st)
 			if errors.Is(err, pgx.ErrNoRows) {
 				continue // released meanwhile: claim again
 			}
@@ -198,39 +225,47 @@ func (b *Backend) claim(ctx context.Context, sql, key string, args ...any) (dedu
 	return 0, errors.New("postgres: claim: key keeps changing; try again")
 }
 
-// Commit implements [dedupe.Store] and [intake.Queue].
+// Commit implements [dedupe.Store].
 func (b *Backend) Commit(ctx context.Context, key string, retain time.Duration) error {
+	return b.CommitMany(ctx, []string{key}, retain)
+}
+
+// CommitMany implements [dedupe.Queue]: one statement for every key.
+func (b *Backend) CommitMany(ctx context.Context, keys []string, retain time.Duration) error {
 	if err := validDuration(retain); err != nil {
 		return err
 	}
-	if _, err := b.pool.Exec(ctx, b.q.commit, key, micros(retain)); err != nil {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := b.pool.Exec(ctx, b.q.commit, hashes(keys), micros(retain)); err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
 }
 
-// Release implements [dedupe.Store] and [intake.Queue].
+// Release implements [dedupe.Store] and [dedupe.Queue].
 func (b *Backend) Release(ctx context.Context, key string) error {
-	if _, err := b.pool.Exec(ctx, b.q.release, key); err != nil {
+	if _, err := b.pool.Exec(ctx, b.q.release, hash(key)); err != nil {
 		return fmt.Errorf("postgres: release: %w", err)
 	}
 	return nil
 }
 
-// Extend implements [intake.Queue].
+// Extend implements [dedupe.Queue].
 func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	if _, err := b.pool.Exec(ctx, b.q.extend, keys, micros(max(lease, 0)), b.holder); err != nil {
+	if _, err := b.pool.Exec(ctx, b.q.extend, hashes(keys), micros(max(lease, 0)), b.holder); err != nil {
 		return fmt.Errorf("postgres: extend: %w", err)
 	}
 	return nil
 }
 
-// Adopt implements [intake.Queue]. It also deletes a bounded batch of
+// Adopt implements [dedupe.Queue]. It also deletes a bounded batch of
 // expired keys.
-func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]intake.Stored, error) {
+func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe.Stored, error) {
 	if err := validDuration(lease); err != nil {
 		return nil, err
 	}
@@ -246,38 +281,30 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]inta
 	}
 	type row struct {
 		seq int64
-		it  intake.Stored
+		it  dedupe.Stored
 	}
 	var got []row
 	for rows.Next() {
 		var (
-			r                  row
-			via                int16
-			happened, received *time.Time
-			meta               []byte
-			e                  = &r.it.Event
+			r        row
+			key, enc []byte
 		)
-		if err := rows.Scan(&r.it.Key, &r.seq, &e.Source, &e.ID, &e.Type, &via, &happened, &received, &e.Payload, &meta); err != nil {
+		if err := rows.Scan(&key, &r.seq, &enc); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("postgres: adopt: %w", err)
 		}
-		e.Via = event.Via(via)
-		if happened != nil {
-			e.Time = *happened
+		if err := r.it.Event.UnmarshalBinary(enc); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("postgres: adopt %q: %w", key, err)
 		}
-		if received != nil {
-			e.Received = *received
-		}
-		if len(meta) > 0 {
-			_ = json.Unmarshal(meta, &e.Meta)
-		}
+		r.it.Key = string(key)
 		got = append(got, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: adopt: %w", err)
 	}
 	slices.SortFunc(got, func(a, b row) int { return int(a.seq - b.seq) })
-	out := make([]intake.Stored, len(got))
+	out := make([]dedupe.Stored, len(got))
 	for i, r := range got {
 		out[i] = r.it
 	}
@@ -300,13 +327,6 @@ func (b *Backend) maybeCleanup(ctx context.Context) {
 	if b.calls.Add(1)%1024 == 0 {
 		_, _ = b.Cleanup(ctx, 256) // best effort: the next call retries
 	}
-}
-
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 // Checkpoint returns the poller checkpoint kept in the backend's database.

@@ -1,29 +1,26 @@
 -- intake's tables; {p} is the table prefix (default "intake_").
 
--- One row per idempotency key. state 1 = pending (claimed until expires_at
--- by holder), 2 = done (remembered until expires_at). A pending row with a
--- payload is a queued event; seq orders the queue.
+-- One row per idempotency key, found by the SHA-256 of the key, so that a
+-- key of any length and any bytes fits the index. state 1 = pending
+-- (claimed until expires_at by holder), 2 = done (remembered until
+-- expires_at). A pending row with seq set is a queued event: key holds the
+-- key's bytes and event the event as event.MarshalBinary encodes it,
+-- byte-exact; both are cleared when the key is committed.
 CREATE TABLE IF NOT EXISTS {p}keys (
-    key         text        PRIMARY KEY,
+    hash        bytea       PRIMARY KEY,
     state       smallint    NOT NULL,
     expires_at  timestamptz NOT NULL,
     holder      text,
     seq         bigint,
-    source      text,
-    id          text,
-    type        text,
-    via         smallint,
-    happened_at timestamptz,
-    received_at timestamptz,
-    payload     bytea,
-    meta        jsonb
+    key         bytea,
+    event       bytea
 );
 
 -- Expired keys are found through this index, in bounded batches.
 CREATE INDEX IF NOT EXISTS {p}keys_expires_at ON {p}keys (expires_at);
 
 -- Queued events in order, for adoption.
-CREATE INDEX IF NOT EXISTS {p}keys_queue ON {p}keys (seq) WHERE state = 1 AND payload IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {p}keys_queued ON {p}keys (seq) WHERE state = 1 AND seq IS NOT NULL;
 
 CREATE SEQUENCE IF NOT EXISTS {p}keys_seq;
 

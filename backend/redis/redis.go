@@ -2,7 +2,7 @@
 // leader leases in Redis, so that several replicas share them: each event
 // is processed once across replicas, and one replica polls each source.
 //
-// A [Store] is a [dedupe.Store]; [Store.Checkpoint] and [Store.Lease] give
+// A [Backend] is a [dedupe.Store]; [Backend.Checkpoint] and [Backend.Lease] give
 // the poller's. Redis holds keys, not events: pair it with the stream's
 // in-memory queue (the default), and size the claim lease
 // ([intake.WithClaimLease]) for the time an event waits and is handled,
@@ -34,27 +34,27 @@ import (
 	"github.com/intakehq/intake/dedupe"
 )
 
-// Store keeps intake's keys in Redis. Create it with [New]. It is safe for
-// concurrent use. Each Store is one holder of leases: give every replica
-// its own.
-type Store struct {
+// Backend keeps intake's keys in Redis. Create it with [New] or [Open].
+// It is safe for concurrent use. Each Backend is one holder of leases:
+// give every replica its own.
+type Backend struct {
 	c      goredis.UniversalClient
 	owned  bool // Open made the client; Close closes it
 	prefix string
 	holder string
 }
 
-// Option configures a [Store].
-type Option func(*Store)
+// Option configures a [Backend].
+type Option func(*Backend)
 
 // WithPrefix sets the prefix of every key. Defaults to "intake:".
-func WithPrefix(p string) Option { return func(s *Store) { s.prefix = p } }
+func WithPrefix(p string) Option { return func(s *Backend) { s.prefix = p } }
 
 // New returns a store on c, a client the caller owns and closes.
-func New(c goredis.UniversalClient, opts ...Option) *Store {
+func New(c goredis.UniversalClient, opts ...Option) *Backend {
 	var r [8]byte
 	_, _ = rand.Read(r[:])
-	s := &Store{c: c, prefix: "intake:", holder: hex.EncodeToString(r[:])}
+	s := &Backend{c: c, prefix: "intake:", holder: hex.EncodeToString(r[:])}
 	for _, o := range opts {
 		o(s)
 	}
@@ -63,7 +63,7 @@ func New(c goredis.UniversalClient, opts ...Option) *Store {
 
 // Open connects to the server at url (redis://[user:password@]host:port/db)
 // and returns a store that owns the client: Close closes it.
-func Open(url string, opts ...Option) (*Store, error) {
+func Open(url string, opts ...Option) (*Backend, error) {
 	o, err := goredis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
@@ -74,7 +74,7 @@ func Open(url string, opts ...Option) (*Store, error) {
 }
 
 // Close closes the client if [Open] made it; otherwise it does nothing.
-func (s *Store) Close() error {
+func (s *Backend) Close() error {
 	if s.owned {
 		return s.c.Close()
 	}
@@ -102,7 +102,7 @@ func ms(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 // Claim implements [dedupe.Store]. The claim itself is one SET NX PX;
 // only when it loses does a GET tell a pending key from a done one.
-func (s *Store) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.State, error) {
+func (s *Backend) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.State, error) {
 	if err := validDuration(lease); err != nil {
 		return 0, err
 	}
@@ -131,7 +131,7 @@ func (s *Store) Claim(ctx context.Context, key string, lease time.Duration) (ded
 }
 
 // Commit implements [dedupe.Store].
-func (s *Store) Commit(ctx context.Context, key string, retain time.Duration) error {
+func (s *Backend) Commit(ctx context.Context, key string, retain time.Duration) error {
 	if err := validDuration(retain); err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func (s *Store) Commit(ctx context.Context, key string, retain time.Duration) er
 }
 
 // Release implements [dedupe.Store].
-func (s *Store) Release(ctx context.Context, key string) error {
+func (s *Backend) Release(ctx context.Context, key string) error {
 	if err := releaseScript.Run(ctx, s.c, []string{s.prefix + "k:" + key}, pendingValue).Err(); err != nil {
 		return fmt.Errorf("redis: release: %w", err)
 	}
@@ -150,10 +150,10 @@ func (s *Store) Release(ctx context.Context, key string) error {
 }
 
 // Checkpoint returns the poller checkpoint kept in a Redis hash.
-func (s *Store) Checkpoint() *Checkpoint { return &Checkpoint{s: s} }
+func (s *Backend) Checkpoint() *Checkpoint { return &Checkpoint{s: s} }
 
 // Checkpoint is a [poller.Checkpoint] in Redis.
-type Checkpoint struct{ s *Store }
+type Checkpoint struct{ s *Backend }
 
 // Load implements [poller.Checkpoint].
 func (c *Checkpoint) Load(ctx context.Context, name string) (string, error) {
@@ -176,11 +176,11 @@ func (c *Checkpoint) Save(ctx context.Context, name, cursor string) error {
 }
 
 // Lease returns the leader lease of this store's holder.
-func (s *Store) Lease() *Lease { return &Lease{s: s} }
+func (s *Backend) Lease() *Lease { return &Lease{s: s} }
 
 // Lease is a [poller.Lease] in Redis: a key per name holding the holder's
 // token, with the lease as its expiry.
-type Lease struct{ s *Store }
+type Lease struct{ s *Backend }
 
 // acquireScript takes the lease if free, or extends it if the caller holds
 // it.

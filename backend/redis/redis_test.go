@@ -188,7 +188,7 @@ func errorsIsAny(err error, targets ...error) bool {
 	return false
 }
 
-// BenchmarkClaim compares Store.Claim with a bare SET NX PX round trip in
+// BenchmarkClaim compares Backend.Claim with a bare SET NX PX round trip in
 // the same run, from parallel goroutines on distinct keys:
 //
 //	go test ./backend/redis -run x -bench Claim

@@ -13,6 +13,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 )
 
@@ -35,7 +36,7 @@ func BenchmarkPutAck(b *testing.B) {
 	}
 }
 
-func putAck(b *testing.B, q intake.Queue) {
+func putAck(b *testing.B, q dedupe.Queue) {
 	opts := []intake.Option{intake.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), intake.WithQueueSize(4096)}
 	if q != nil {
 		opts = append(opts, intake.WithQueue(q))

@@ -4,11 +4,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/sqlite"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
-	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 )
@@ -29,9 +27,9 @@ func TestStoreConformance(t *testing.T) {
 }
 
 func TestQueueConformance(t *testing.T) {
-	intaketest.RunQueue(t, func(t *testing.T) func() intake.Queue {
+	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
 		path := filepath.Join(t.TempDir(), "queue.db")
-		return func() intake.Queue { return open(t, path) }
+		return func() dedupe.Queue { return open(t, path) }
 	})
 }
 

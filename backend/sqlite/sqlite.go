@@ -10,8 +10,11 @@
 // Writes go through one goroutine that commits them in groups (group
 // commit): concurrent claims, enqueues and acks share a transaction and an
 // fsync, and none is answered before its transaction is durable; if one
-// write of a group fails, the others are retried without it. The file is in WAL mode. Tables are created on
-// first use with a prefix (default "intake_"); the SQL is in schema.sql.
+// write of a group fails, the others are retried without it. The file is
+// in WAL mode. Keys are stored as their bytes and queued events in the
+// byte-exact encoding of [event.Event.MarshalBinary]: nothing a provider
+// sends is refused or altered. Tables are created on first use with a
+// prefix (default "intake_"); the SQL is in schema.sql.
 package sqlite
 
 import (
@@ -20,7 +23,6 @@ import (
 	"database/sql"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -30,7 +32,6 @@ import (
 
 	_ "modernc.org/sqlite" // the pure-Go driver, registered as "sqlite"
 
-	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 )
@@ -131,6 +132,13 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
 		return nil, fmt.Errorf("sqlite: create tables: %w", err)
 	}
+	var cols int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = 'event'`, s.prefix+"keys").Scan(&cols); err != nil {
+		return nil, fmt.Errorf("sqlite: check tables: %w", err)
+	}
+	if cols != 1 {
+		return nil, fmt.Errorf("sqlite: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", s.prefix)
+	}
 	b := &Backend{
 		db:       db,
 		holder:   newHolder(),
@@ -170,14 +178,11 @@ func prepare(conn *sql.Conn, keys string) (stmts, error) {
 	}{
 		// Claim in one statement: insert, or take over an expired row.
 		// RETURNING yields a row only when the key was claimed.
-		{&st.claim, `INSERT INTO ` + keys + ` AS k
-			(key, state, expires_at, holder, seq, source, id, type, via, happened_at, received_at, payload, meta)
-			VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+		{&st.claim, `INSERT INTO ` + keys + ` AS k (key, state, expires_at, holder, seq, event)
+			VALUES (?1, 1, ?2, ?3, ?4, ?5)
 			ON CONFLICT (key) DO UPDATE SET state = 1, expires_at = excluded.expires_at, holder = excluded.holder,
-				seq = excluded.seq, source = excluded.source, id = excluded.id, type = excluded.type, via = excluded.via,
-				happened_at = excluded.happened_at, received_at = excluded.received_at, payload = excluded.payload,
-				meta = excluded.meta
-			WHERE k.expires_at <= ?13
+				seq = excluded.seq, event = excluded.event
+			WHERE k.expires_at <= ?6
 			RETURNING 0`},
 		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
 		{&st.release, `DELETE FROM ` + keys + ` WHERE key = ? AND state = 1`},
@@ -243,7 +248,7 @@ type claimArgs struct {
 }
 
 type commitArgs struct {
-	key    string
+	keys   []string
 	retain time.Duration
 }
 
@@ -397,7 +402,7 @@ func (b *Backend) claim(tx *sql.Tx, now int64, key string, lease time.Duration, 
 	// The key is held and not expired (writes are serialised: it cannot
 	// change before this transaction ends).
 	var st int
-	if err := tx.Stmt(b.stmts.state).QueryRow(key).Scan(&st); err != nil {
+	if err := tx.Stmt(b.stmts.state).QueryRow([]byte(key)).Scan(&st); err != nil {
 		return 0, err
 	}
 	if st == stateDone {
@@ -406,26 +411,13 @@ func (b *Backend) claim(tx *sql.Tx, now int64, key string, lease time.Duration, 
 	return dedupe.Pending, nil
 }
 
-func nanos(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixNano()
-}
-
-func nonNil(p []byte) []byte {
-	if p == nil {
-		return []byte{}
-	}
-	return p
-}
-
 // Claim implements [dedupe.Store].
 func (b *Backend) Claim(ctx context.Context, key string, lease time.Duration) (dedupe.State, error) {
 	return b.claimOp(ctx, key, lease, nil)
 }
 
-// Enqueue implements [intake.Queue].
+// Enqueue implements [dedupe.Queue]. It refuses nothing: every event is
+// kept byte-exact.
 func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
 	return b.claimOp(ctx, key, lease, &e)
 }
@@ -447,13 +439,13 @@ func (b *Backend) claimOp(ctx context.Context, key string, lease time.Duration, 
 func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	var q strings.Builder
 	q.WriteString(`INSERT OR IGNORE INTO ` + b.t.keys +
-		` (key, state, expires_at, holder, seq, source, id, type, via, happened_at, received_at, payload, meta) VALUES `)
-	args := make([]any, 0, 12*len(ops))
+		` (key, state, expires_at, holder, seq, event) VALUES `)
+	args := make([]any, 0, 5*len(ops))
 	for i, o := range ops {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,1,?,?,?,?,?,?,?,?,?,?,?)`)
+		q.WriteString(`(?,1,?,?,?,?)`)
 		args = append(args, b.claimValues(now, o.claim)...)
 	}
 	q.WriteString(` RETURNING key`)
@@ -463,12 +455,12 @@ func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	}
 	inserted := make(map[string]bool, len(ops))
 	for rows.Next() {
-		var k string
+		var k []byte
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
 			return err
 		}
-		inserted[k] = true
+		inserted[string(k)] = true
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -487,53 +479,71 @@ func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	return nil
 }
 
-// claimValues are the 12 values of a claim's row after state.
+// claimValues are the 5 values of a claim's row after state.
 func (b *Backend) claimValues(now int64, c *claimArgs) []any {
 	if c.e == nil {
-		return []any{c.key, now + int64(c.lease), b.holder, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+		return []any{[]byte(c.key), now + int64(c.lease), b.holder, nil, nil}
 	}
-	var meta any
-	if len(c.e.Meta) > 0 {
-		m, _ := json.Marshal(c.e.Meta)
-		meta = string(m)
-	}
+	enc, _ := c.e.MarshalBinary() // never fails
 	b.seq++
-	e := c.e
-	return []any{c.key, now + int64(c.lease), b.holder, b.seq, e.Source, e.ID, e.Type, int(e.Via),
-		nanos(e.Time), nanos(e.Received), nonNil(e.Payload), meta}
+	return []any{[]byte(c.key), now + int64(c.lease), b.holder, b.seq, enc}
 }
 
-// commitMany marks a run of keys done with one statement.
+// commitMany marks a run of keys done, with one statement for up to 400
+// keys (SQLite's limit on variables is 32,766).
 func (b *Backend) commitMany(tx *sql.Tx, now int64, ops []*op) error {
-	var q strings.Builder
-	q.WriteString(`INSERT OR REPLACE INTO ` + b.t.keys + ` (key, state, expires_at) VALUES `)
-	args := make([]any, 0, 2*len(ops))
-	for i, o := range ops {
-		if i > 0 {
-			q.WriteByte(',')
+	var keys [][]byte
+	var retains []int64
+	for _, o := range ops {
+		for _, k := range o.commit.keys {
+			keys = append(keys, []byte(k))
+			retains = append(retains, now+int64(o.commit.retain))
 		}
-		q.WriteString(`(?,2,?)`)
-		args = append(args, o.commit.key, now+int64(o.commit.retain))
 	}
-	_, err := tx.Exec(q.String(), args...)
-	return err
+	for len(keys) > 0 {
+		n := min(len(keys), 400)
+		var q strings.Builder
+		q.WriteString(`INSERT OR REPLACE INTO ` + b.t.keys + ` (key, state, expires_at) VALUES `)
+		args := make([]any, 0, 2*n)
+		for i := range n {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(`(?,2,?)`)
+			args = append(args, keys[i], retains[i])
+		}
+		if _, err := tx.Exec(q.String(), args...); err != nil {
+			return err
+		}
+		keys, retains = keys[n:], retains[n:]
+	}
+	return nil
 }
 
-// Commit implements [dedupe.Store] and [intake.Queue].
+// Commit implements [dedupe.Store].
 func (b *Backend) Commit(ctx context.Context, key string, retain time.Duration) error {
+	return b.CommitMany(ctx, []string{key}, retain)
+}
+
+// CommitMany implements [dedupe.Queue]: the keys are written with one
+// statement, in one group commit with what else is waiting.
+func (b *Backend) CommitMany(ctx context.Context, keys []string, retain time.Duration) error {
 	if err := validDuration(retain); err != nil {
 		return err
 	}
-	if err := b.submit(ctx, &op{commit: &commitArgs{key: key, retain: retain}}); err != nil {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := b.submit(ctx, &op{commit: &commitArgs{keys: keys, retain: retain}}); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
 }
 
-// Release implements [dedupe.Store] and [intake.Queue].
+// Release implements [dedupe.Store] and [dedupe.Queue].
 func (b *Backend) Release(ctx context.Context, key string) error {
 	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
-		_, err := tx.Stmt(b.stmts.release).Exec(key)
+		_, err := tx.Stmt(b.stmts.release).Exec([]byte(key))
 		return err
 	})
 	if err != nil {
@@ -542,7 +552,7 @@ func (b *Backend) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-// Extend implements [intake.Queue].
+// Extend implements [dedupe.Queue].
 func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration) error {
 	if len(keys) == 0 {
 		return nil
@@ -550,7 +560,7 @@ func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration
 	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
 		stmt := tx.Stmt(b.stmts.extend)
 		for _, k := range keys {
-			if _, err := stmt.Exec(now+int64(max(lease, 0)), k, b.holder); err != nil {
+			if _, err := stmt.Exec(now+int64(max(lease, 0)), []byte(k), b.holder); err != nil {
 				return err
 			}
 		}
@@ -562,56 +572,48 @@ func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration
 	return nil
 }
 
-// Adopt implements [intake.Queue]. It also deletes a bounded batch of
+// Adopt implements [dedupe.Queue]. It also deletes a bounded batch of
 // expired keys.
-func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]intake.Stored, error) {
+func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe.Stored, error) {
 	if err := validDuration(lease); err != nil {
 		return nil, err
 	}
 	if n <= 0 {
 		return nil, nil
 	}
-	var out []intake.Stored
+	var out []dedupe.Stored
 	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
 		out = out[:0]
 		if err := b.cleanup(tx, now, 1000); err != nil {
 			return err
 		}
-		rows, err := tx.Query(`SELECT key, source, id, type, via, happened_at, received_at, payload, meta FROM `+b.t.keys+`
-			WHERE state = 1 AND payload IS NOT NULL AND expires_at <= ? ORDER BY seq LIMIT ?`, now, n)
+		rows, err := tx.Query(`SELECT key, event FROM `+b.t.keys+`
+			WHERE state = 1 AND seq IS NOT NULL AND expires_at <= ? ORDER BY seq LIMIT ?`, now, n)
 		if err != nil {
 			return err
 		}
+		var keys [][]byte
 		for rows.Next() {
-			var (
-				it                 intake.Stored
-				via                int
-				happened, received sql.NullInt64
-				meta               sql.NullString
-				e                  = &it.Event
-			)
-			if err := rows.Scan(&it.Key, &e.Source, &e.ID, &e.Type, &via, &happened, &received, &e.Payload, &meta); err != nil {
+			var key, enc []byte
+			if err := rows.Scan(&key, &enc); err != nil {
 				rows.Close()
 				return err
 			}
-			e.Via = event.Via(via)
-			if happened.Valid {
-				e.Time = time.Unix(0, happened.Int64)
+			var it dedupe.Stored
+			if err := it.Event.UnmarshalBinary(enc); err != nil {
+				rows.Close()
+				return fmt.Errorf("event of %q: %w", key, err)
 			}
-			if received.Valid {
-				e.Received = time.Unix(0, received.Int64)
-			}
-			if meta.Valid {
-				_ = json.Unmarshal([]byte(meta.String), &e.Meta)
-			}
+			it.Key = string(key)
+			keys = append(keys, key)
 			out = append(out, it)
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		rows.Close()
-		for _, it := range out {
-			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ? WHERE key = ?`, b.holder, now+int64(lease), it.Key); err != nil {
+		for _, k := range keys {
+			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ? WHERE key = ?`, b.holder, now+int64(lease), k); err != nil {
 				return err
 			}
 		}
@@ -627,7 +629,7 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]inta
 // through the index on expiry.
 func (b *Backend) cleanup(tx *sql.Tx, now int64, limit int) error {
 	_, err := tx.Exec(`DELETE FROM `+b.t.keys+` WHERE key IN (
-		SELECT key FROM `+b.t.keys+` WHERE expires_at <= ? AND payload IS NULL ORDER BY expires_at LIMIT ?)`, now, limit)
+		SELECT key FROM `+b.t.keys+` WHERE expires_at <= ? AND seq IS NULL ORDER BY expires_at LIMIT ?)`, now, limit)
 	return err
 }
 
@@ -728,11 +730,11 @@ func (b *Backend) CommittedKeys(ctx context.Context) ([]string, error) {
 	defer rows.Close()
 	var keys []string
 	for rows.Next() {
-		var k string
+		var k []byte
 		if err := rows.Scan(&k); err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
-		keys = append(keys, k)
+		keys = append(keys, string(k))
 	}
 	return keys, rows.Err()
 }

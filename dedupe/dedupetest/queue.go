@@ -1,6 +1,4 @@
-// Package intaketest is the conformance suite every [intake.Queue] passes,
-// run by each backend module against a real server.
-package intaketest
+package dedupetest
 
 import (
 	"context"
@@ -12,24 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 )
 
-const (
-	short = 300 * time.Millisecond
-	long  = time.Hour
-)
+// short is the lease of the queue tests that wait for one to expire.
+const short = 300 * time.Millisecond
 
-// RunQueue runs the queue conformance suite. For each subtest, open
+// RunQueue runs the conformance suite of [dedupe.Queue]. For each subtest, open
 // prepares fresh storage and returns a function that opens a holder on it:
 // two holders from one storage share events and keys but not claims.
-func RunQueue(t *testing.T, open func(t *testing.T) (holder func() intake.Queue)) {
+func RunQueue(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)) {
 	t.Helper()
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, holder func() intake.Queue)
+		fn   func(t *testing.T, holder func() dedupe.Queue)
 	}{
 		{"OneWinnerAmongConcurrentEnqueues", oneEnqueueWinner},
 		{"DuplicateWhilePendingAndDone", pendingAndDone},
@@ -39,9 +34,12 @@ func RunQueue(t *testing.T, open func(t *testing.T) (holder func() intake.Queue)
 		{"ExtendKeepsAndZeroGivesBack", extend},
 		{"ExtendOnlyByHolder", extendByHolder},
 		{"CommitDeletesTheEvent", commitDeletes},
+		{"CommitManyAtOnce", commitMany},
 		{"ReleaseForgetsEverything", releaseForgets},
 		{"RetentionExpiry", retention},
 		{"CanceledContext", canceled},
+		{"AdoptKeepsNilAndEmptyPayloads", adoptNilPayload},
+		{"HostileEventsByteExactOrInvalid", hostileEvents},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +60,7 @@ func ev(id string) event.Event {
 		Payload: []byte(`{"id":"` + id + `","bytes":"\u0000\xff"}`), Meta: map[string]string{"k": "v"}}
 }
 
-func enqueue(t *testing.T, q intake.Queue, k string, lease time.Duration, want dedupe.State) {
+func enqueue(t *testing.T, q dedupe.Queue, k string, lease time.Duration, want dedupe.State) {
 	t.Helper()
 	got, err := q.Enqueue(context.Background(), k, ev(k), lease)
 	if err != nil {
@@ -73,7 +71,7 @@ func enqueue(t *testing.T, q intake.Queue, k string, lease time.Duration, want d
 	}
 }
 
-func adopt(t *testing.T, q intake.Queue, n int, lease time.Duration) []intake.Stored {
+func adopt(t *testing.T, q dedupe.Queue, n int, lease time.Duration) []dedupe.Stored {
 	t.Helper()
 	got, err := q.Adopt(context.Background(), n, lease)
 	if err != nil {
@@ -82,7 +80,7 @@ func adopt(t *testing.T, q intake.Queue, n int, lease time.Duration) []intake.St
 	return got
 }
 
-func keysOf(items []intake.Stored) []string {
+func keysOf(items []dedupe.Stored) []string {
 	ks := make([]string, len(items))
 	for i, it := range items {
 		ks[i] = it.Key
@@ -90,9 +88,9 @@ func keysOf(items []intake.Stored) []string {
 	return ks
 }
 
-func oneEnqueueWinner(t *testing.T, holder func() intake.Queue) {
+func oneEnqueueWinner(t *testing.T, holder func() dedupe.Queue) {
 	k := key(t, "contended")
-	holders := []intake.Queue{holder(), holder()}
+	holders := []dedupe.Queue{holder(), holder()}
 	var mu sync.Mutex
 	counts := map[dedupe.State]int{}
 	var wg sync.WaitGroup
@@ -119,18 +117,18 @@ func oneEnqueueWinner(t *testing.T, holder func() intake.Queue) {
 	}
 }
 
-func pendingAndDone(t *testing.T, holder func() intake.Queue) {
+func pendingAndDone(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	k := key(t, "a")
 	enqueue(t, q, k, long, dedupe.Claimed)
 	enqueue(t, q, k, long, dedupe.Pending)
-	if err := q.Commit(context.Background(), k, long); err != nil {
+	if err := q.CommitMany(context.Background(), []string{k}, long); err != nil {
 		t.Fatal(err)
 	}
 	enqueue(t, q, k, long, dedupe.Done)
 }
 
-func adoptAfterExpiry(t *testing.T, holder func() intake.Queue) {
+func adoptAfterExpiry(t *testing.T, holder func() dedupe.Queue) {
 	a, b := holder(), holder()
 	k := key(t, "crashed")
 	enqueue(t, a, k, short, dedupe.Claimed)
@@ -149,7 +147,7 @@ func adoptAfterExpiry(t *testing.T, holder func() intake.Queue) {
 	enqueue(t, a, k, long, dedupe.Pending)
 }
 
-func adoptWholeEvent(t *testing.T, holder func() intake.Queue) {
+func adoptWholeEvent(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	k := key(t, "whole")
 	enqueue(t, q, k, short, dedupe.Claimed)
@@ -167,7 +165,7 @@ func adoptWholeEvent(t *testing.T, holder func() intake.Queue) {
 	}
 }
 
-func adoptOrder(t *testing.T, holder func() intake.Queue) {
+func adoptOrder(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	var ks []string
 	for i := range 5 {
@@ -185,7 +183,7 @@ func adoptOrder(t *testing.T, holder func() intake.Queue) {
 	}
 }
 
-func extend(t *testing.T, holder func() intake.Queue) {
+func extend(t *testing.T, holder func() dedupe.Queue) {
 	a, b := holder(), holder()
 	k := key(t, "extend")
 	enqueue(t, a, k, short, dedupe.Claimed)
@@ -204,7 +202,7 @@ func extend(t *testing.T, holder func() intake.Queue) {
 	}
 }
 
-func extendByHolder(t *testing.T, holder func() intake.Queue) {
+func extendByHolder(t *testing.T, holder func() dedupe.Queue) {
 	a, b := holder(), holder()
 	k := key(t, "holder")
 	enqueue(t, a, k, short, dedupe.Claimed)
@@ -217,11 +215,11 @@ func extendByHolder(t *testing.T, holder func() intake.Queue) {
 	}
 }
 
-func commitDeletes(t *testing.T, holder func() intake.Queue) {
+func commitDeletes(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	k := key(t, "commit")
 	enqueue(t, q, k, short, dedupe.Claimed)
-	if err := q.Commit(context.Background(), k, long); err != nil {
+	if err := q.CommitMany(context.Background(), []string{k}, long); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * short)
@@ -230,7 +228,7 @@ func commitDeletes(t *testing.T, holder func() intake.Queue) {
 	}
 }
 
-func releaseForgets(t *testing.T, holder func() intake.Queue) {
+func releaseForgets(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	k := key(t, "release")
 	enqueue(t, q, k, short, dedupe.Claimed)
@@ -244,11 +242,11 @@ func releaseForgets(t *testing.T, holder func() intake.Queue) {
 	enqueue(t, q, k, long, dedupe.Claimed)
 }
 
-func retention(t *testing.T, holder func() intake.Queue) {
+func retention(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	k := key(t, "retain")
 	enqueue(t, q, k, long, dedupe.Claimed)
-	if err := q.Commit(context.Background(), k, short); err != nil {
+	if err := q.CommitMany(context.Background(), []string{k}, short); err != nil {
 		t.Fatal(err)
 	}
 	enqueue(t, q, k, long, dedupe.Done)
@@ -256,7 +254,7 @@ func retention(t *testing.T, holder func() intake.Queue) {
 	enqueue(t, q, k, long, dedupe.Claimed)
 }
 
-func canceled(t *testing.T, holder func() intake.Queue) {
+func canceled(t *testing.T, holder func() dedupe.Queue) {
 	q := holder()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -268,4 +266,120 @@ func canceled(t *testing.T, holder func() intake.Queue) {
 		t.Fatalf("Adopt with a canceled context: %v", err)
 	}
 	enqueue(t, q, k, long, dedupe.Claimed)
+}
+
+// adoptNilPayload: an event without a payload is a queued event like any
+// other (a custom fetch often yields one).
+func adoptNilPayload(t *testing.T, holder func() dedupe.Queue) {
+	a, b := holder(), holder()
+	var ks []string
+	for i, p := range [][]byte{nil, {}} {
+		k := key(t, fmt.Sprint("nil-payload-", i))
+		ks = append(ks, k)
+		e := ev(k)
+		e.Payload = p
+		if st, err := a.Enqueue(context.Background(), k, e, short); err != nil || st != dedupe.Claimed {
+			t.Fatalf("Enqueue: %v, %v", st, err)
+		}
+	}
+	time.Sleep(2 * short)
+	if q, ok := a.(interface {
+		Cleanup(context.Context, int) (int64, error)
+	}); ok {
+		if _, err := q.Cleanup(context.Background(), 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := adopt(t, b, 10, long)
+	if fmt.Sprint(keysOf(got)) != fmt.Sprint(ks) {
+		t.Fatalf("adopted %v, want %v: an event without a payload was lost", keysOf(got), ks)
+	}
+	for _, it := range got {
+		if len(it.Event.Payload) != 0 {
+			t.Fatalf("payload %q, want empty", it.Event.Payload)
+		}
+	}
+}
+
+// hostileEvents: whatever bytes a provider sends in an id, a type, a
+// source or meta come back byte-exact from adoption, or Enqueue refuses
+// them with an error wrapping event.ErrInvalid, never a retryable one.
+func hostileEvents(t *testing.T, holder func() dedupe.Queue) {
+	a, b := holder(), holder()
+	long3k := make([]byte, 3000)
+	for i := range long3k {
+		long3k[i] = 'a' + byte(i%26)
+	}
+	cases := []event.Event{
+		{ID: "nul\x00id", Type: "t\x00", Source: "conformance"},
+		{ID: "bad-utf8-\xff\xfe", Type: "\xc3\x28", Source: "conformance\xff"},
+		{ID: string(long3k), Source: "conformance"},
+		{ID: "meta", Source: "conformance", Meta: map[string]string{"nul": "a\x00b", "bad\xff": "\xed\xa0\x80", "": ""}},
+		{ID: "payload", Source: "conformance", Payload: []byte("\x00\xff{not json")},
+	}
+	want := map[string]event.Event{}
+	for i, e := range cases {
+		e.ID += fmt.Sprint("-", i, "-", t.Name())
+		e.Via = event.Poll
+		k := event.Key(e.Source, e.ID)
+		st, err := a.Enqueue(context.Background(), k, e, short)
+		if err != nil {
+			if !errors.Is(err, event.ErrInvalid) {
+				t.Errorf("case %d: Enqueue: %v; want success or an error wrapping event.ErrInvalid", i, err)
+			}
+			continue
+		}
+		if st != dedupe.Claimed {
+			t.Fatalf("case %d: %v", i, st)
+		}
+		want[k] = e
+		if st, err := a.Enqueue(context.Background(), k, e, short); err != nil || st != dedupe.Pending {
+			t.Errorf("case %d: second Enqueue: %v, %v; want pending", i, st, err)
+		}
+	}
+	time.Sleep(2 * short)
+	got := adopt(t, b, 100, long)
+	if len(got) != len(want) {
+		t.Fatalf("adopted %d events, want %d", len(got), len(want))
+	}
+	for _, it := range got {
+		w, ok := want[it.Key]
+		if !ok {
+			t.Fatalf("adopted key %q, not enqueued", it.Key)
+		}
+		e := it.Event
+		if e.ID != w.ID || e.Type != w.Type || e.Source != w.Source || string(e.Payload) != string(w.Payload) ||
+			fmt.Sprint(e.Meta) != fmt.Sprint(w.Meta) || len(e.Meta) != len(w.Meta) {
+			t.Errorf("adopted %q, want byte-exact %q", fmt.Sprintf("%+v", e), fmt.Sprintf("%+v", w))
+		}
+		if err := b.CommitMany(context.Background(), []string{it.Key}, long); err != nil {
+			t.Errorf("Commit: %v", err)
+		}
+		if st, err := a.Enqueue(context.Background(), it.Key, w, long); err != nil || st != dedupe.Done {
+			t.Errorf("Enqueue after Commit: %v, %v; want done", st, err)
+		}
+	}
+}
+
+func commitMany(t *testing.T, holder func() dedupe.Queue) {
+	q := holder()
+	var ks []string
+	for i := range 20 {
+		k := key(t, fmt.Sprint("many-", i))
+		ks = append(ks, k)
+		enqueue(t, q, k, short, dedupe.Claimed)
+	}
+	if err := q.CommitMany(context.Background(), ks[:15], long); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.CommitMany(context.Background(), nil, long); err != nil {
+		t.Fatalf("CommitMany of no keys: %v", err)
+	}
+	for _, k := range ks[:15] {
+		enqueue(t, q, k, long, dedupe.Done)
+	}
+	time.Sleep(2 * short)
+	if got := adopt(t, q, 100, long); fmt.Sprint(keysOf(got)) != fmt.Sprint(ks[15:]) {
+		t.Fatalf("adopted %v, want only the 5 not committed", keysOf(got))
+	}
 }

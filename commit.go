@@ -1,0 +1,137 @@
+package intake
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// maxCommitBatch bounds the keys committed in one call of the store.
+const maxCommitBatch = 1000
+
+// committer commits the keys of entries every subscription acked, in
+// batches, on a goroutine of its own that [Stream.Run] starts and stops:
+// an Ack appends and returns. A batch whose commit fails is tried again
+// with backoff; its entries keep their slots (and, with a durable queue,
+// their renewed claims) meanwhile, so nothing is redelivered because the
+// store was briefly away.
+type committer struct {
+	s    *Stream
+	mu   sync.Mutex
+	todo []*entry
+	keys map[string]struct{} // of the entries added and not yet committed
+	wake chan struct{}
+}
+
+func newCommitter(s *Stream) *committer {
+	return &committer{s: s, keys: make(map[string]struct{}), wake: make(chan struct{}, 1)}
+}
+
+// add hands en, acked by every subscription, to the committer.
+func (c *committer) add(en *entry) {
+	c.mu.Lock()
+	c.todo = append(c.todo, en)
+	c.keys[en.key] = struct{}{}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// has reports whether key was acked by every subscription and waits for
+// its commit: a duplicate of it is done, though the store still says
+// pending.
+func (c *committer) has(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.keys[key]
+	return ok
+}
+
+func (c *committer) take() []*entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := min(len(c.todo), maxCommitBatch)
+	if n == 0 {
+		return nil
+	}
+	batch := make([]*entry, n)
+	copy(batch, c.todo)
+	c.todo = append(c.todo[:0], c.todo[n:]...)
+	return batch
+}
+
+// run commits what is added until stop closes, then commits what is left,
+// trying for a few seconds at most, and returns.
+func (c *committer) run(stop <-chan struct{}) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0 // a store outage lasts what it lasts
+	b.Reset()
+	var failed []*entry // a batch to try again
+	for {
+		batch := failed
+		if batch == nil {
+			batch = c.take()
+		}
+		if batch == nil {
+			select {
+			case <-c.wake:
+				continue
+			case <-stop:
+			}
+			c.flush()
+			return
+		}
+		if c.commit(batch) {
+			failed = nil
+			b.Reset()
+			continue
+		}
+		failed = batch
+		t := time.NewTimer(b.NextBackOff())
+		select {
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+			c.flush()
+			return
+		}
+	}
+}
+
+// flush makes a last attempt, bounded in time, at what is left; entries
+// that still fail stay live, and Run gives them back.
+func (c *committer) flush() {
+	deadline := time.Now().Add(5 * time.Second)
+	for batch := c.take(); batch != nil && time.Now().Before(deadline); batch = c.take() {
+		c.commit(batch)
+	}
+}
+
+// commit commits a batch and frees its slots; it reports success.
+func (c *committer) commit(batch []*entry) bool {
+	s := c.s
+	keys := make([]string, len(batch))
+	for i, en := range batch {
+		keys[i] = en.key
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := s.keys.commit(ctx, keys, s.cfg.retention)
+	cancel()
+	if err != nil {
+		s.log.Error("intake: commit failed; trying again", "count", len(keys), "err", err)
+		return false
+	}
+	c.mu.Lock()
+	for _, k := range keys {
+		delete(c.keys, k)
+	}
+	c.mu.Unlock()
+	s.committed(batch)
+	return true
+}

@@ -1,0 +1,54 @@
+package dedupe
+
+import (
+	"context"
+	"time"
+
+	"github.com/intakehq/intake/event"
+)
+
+// Queue is a durable queue with the idempotency store built in, provided by
+// a backend module (SQLite, Postgres). It claims an event's key and stores
+// the event in one atomic step, so that no crash between the two can mark
+// an event seen without keeping it, and it keeps the event until CommitMany
+// or Release. With a Queue, a stream survives kill -9: what was
+// acknowledged to a source and not yet acked by every subscription is
+// delivered again after a restart, or by another replica sharing the queue.
+//
+// Each Queue value is one holder: claims it makes or adopts are its own,
+// and Extend renews only those. Implementations must be safe for
+// concurrent use, keep events byte-exact (see [event.Event.MarshalBinary])
+// and refuse an event they cannot keep with an error wrapping
+// [event.ErrInvalid], never one a caller would retry. The suite
+// [github.com/intakehq/intake/dedupe/dedupetest.RunQueue] checks all of
+// this against a real server.
+type Queue interface {
+	// Enqueue claims key for lease and stores e under it, atomically, if
+	// the key is absent or its previous claim or retention has expired, and
+	// returns Claimed. Otherwise it stores nothing and returns Pending or
+	// Done. A key whose claim expired is claimed anew, and e replaces what
+	// it held (the same event, by its key).
+	Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (State, error)
+
+	// Adopt claims for lease up to n stored events whose claim has expired
+	// (their holder crashed, or gave them back with Extend), oldest first,
+	// and returns them.
+	Adopt(ctx context.Context, n int, lease time.Duration) ([]Stored, error)
+
+	// Extend renews this holder's claims on keys for lease. A lease of zero
+	// gives them back: they stay stored and can be adopted at once.
+	Extend(ctx context.Context, keys []string, lease time.Duration) error
+
+	// CommitMany marks every key done for retain and deletes their stored
+	// events, in one step where the backend can.
+	CommitMany(ctx context.Context, keys []string, retain time.Duration) error
+
+	// Release deletes key's claim and stored event, as if never enqueued.
+	Release(ctx context.Context, key string) error
+}
+
+// Stored is an event kept by a [Queue], with its idempotency key.
+type Stored struct {
+	Key   string
+	Event event.Event
+}
