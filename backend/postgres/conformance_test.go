@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/intakehq/intake/backend/postgres"
@@ -40,5 +41,19 @@ func TestInvalidPrefix(t *testing.T) {
 	pool := testPool(t)
 	if _, err := postgres.New(context.Background(), pool, postgres.WithPrefix("x; DROP TABLE y")); err == nil {
 		t.Fatal("accepted an invalid prefix")
+	}
+}
+
+// Tables made by the earlier schema (text keys, a column per field) are
+// refused with a clear error rather than used wrongly.
+func TestEarlierSchemaRefused(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	if _, err := pool.Exec(context.Background(), "CREATE TABLE "+prefix+"keys (key text PRIMARY KEY, state smallint NOT NULL, expires_at timestamptz NOT NULL, payload bytea)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := postgres.New(context.Background(), pool, postgres.WithPrefix(prefix))
+	if err == nil || !strings.Contains(err.Error(), "earlier version") {
+		t.Fatalf("New on an earlier schema: %v", err)
 	}
 }

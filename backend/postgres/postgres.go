@@ -127,15 +127,15 @@ func (b *Backend) migrate(ctx context.Context, prefix string) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "intake-schema:"+prefix); err != nil {
 		return fmt.Errorf("postgres: create tables: %w", err)
 	}
-	if _, err := tx.Exec(ctx, strings.ReplaceAll(schemaSQL, "{p}", prefix)); err != nil {
-		return fmt.Errorf("postgres: create tables: %w", err)
-	}
-	var cols int
-	if err := tx.QueryRow(ctx, b.q.checkSchema).Scan(&cols); err != nil {
+	var cols, ours int
+	if err := tx.QueryRow(ctx, b.q.checkSchema).Scan(&cols, &ours); err != nil {
 		return fmt.Errorf("postgres: check tables: %w", err)
 	}
-	if cols != 2 {
+	if cols > 0 && ours != 2 {
 		return fmt.Errorf("postgres: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", prefix)
+	}
+	if _, err := tx.Exec(ctx, strings.ReplaceAll(schemaSQL, "{p}", prefix)); err != nil {
+		return fmt.Errorf("postgres: create tables: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: create tables: %w", err)

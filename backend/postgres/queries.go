@@ -80,8 +80,8 @@ DELETE FROM {p}keys WHERE hash IN (
 )`,
 
 		// The columns of this version: tables made by an earlier one lack them.
-		checkSchema: `SELECT count(*) FROM information_schema.columns
-WHERE table_schema = current_schema() AND table_name = '{p}keys' AND column_name IN ('hash', 'event')`,
+		checkSchema: `SELECT count(*), count(*) FILTER (WHERE column_name IN ('hash', 'event'))
+FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{p}keys'`,
 
 		loadCheckpoint: `SELECT cursor FROM {p}checkpoints WHERE name = $1`,
 		saveCheckpoint: `

@@ -1,7 +1,9 @@
 package sqlite_test
 
 import (
+	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/intakehq/intake/backend/sqlite"
@@ -62,5 +64,21 @@ func TestInvalidOptions(t *testing.T) {
 	}
 	if _, err := sqlite.Open(filepath.Join(dir, "b.db"), sqlite.WithSynchronous("FULL); DROP")); err == nil {
 		t.Error("accepted an invalid synchronous mode")
+	}
+}
+
+// Tables made by the earlier schema are refused with a clear error.
+func TestEarlierSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE intake_keys (key TEXT PRIMARY KEY, state INTEGER NOT NULL, expires_at INTEGER NOT NULL, payload BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.New(db); err == nil || !strings.Contains(err.Error(), "earlier version") {
+		t.Fatalf("New on an earlier schema: %v", err)
 	}
 }

@@ -129,15 +129,15 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	if !validPrefix.MatchString(s.prefix) {
 		return nil, fmt.Errorf("sqlite: invalid table prefix %q", s.prefix)
 	}
-	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
-		return nil, fmt.Errorf("sqlite: create tables: %w", err)
-	}
-	var cols int
-	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = 'event'`, s.prefix+"keys").Scan(&cols); err != nil {
+	var cols, ours int
+	if err := db.QueryRow(`SELECT count(*), count(*) FILTER (WHERE name = 'event') FROM pragma_table_info(?)`, s.prefix+"keys").Scan(&cols, &ours); err != nil {
 		return nil, fmt.Errorf("sqlite: check tables: %w", err)
 	}
-	if cols != 1 {
+	if cols > 0 && ours != 1 {
 		return nil, fmt.Errorf("sqlite: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", s.prefix)
+	}
+	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
+		return nil, fmt.Errorf("sqlite: create tables: %w", err)
 	}
 	b := &Backend{
 		db:       db,
