@@ -3,7 +3,7 @@ module github.com/intakehq/intake/backend/postgres
 go 1.24.0
 
 require (
-	github.com/intakehq/intake v0.0.0
+	github.com/intakehq/intake v0.1.0
 	github.com/jackc/pgx/v5 v5.8.0
 )
 
@@ -15,5 +15,3 @@ require (
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/text v0.29.0 // indirect
 )
-
-replace github.com/intakehq/intake => ../../

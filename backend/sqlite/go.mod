@@ -3,7 +3,7 @@ module github.com/intakehq/intake/backend/sqlite
 go 1.24
 
 require (
-	github.com/intakehq/intake v0.0.0
+	github.com/intakehq/intake v0.1.0
 	modernc.org/sqlite v1.38.0
 )
 
@@ -20,5 +20,3 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.11.0 // indirect
 )
-
-replace github.com/intakehq/intake => ../../

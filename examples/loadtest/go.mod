@@ -3,8 +3,8 @@ module github.com/intakehq/intake/examples/loadtest
 go 1.24
 
 require (
-	github.com/intakehq/intake v0.0.0
-	github.com/intakehq/intake/backend/sqlite v0.0.0
+	github.com/intakehq/intake v0.1.0
+	github.com/intakehq/intake/backend/sqlite v0.1.0
 )
 
 require (
@@ -20,9 +20,4 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.11.0 // indirect
 	modernc.org/sqlite v1.38.0 // indirect
-)
-
-replace (
-	github.com/intakehq/intake => ../../
-	github.com/intakehq/intake/backend/sqlite => ../../backend/sqlite
 )

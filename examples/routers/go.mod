@@ -5,7 +5,7 @@ go 1.24
 require (
 	github.com/gin-gonic/gin v1.10.1
 	github.com/go-chi/chi/v5 v5.2.3
-	github.com/intakehq/intake v0.0.0
+	github.com/intakehq/intake v0.1.0
 	github.com/labstack/echo/v4 v4.13.4
 )
 
@@ -42,5 +42,3 @@ require (
 	google.golang.org/protobuf v1.34.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
-
-replace github.com/intakehq/intake => ../../

@@ -3,7 +3,7 @@ module github.com/intakehq/intake/metric/otelrecorder
 go 1.24.0
 
 require (
-	github.com/intakehq/intake v0.0.0
+	github.com/intakehq/intake v0.1.0
 	go.opentelemetry.io/otel v1.40.0
 	go.opentelemetry.io/otel/metric v1.40.0
 	go.opentelemetry.io/otel/sdk/metric v1.40.0
@@ -20,5 +20,3 @@ require (
 	go.opentelemetry.io/otel/trace v1.40.0 // indirect
 	golang.org/x/sys v0.40.0 // indirect
 )
-
-replace github.com/intakehq/intake => ../../

@@ -3,7 +3,7 @@ module github.com/intakehq/intake/metric/promrecorder
 go 1.24
 
 require (
-	github.com/intakehq/intake v0.0.0
+	github.com/intakehq/intake v0.1.0
 	github.com/prometheus/client_model v0.6.1
 )
 
@@ -18,5 +18,3 @@ require (
 	golang.org/x/sys v0.30.0 // indirect
 	google.golang.org/protobuf v1.36.5 // indirect
 )
-
-replace github.com/intakehq/intake => ../../
