@@ -107,7 +107,7 @@ type Poller struct {
 	trigger chan struct{}
 	running atomic.Bool
 	stats   struct {
-		polls, empty, notModified, events, duplicates, errors, requests, bytes atomic.Int64
+		polls, empty, notModified, events, duplicates, invalid, errors, requests, bytes atomic.Int64
 	}
 }
 
@@ -230,6 +230,7 @@ type Stats struct {
 	NotModified int64 // HTTP 304 answers
 	Events      int64 // events stored
 	Duplicates  int64 // events the stream already had
+	Invalid     int64 // events the stream refused as invalid, skipped (see [event.ErrInvalid])
 	Errors      int64 // failed fetches or puts
 }
 
@@ -238,7 +239,8 @@ func (p *Poller) Stats() Stats {
 	s := &p.stats
 	return Stats{
 		Polls: s.polls.Load(), Requests: s.requests.Load(), Bytes: s.bytes.Load(), Empty: s.empty.Load(),
-		NotModified: s.notModified.Load(), Events: s.events.Load(), Duplicates: s.duplicates.Load(), Errors: s.errors.Load(),
+		NotModified: s.notModified.Load(), Events: s.events.Load(), Duplicates: s.duplicates.Load(),
+		Invalid: s.invalid.Load(), Errors: s.errors.Load(),
 	}
 }
 
@@ -437,6 +439,11 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 				p.stats.events.Add(1)
 			case errors.Is(err, event.ErrDuplicate), errors.Is(err, event.ErrPending):
 				p.stats.duplicates.Add(1)
+			case errors.Is(err, event.ErrInvalid):
+				// Never storable: retrying would stall the cursor on this
+				// page forever. Skip it, loudly.
+				p.stats.invalid.Add(1)
+				p.cfg.log.Error("poller: event refused as invalid; skipped", "source", p.name, "id", e.ID, "err", err)
 			case errors.Is(err, event.ErrQueueFull):
 				limit := time.Second
 				if d, ok := event.RetryDelay(err); ok && d > 0 {

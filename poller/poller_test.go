@@ -676,3 +676,30 @@ func TestCursorGoingBackwardsIsDeduped(t *testing.T) {
 	assert.Equal(t, []string{"a", "b", "c"}, got)
 	assert.Equal(t, int64(2), p.Stats().Duplicates)
 }
+
+// An event the sink refuses as invalid (one the store can never keep) is
+// skipped and counted, and the cursor moves on: it must not stall the
+// poller on that page forever.
+func TestInvalidEventIsSkippedNotRetried(t *testing.T) {
+	leak.Check(t)
+	fetch := func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+		if cursor != "" {
+			return nil, cursor, nil
+		}
+		return []event.Event{{ID: "a"}, {ID: "odd"}, {ID: "b"}}, "b", nil
+	}
+	snk := &sink{fail: func(e event.Event) error {
+		if e.ID == "odd" {
+			return fmt.Errorf("store: %w", event.ErrInvalid)
+		}
+		return nil
+	}}
+	cp := &poller.MemoryCheckpoint{}
+	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithCheckpoint(cp), poller.WithLogger(quiet))
+	stop := start(t, p, snk)
+	require.Eventually(t, func() bool { c, _ := cp.Load(context.Background(), "api"); return c == "b" }, 5*time.Second, time.Millisecond)
+	stop()
+	assert.Equal(t, int64(1), p.Stats().Invalid)
+	assert.Zero(t, p.Stats().Errors)
+	assert.Contains(t, snk.ids(), "b")
+}
