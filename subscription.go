@@ -110,6 +110,8 @@ type subscription struct {
 	timers timerHeap
 	closed bool // Run has stopped the subscription: Ack and Nack do nothing
 	wake   chan struct{}
+
+	sending atomic.Pointer[item] // the item of the delivery the pump waits to send
 }
 
 // Subscribe returns a channel that receives every event put into the
@@ -295,9 +297,6 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 	defer timer.Stop()
 	var d *Delivery // prepared, not yet sent
 	for {
-		if d != nil && sub.stale(d) {
-			d = nil
-		}
 		wait := time.Duration(-1)
 		if d == nil {
 			var dead []*item
@@ -309,10 +308,12 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 			}
 		}
 		if d != nil {
-			select {
-			case <-sub.wake:
-				continue // something changed (an ack, maybe of d's event): check again
-			default:
+			// Say which item waits to be sent before checking it once more:
+			// an ack of it from now on pokes the pump.
+			sub.sending.Store(d.it)
+			if sub.stale(d) {
+				d = nil
+				continue
 			}
 			select {
 			case sub.ch <- d:
@@ -324,10 +325,11 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 				}
 				sub.mu.Unlock()
 				d = nil
-			case <-sub.wake:
+			case <-sub.wake: // d's event may have been acked: check again
 			case <-stop:
 				return
 			}
+			sub.sending.Store(nil)
 			continue
 		}
 		if wait < 0 {
@@ -358,7 +360,9 @@ func (sub *subscription) ack(it *item) {
 	}
 	it.done = true
 	sub.mu.Unlock()
-	sub.poke() // a redelivery of it may be waiting for a reader
+	if sub.sending.Load() == it {
+		sub.poke() // a redelivery of it waits for a reader: stop it
+	}
 	sub.rec.Count(metric.Acked, it.e.ev.Source, "", 1)
 	sub.acked(it.e)
 }
