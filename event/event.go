@@ -16,6 +16,8 @@ package event
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"time"
 )
@@ -46,7 +48,8 @@ func (v Via) String() string {
 // The same provider event must get the same ID whichever path it arrived
 // by (a Stripe "evt_…" from the webhook body and from the Events API), so
 // that the stream delivers it once. A source whose provider has no id
-// derives one from the content, never from the arrival time.
+// derives one from the content with [ContentID], never from the arrival
+// time.
 type Event struct {
 	ID       string            // provider's id for this event; with Source, the idempotency key
 	Source   string            // name of the source; give a provider's webhook and poller the same one to dedupe across paths
@@ -101,4 +104,25 @@ func (f SinkFunc) Put(ctx context.Context, e Event) error { return f(ctx, e) }
 type Source interface {
 	Name() string
 	Run(ctx context.Context, sink Sink) error
+}
+
+// ContentID returns the id a source gives an event whose provider sends
+// none: "sha256:" and 32 hex digits of the SHA-256 of everything that makes
+// the event distinct as the provider gave it — its Type, Time, Payload and
+// Meta — and nothing about its arrival (not Source, which the key holds
+// already, not Via, not Received). Two events that differ in any of those
+// get different ids; the same content gets the same id on every retry and
+// on both paths. The webhook handler and the poller call it, after the
+// verifier or the fetch and before they add anything of their own.
+func ContentID(e Event) string {
+	e.ID, e.Source, e.Via, e.Received = "", "", 0, time.Time{}
+	if len(e.Payload) == 0 {
+		e.Payload = nil // no payload, nil or empty
+	}
+	if len(e.Meta) == 0 {
+		e.Meta = nil
+	}
+	enc, _ := e.MarshalBinary()
+	sum := sha256.Sum256(enc)
+	return "sha256:" + hex.EncodeToString(sum[:16])
 }

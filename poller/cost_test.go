@@ -45,16 +45,16 @@ func pollingCost(b *testing.B, every, interval, run time.Duration) {
 	defer srv.Close()
 	fetch := poller.HTTP(nil, func(ctx context.Context, cursor string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events?after="+cursor, nil)
-	}, func(resp *http.Response, body []byte) ([]event.Event, string, error) {
+	}, func(resp *http.Response, body []byte) (poller.Page, error) {
 		var ids []int
 		if err := json.Unmarshal(body, &ids); err != nil || len(ids) == 0 {
-			return nil, "", err
+			return poller.Page{}, err
 		}
 		events := make([]event.Event, len(ids))
 		for i, id := range ids {
 			events[i] = event.Event{ID: strconv.Itoa(id), Time: created(id)}
 		}
-		return events, strconv.Itoa(ids[len(ids)-1]), nil
+		return poller.Page{Events: events, Next: strconv.Itoa(ids[len(ids)-1])}, nil
 	})
 	var mu sync.Mutex
 	var total time.Duration
@@ -70,13 +70,13 @@ func pollingCost(b *testing.B, every, interval, run time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), run)
 	defer cancel()
 	_ = p.Run(ctx, sink)
-	st := p.Stats()
+	st, hs := p.Stats(), fetch.Stats()
 	mu.Lock()
 	defer mu.Unlock()
 	if n == 0 {
 		b.Fatal("no event delivered")
 	}
-	b.ReportMetric(float64(st.Requests)/float64(n), "requests/event")
+	b.ReportMetric(float64(hs.Requests)/float64(n), "requests/event")
 	b.ReportMetric(float64(st.Empty)/float64(st.Polls), "empty-share")
 	b.ReportMetric(float64((total / time.Duration(n)).Milliseconds()), "mean-latency-ms")
 	b.ReportMetric(float64(n), "events")

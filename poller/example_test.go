@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"time"
 
 	"github.com/intakehq/intake/event"
@@ -28,19 +29,19 @@ func ExampleHTTP() {
 		func(ctx context.Context, cursor string) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, api.URL+"/events?after="+cursor, nil)
 		},
-		func(resp *http.Response, body []byte) ([]event.Event, string, error) {
+		func(resp *http.Response, body []byte) (poller.Page, error) {
 			var items []struct{ ID, Type string }
 			if err := json.Unmarshal(body, &items); err != nil {
-				return nil, "", err
+				return poller.Page{}, err
 			}
-			events := make([]event.Event, len(items))
-			for i, it := range items {
-				events[i] = event.Event{ID: it.ID, Type: it.Type}
+			var pg poller.Page
+			for _, it := range items {
+				pg.Events = append(pg.Events, event.Event{ID: it.ID, Type: it.Type})
 			}
-			if len(items) == 0 {
-				return nil, "", nil // keep the cursor
+			if len(items) > 0 {
+				pg.Next = items[len(items)-1].ID // else "": keep the cursor
 			}
-			return events, items[len(items)-1].ID, nil
+			return pg, nil
 		})
 
 	p := poller.New("shop", fetch, poller.Every(10*time.Millisecond), poller.WithLogger(quiet))
@@ -63,4 +64,41 @@ func ExampleHTTP() {
 	// shop evt_1 order.paid poll
 	// shop evt_2 order.shipped poll
 	// <nil>
+}
+
+// A fetch of your own returns a Page: the events, the cursor to resume
+// from, whether another page is ready now, and any delay the API asked
+// for. The poller saves Next only once every event of the page is stored.
+func ExampleFetchFunc() {
+	feed := []string{"a", "b", "c", "d", "e"} // an API that serves two items a page
+	fetch := poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) {
+		start, _ := strconv.Atoi(cursor)
+		end := min(start+2, len(feed))
+		var pg poller.Page
+		for _, id := range feed[start:end] {
+			pg.Events = append(pg.Events, event.Event{ID: id, Type: "item.created"})
+		}
+		pg.Next = strconv.Itoa(end)
+		pg.More = end < len(feed) // fetch the next page at once
+		return pg, nil
+	})
+	cp := &poller.MemoryCheckpoint{}
+	p := poller.New("feed", fetch, poller.Every(time.Hour), poller.WithCheckpoint(cp), poller.WithLogger(quiet))
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, len(feed))
+	done := make(chan error)
+	go func() {
+		done <- p.Run(ctx, event.SinkFunc(func(_ context.Context, e event.Event) error {
+			got <- e.ID
+			return nil
+		}))
+	}()
+	for range feed {
+		fmt.Print(<-got, " ")
+	}
+	cancel()
+	<-done
+	cursor, _ := cp.Load(context.Background(), "feed")
+	fmt.Println("| cursor", cursor, "| polls", p.Stats().Polls)
+	// Output: a b c d e | cursor 5 | polls 3
 }

@@ -9,18 +9,24 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/intakehq/intake/event"
 )
 
-// RequestFunc builds the request that fetches the events after cursor.
+// RequestFunc builds the request that fetches the events after cursor,
+// the API's own cursor ("" or the initial cursor at first). It is called
+// for every request, Link pages included, so that what it adds
+// (credentials, headers) is always there.
 type RequestFunc func(ctx context.Context, cursor string) (*http.Request, error)
 
-// DecodeFunc turns a successful response's body into events, in order,
-// and the cursor to fetch from next ("" keeps the current one).
-type DecodeFunc func(resp *http.Response, body []byte) (events []event.Event, next string, err error)
+// DecodeFunc reads a successful response: the page's events in order, the
+// API's own cursor to fetch from next in Next ("" keeps the current one),
+// More when the body says another page is ready (a has_more field), and
+// Wait when the body asks for a delay. The HTTP fetch adds what the
+// headers say.
+type DecodeFunc func(resp *http.Response, body []byte) (Page, error)
 
 // StatusError is a non-2xx answer to a poll request. Body holds at most
 // the first 256 bytes of the response.
@@ -38,165 +44,208 @@ func (e *StatusError) Error() string {
 var ErrResponseTooLarge = errors.New("poller: response too large")
 
 // HTTPOption configures [HTTP].
-type HTTPOption func(*httpFetch)
+type HTTPOption func(*HTTPFetcher)
 
 // WithRequestTimeout bounds each request, body included. Defaults to 30
 // seconds.
-func WithRequestTimeout(d time.Duration) HTTPOption { return func(f *httpFetch) { f.timeout = d } }
-
-// WithMaxResponse bounds a response body, in bytes. Defaults to 10 MiB.
-func WithMaxResponse(n int64) HTTPOption { return func(f *httpFetch) { f.maxBody = n } }
-
-// linkPrefix marks a cursor that is the URL of a Link rel="next" page.
-const linkPrefix = "link:"
-
-// HTTP returns a FetchFunc for an HTTP list API. build makes the request
-// for a cursor; decode reads events and the next cursor from a 2xx
-// response. Around them, the fetch:
-//
-//   - sends If-None-Match and If-Modified-Since with the ETag and
-//     Last-Modified last seen for the same URL; a 304 means no events and
-//     no cursor change;
-//   - turns 429 and 503 into an error carrying Retry-After (seconds or an
-//     HTTP date), which the poller waits out, capped;
-//   - slows the next poll when X-RateLimit-Remaining or the IETF RateLimit
-//     header says the quota is spent, until the reset, and when
-//     X-Poll-Interval asks for a longer interval;
-//   - follows Link rel="next": the next page's URL becomes the cursor, and
-//     the poller fetches it at once, up to its page cap;
-//   - turns 410 Gone into [ErrCursorExpired], and any other non-2xx into a
-//     [*StatusError].
-//
-// client defaults to [http.DefaultClient] when nil.
-func HTTP(client *http.Client, build RequestFunc, decode DecodeFunc, opts ...HTTPOption) FetchFunc {
-	f := &httpFetch{
-		client:     client,
-		build:      build,
-		decode:     decode,
-		timeout:    30 * time.Second,
-		maxBody:    10 << 20,
-		validators: make(map[string]validator),
-	}
-	if f.client == nil {
-		f.client = http.DefaultClient
-	}
-	for _, o := range opts {
-		o(f)
-	}
-	return f.fetch
+func WithRequestTimeout(d time.Duration) HTTPOption {
+	d = positive("WithRequestTimeout", d, 30*time.Second)
+	return func(f *HTTPFetcher) { f.timeout = d }
 }
 
-type validator struct{ etag, lastModified string }
+// WithMaxResponse bounds a response body, in bytes. Defaults to 10 MiB.
+func WithMaxResponse(n int64) HTTPOption {
+	if n < 0 {
+		panic(fmt.Sprintf("poller: WithMaxResponse(%d): must not be negative (0 means the default, 10 MiB)", n))
+	}
+	if n == 0 {
+		n = 10 << 20
+	}
+	return func(f *HTTPFetcher) { f.maxBody = n }
+}
 
-type httpFetch struct {
+// HTTPFetcher is the [Fetcher] [HTTP] returns. It keeps no state between
+// fetches but its counters: everything it needs to resume (the API's
+// cursor, the Link page it is on, the validators of the last response) is
+// in the cursor it returns, which the poller saves only once every event
+// of the page is stored. It is safe for concurrent use.
+type HTTPFetcher struct {
 	client  *http.Client
 	build   RequestFunc
 	decode  DecodeFunc
 	timeout time.Duration
 	maxBody int64
 
-	mu         sync.Mutex
-	validators map[string]validator // by URL; bounded below
-	first      http.Header          // headers of the last built request, reused for Link pages
+	requests, bytes atomic.Int64
 }
 
-func (f *httpFetch) fetch(ctx context.Context, cursor string) ([]event.Event, string, error) {
+// HTTPStats are an [HTTPFetcher]'s counters.
+type HTTPStats struct {
+	Requests int64 // HTTP requests made
+	Bytes    int64 // response bytes read
+}
+
+// Stats returns the fetcher's counters since it was created.
+func (f *HTTPFetcher) Stats() HTTPStats {
+	return HTTPStats{Requests: f.requests.Load(), Bytes: f.bytes.Load()}
+}
+
+// HTTP returns a [Fetcher] for an HTTP list API. build makes the request
+// for the API's cursor; decode reads a 2xx response. Around them, the
+// fetch:
+//
+//   - sends If-None-Match and If-Modified-Since with the ETag and
+//     Last-Modified of the last stored page when it asks for the same URL
+//     again; a 304 is a page with no events and [Page.NotModified]. The
+//     validators travel in the cursor, so a page whose events could not
+//     all be stored is fetched again in full;
+//   - turns 429 and 503 into an error carrying Retry-After (seconds or an
+//     HTTP date), which the poller waits out, capped;
+//   - sets [Page.Wait] when X-RateLimit-Remaining or the IETF RateLimit
+//     header says the quota is spent (until the reset), and when
+//     X-Poll-Interval asks for a longer interval;
+//   - follows Link rel="next" on the same origin: the next page's URL goes
+//     into the cursor, the request for it is still made by build (with its
+//     headers) and pointed at that URL, and the poller fetches it at once,
+//     up to its page cap. After the last page of a chain it stays on that
+//     page until the API's own cursor moves;
+//   - turns 410 Gone into [ErrCursorExpired], and any other non-2xx into a
+//     [*StatusError].
+//
+// client defaults to [http.DefaultClient] when nil.
+func HTTP(client *http.Client, build RequestFunc, decode DecodeFunc, opts ...HTTPOption) *HTTPFetcher {
+	if build == nil || decode == nil {
+		panic("poller: HTTP needs a build and a decode function")
+	}
+	f := &HTTPFetcher{client: client, build: build, decode: decode, timeout: 30 * time.Second, maxBody: 10 << 20}
+	if f.client == nil {
+		f.client = http.DefaultClient
+	}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
+
+// Fetch implements [Fetcher].
+func (f *HTTPFetcher) Fetch(ctx context.Context, cursor string) (Page, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	req, err := f.request(ctx, cursor)
+	at := parseHTTPCursor(cursor)
+	req, err := f.build(ctx, at.api)
 	if err != nil {
-		return nil, "", err
+		return Page{}, fmt.Errorf("poller: build request: %w", err)
 	}
-	key := req.URL.String()
-	f.mu.Lock()
-	v := f.validators[key]
-	f.mu.Unlock()
-	if v.etag != "" {
-		req.Header.Set("If-None-Match", v.etag)
+	if at.link != "" {
+		if u, err := req.URL.Parse(at.link); err == nil && sameOrigin(u, req.URL) {
+			req.URL, req.Host = u, ""
+		}
 	}
-	if v.lastModified != "" {
-		req.Header.Set("If-Modified-Since", v.lastModified)
+	url := req.URL.String()
+	if at.url == url {
+		if at.etag != "" {
+			req.Header.Set("If-None-Match", at.etag)
+		}
+		if at.modified != "" {
+			req.Header.Set("If-Modified-Since", at.modified)
+		}
 	}
 
-	h := hintsFrom(ctx)
-	h.requests++
+	f.requests.Add(1)
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, "", fmt.Errorf("poller: %s %s: %w", req.Method, req.URL.Redacted(), err)
+		return Page{}, fmt.Errorf("poller: %s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBody+1))
-	h.bytes += int64(len(body))
+	f.bytes.Add(int64(len(body)))
 	if err != nil {
-		return nil, "", fmt.Errorf("poller: read response: %w", err)
+		return Page{}, fmt.Errorf("poller: read response: %w", err)
 	}
 	if int64(len(body)) > f.maxBody {
-		return nil, "", fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, f.maxBody)
+		return Page{}, fmt.Errorf("%w: over %d bytes", ErrResponseTooLarge, f.maxBody)
 	}
 	now := time.Now()
-	SlowDown(ctx, rateLimitDelay(resp.Header, now))
+	wait := rateLimitDelay(resp.Header, now)
 
 	switch code := resp.StatusCode; {
 	case code == http.StatusNotModified:
-		h.notModified = true
-		return nil, "", nil
+		return Page{NotModified: true, Wait: wait}, nil
 	case code == http.StatusGone:
-		return nil, "", fmt.Errorf("%w: HTTP 410", ErrCursorExpired)
+		return Page{Wait: wait}, fmt.Errorf("%w: HTTP 410", ErrCursorExpired)
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		d, ok := retryAfter(resp.Header.Get("Retry-After"), now)
 		err := &StatusError{Code: code, Body: excerpt(body)}
 		if ok {
-			return nil, "", event.RetryAfter(d, err)
+			return Page{Wait: wait}, event.RetryAfter(d, err)
 		}
-		return nil, "", err
+		return Page{Wait: wait}, err
 	case code < 200 || code > 299:
-		return nil, "", &StatusError{Code: code, Body: excerpt(body)}
+		return Page{Wait: wait}, &StatusError{Code: code, Body: excerpt(body)}
 	}
 
-	if etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified"); etag != "" || lm != "" {
-		f.mu.Lock()
-		if len(f.validators) >= 1024 {
-			clear(f.validators) // only the last few URLs matter
-		}
-		f.validators[key] = validator{etag: etag, lastModified: lm}
-		f.mu.Unlock()
-	}
-	events, next, err := f.decode(resp, body)
+	pg, err := f.decode(resp, body)
 	if err != nil {
-		return nil, "", fmt.Errorf("poller: decode response: %w", err)
+		return Page{Wait: wait}, fmt.Errorf("poller: decode response: %w", err)
 	}
-	if link := nextLink(resp.Header.Values("Link"), req.URL); link != "" {
-		MorePages(ctx)
-		next = linkPrefix + link
+	next := httpCursor{api: at.api, etag: resp.Header.Get("ETag"), modified: resp.Header.Get("Last-Modified")}
+	if next.etag != "" || next.modified != "" {
+		next.url = url // the validators are for this URL only
 	}
-	return events, next, nil
+	moved := pg.Next != "" && pg.Next != at.api
+	if moved {
+		next.api = pg.Next
+	}
+	switch link := nextLink(resp.Header.Values("Link"), req.URL); {
+	case link != "":
+		next.link, pg.More = link, true
+	case !moved:
+		next.link = at.link // the last page of a chain: stay on it
+	}
+	pg.Next = next.String()
+	pg.Wait = max(pg.Wait, wait)
+	return pg, nil
 }
 
-// request builds the request for cursor: a Link page's URL is fetched
-// with the headers of the last built request; any other cursor goes to
-// build.
-func (f *httpFetch) request(ctx context.Context, cursor string) (*http.Request, error) {
-	if u, ok := strings.CutPrefix(cursor, linkPrefix); ok {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return nil, fmt.Errorf("poller: next page: %w", err)
-		}
-		f.mu.Lock()
-		if f.first != nil {
-			req.Header = f.first.Clone()
-		}
-		f.mu.Unlock()
-		return req, nil
-	}
-	req, err := f.build(ctx, cursor)
-	if err != nil {
-		return nil, fmt.Errorf("poller: build request: %w", err)
-	}
-	f.mu.Lock()
-	f.first = req.Header.Clone()
-	f.mu.Unlock()
-	return req, nil
+// httpCursor is what an [HTTPFetcher] needs to resume: the API's own
+// cursor, the Link page it is on, and the validators of the response it
+// got for url.
+type httpCursor struct {
+	api, link, url, etag, modified string
 }
+
+// httpCursorPrefix marks an encoded cursor; any other cursor is the API's
+// own (an initial cursor, or a checkpoint written by hand).
+const httpCursorPrefix = "intake-http1:"
+
+// String is the API's cursor itself when there is nothing else to keep,
+// and otherwise the prefix and the fields, URL-encoded.
+func (c httpCursor) String() string {
+	if c.link == "" && c.url == "" && !strings.HasPrefix(c.api, httpCursorPrefix) {
+		return c.api
+	}
+	v := url.Values{}
+	for k, s := range map[string]string{"c": c.api, "l": c.link, "u": c.url, "e": c.etag, "m": c.modified} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return httpCursorPrefix + v.Encode()
+}
+
+func parseHTTPCursor(s string) httpCursor {
+	rest, ok := strings.CutPrefix(s, httpCursorPrefix)
+	if !ok {
+		return httpCursor{api: s}
+	}
+	v, err := url.ParseQuery(rest)
+	if err != nil {
+		return httpCursor{} // unreadable: start from the initial page
+	}
+	return httpCursor{api: v.Get("c"), link: v.Get("l"), url: v.Get("u"), etag: v.Get("e"), modified: v.Get("m")}
+}
+
+func sameOrigin(a, b *url.URL) bool { return a.Scheme == b.Scheme && a.Host == b.Host }
 
 func excerpt(body []byte) string {
 	if len(body) > 256 {
@@ -292,7 +341,7 @@ func nextLink(values []string, base *url.URL) string {
 							// request carries the first one's headers
 							// (credentials included).
 							u, err := base.Parse(target)
-							if err != nil || u.Scheme != base.Scheme || u.Host != base.Host {
+							if err != nil || !sameOrigin(u, base) {
 								return ""
 							}
 							return u.String()

@@ -17,8 +17,6 @@ package poller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,14 +32,49 @@ import (
 	"github.com/intakehq/intake/metric"
 )
 
-// FetchFunc fetches the events after cursor, in order, and the cursor to
-// fetch from next. An empty next keeps the current cursor. It is called
-// with a context that ends when the poll must stop.
+// Page is what one fetch found: everything a page of an API says, read
+// in one place.
+type Page struct {
+	// Events are the page's events, in order. An event without an ID gets
+	// [event.ContentID].
+	Events []event.Event
+
+	// Next is the cursor to fetch from next; "" keeps the current one. The
+	// poller saves it to the checkpoint once every event of the page is
+	// stored, and a restart fetches from it: it must be enough to resume
+	// (a fetch may encode in it what it needs, as [HTTP] does).
+	Next string
+
+	// More says another page is ready now: the poller fetches again at
+	// once, up to [WithMaxPages] pages a poll.
+	More bool
+
+	// Wait is the least delay the server asked for before the next
+	// request (a rate limit spent, a longer poll interval), capped by
+	// [WithMaxRetryAfter]. It holds against triggers too.
+	Wait time.Duration
+
+	// NotModified says the server answered that nothing changed (an HTTP
+	// 304); it is counted.
+	NotModified bool
+}
+
+// Fetcher fetches the page after a cursor. [FetchFunc] adapts a function;
+// [HTTP] builds one for JSON list APIs.
 //
-// An error stops the poll and backs off; wrap it with [event.RetryAfter]
-// to ask for at least that delay, or return [ErrCursorExpired] to restart
-// from the initial cursor.
-type FetchFunc func(ctx context.Context, cursor string) (events []event.Event, next string, err error)
+// Fetch is called with a context that ends when the poll must stop. An
+// error stops the poll and backs off: wrap it with [event.RetryAfter] to
+// ask for at least that delay, or return [ErrCursorExpired] to restart from
+// the initial cursor. A panic counts as an error.
+type Fetcher interface {
+	Fetch(ctx context.Context, cursor string) (Page, error)
+}
+
+// FetchFunc adapts a function to a [Fetcher].
+type FetchFunc func(ctx context.Context, cursor string) (Page, error)
+
+// Fetch calls f(ctx, cursor).
+func (f FetchFunc) Fetch(ctx context.Context, cursor string) (Page, error) { return f(ctx, cursor) }
 
 // ErrCursorExpired is returned, wrapped, by a fetch whose cursor the
 // provider no longer accepts (an HTTP 410 Gone). The poller starts over
@@ -101,22 +134,25 @@ func (alwaysLeader) Release(context.Context, string) error                      
 // add it to a stream). Trigger and Stats may be called from any goroutine.
 type Poller struct {
 	name  string
-	fetch FetchFunc
+	fetch Fetcher
 	cfg   config
 
 	trigger chan struct{}
 	running atomic.Bool
 	stats   struct {
-		polls, empty, notModified, events, duplicates, invalid, errors, requests, bytes atomic.Int64
+		polls, empty, notModified, events, duplicates, invalid, errors atomic.Int64
 	}
 }
 
-// Option configures a [Poller].
+// Option configures a [Poller]. A zero value given to an option means its
+// documented default; a negative one (or one out of range) makes the
+// option panic, since it could only turn into a busy loop.
 type Option func(*config)
 
 type config struct {
 	interval      time.Duration
 	jitter        float64
+	minGap        time.Duration
 	backoffMin    time.Duration
 	backoffMax    time.Duration
 	maxRetryAfter time.Duration
@@ -131,24 +167,74 @@ type config struct {
 	rec           metric.Recorder
 }
 
+// The defaults, each written in its option's doc.
+const (
+	defaultInterval      = 30 * time.Second
+	defaultJitter        = 0.1
+	defaultMinGap        = time.Second
+	defaultBackoffMin    = time.Second
+	defaultBackoffMax    = 5 * time.Minute
+	defaultMaxRetryAfter = 15 * time.Minute
+	defaultMaxPages      = 10
+	defaultLeaseTTL      = 30 * time.Second
+)
+
+func positive(option string, d, def time.Duration) time.Duration {
+	switch {
+	case d < 0:
+		panic(fmt.Sprintf("poller: %s(%v): must not be negative (0 means the default, %v)", option, d, def))
+	case d == 0:
+		return def
+	}
+	return d
+}
+
 // Every sets the interval between polls. Defaults to 30 seconds.
-func Every(d time.Duration) Option { return func(c *config) { c.interval = d } }
+func Every(d time.Duration) Option {
+	d = positive("Every", d, defaultInterval)
+	return func(c *config) { c.interval = d }
+}
 
 // WithJitter spreads each interval uniformly by ±f of itself so that a
-// fleet of pollers does not synchronise. Defaults to 0.1.
-func WithJitter(f float64) Option { return func(c *config) { c.jitter = f } }
+// fleet of pollers does not synchronise. f must be in [0, 1). Defaults to
+// 0.1; WithJitter(0) turns jitter off.
+func WithJitter(f float64) Option {
+	if f < 0 || f >= 1 || f != f {
+		panic(fmt.Sprintf("poller: WithJitter(%v): must be in [0, 1)", f))
+	}
+	return func(c *config) { c.jitter = f }
+}
+
+// WithMinGap sets the least time between the starts of two polls that
+// [Poller.Trigger] can cause: triggers that come sooner wait for the gap
+// (and for the limiter, if any), and coalesce meanwhile. It bounds what a
+// burst of webhooks with an OnAccepted trigger can ask of the API.
+// Defaults to 1 second.
+func WithMinGap(d time.Duration) Option {
+	d = positive("WithMinGap", d, defaultMinGap)
+	return func(c *config) { c.minGap = d }
+}
 
 // WithBackoff sets the exponential backoff after failed polls: initial
 // after the first failure, doubling up to max, each ±20%, and reset by a
-// success. It never gives up. Defaults to 1 second and 5 minutes.
+// success. It never gives up. Defaults to 1 second and 5 minutes; it
+// panics if initial exceeds max.
 func WithBackoff(initial, max time.Duration) Option {
+	initial = positive("WithBackoff", initial, defaultBackoffMin)
+	max = positive("WithBackoff", max, defaultBackoffMax)
+	if initial > max {
+		panic(fmt.Sprintf("poller: WithBackoff(%v, %v): the initial delay exceeds the maximum", initial, max))
+	}
 	return func(c *config) { c.backoffMin, c.backoffMax = initial, max }
 }
 
 // WithMaxRetryAfter caps a server-given delay (Retry-After, rate-limit
-// reset, X-Poll-Interval) so that a broken or hostile header cannot park
-// the poller. Defaults to 15 minutes.
-func WithMaxRetryAfter(d time.Duration) Option { return func(c *config) { c.maxRetryAfter = d } }
+// reset, X-Poll-Interval, [Page.Wait]) so that a broken or hostile header
+// cannot park the poller. Defaults to 15 minutes.
+func WithMaxRetryAfter(d time.Duration) Option {
+	d = positive("WithMaxRetryAfter", d, defaultMaxRetryAfter)
+	return func(c *config) { c.maxRetryAfter = d }
+}
 
 // WithLimiter makes every fetch wait for l. Share one limiter among the
 // pollers of one API key. Defaults to no limit.
@@ -156,12 +242,25 @@ func WithLimiter(l *rate.Limiter) Option { return func(c *config) { c.limiter = 
 
 // Greedy makes the poller fetch again at once, instead of waiting an
 // interval, after a page of at least pageSize events, so that a backlog
-// drains fast (within the page cap and the limiter). Defaults to off.
-func Greedy(pageSize int) Option { return func(c *config) { c.greedy = pageSize } }
+// drains fast (within the page cap and the limiter). Defaults to off (0).
+func Greedy(pageSize int) Option {
+	if pageSize < 0 {
+		panic(fmt.Sprintf("poller: Greedy(%d): must not be negative (0 turns it off)", pageSize))
+	}
+	return func(c *config) { c.greedy = pageSize }
+}
 
 // WithMaxPages caps the pages fetched back to back in one poll, by
 // pagination or greedy mode. Defaults to 10.
-func WithMaxPages(n int) Option { return func(c *config) { c.maxPages = n } }
+func WithMaxPages(n int) Option {
+	if n < 0 {
+		panic(fmt.Sprintf("poller: WithMaxPages(%d): must not be negative (0 means the default, %d)", n, defaultMaxPages))
+	}
+	if n == 0 {
+		n = defaultMaxPages
+	}
+	return func(c *config) { c.maxPages = n }
+}
 
 // WithCheckpoint sets where the cursor is saved. Defaults to a
 // [MemoryCheckpoint] of the poller's own.
@@ -171,9 +270,13 @@ func WithCheckpoint(cp Checkpoint) Option { return func(c *config) { c.checkpoin
 // after [ErrCursorExpired]. Defaults to "".
 func WithInitialCursor(cursor string) Option { return func(c *config) { c.initial = cursor } }
 
-// WithLease makes the poller poll only while it holds l for its name,
-// renewing it every ttl/3. Defaults to always leading.
+// WithLease makes the poller poll only while it holds l for its name. It
+// renews the lease every ttl/3, gives each Acquire and Renew ttl/4 to
+// answer, and stops polling as soon as a renewal fails or does not answer
+// in time, before the lease can have run out. ttl defaults to 30 seconds.
+// Defaults to always leading.
 func WithLease(l Lease, ttl time.Duration) Option {
+	ttl = positive("WithLease", ttl, defaultLeaseTTL)
 	return func(c *config) { c.lease, c.leaseTTL = l, ttl }
 }
 
@@ -185,17 +288,21 @@ func WithMetrics(r metric.Recorder) Option { return func(c *config) { c.rec = r 
 
 // New returns a poller named name (the Source of its events: give a
 // provider's poller and webhook handler the same name so that the stream
-// dedupes across both) that calls fetch.
-func New(name string, fetch FetchFunc, opts ...Option) *Poller {
+// dedupes across both) that fetches pages with f. It panics if f is nil.
+func New(name string, f Fetcher, opts ...Option) *Poller {
+	if f == nil {
+		panic("poller: New with a nil Fetcher")
+	}
 	cfg := config{
-		interval:      30 * time.Second,
-		jitter:        0.1,
-		backoffMin:    time.Second,
-		backoffMax:    5 * time.Minute,
-		maxRetryAfter: 15 * time.Minute,
-		maxPages:      10,
+		interval:      defaultInterval,
+		jitter:        defaultJitter,
+		minGap:        defaultMinGap,
+		backoffMin:    defaultBackoffMin,
+		backoffMax:    defaultBackoffMax,
+		maxRetryAfter: defaultMaxRetryAfter,
+		maxPages:      defaultMaxPages,
 		lease:         alwaysLeader{},
-		leaseTTL:      30 * time.Second,
+		leaseTTL:      defaultLeaseTTL,
 		log:           slog.Default(),
 		rec:           metric.Discard{},
 	}
@@ -205,15 +312,18 @@ func New(name string, fetch FetchFunc, opts ...Option) *Poller {
 	if cfg.checkpoint == nil {
 		cfg.checkpoint = &MemoryCheckpoint{}
 	}
-	cfg.maxPages = max(cfg.maxPages, 1)
-	return &Poller{name: name, fetch: fetch, cfg: cfg, trigger: make(chan struct{}, 1)}
+	if cfg.lease == nil {
+		cfg.lease = alwaysLeader{}
+	}
+	return &Poller{name: name, fetch: f, cfg: cfg, trigger: make(chan struct{}, 1)}
 }
 
 // Name implements [event.Source].
 func (p *Poller) Name() string { return p.name }
 
-// Trigger asks for a poll now. Triggers that arrive while a poll runs
-// coalesce into one more poll after it. It never blocks.
+// Trigger asks for a poll now, or as soon as the minimum gap since the
+// last poll ([WithMinGap]) and the limiter allow. Triggers that arrive
+// meanwhile coalesce into one poll. It never blocks.
 func (p *Poller) Trigger() {
 	select {
 	case p.trigger <- struct{}{}:
@@ -224,10 +334,8 @@ func (p *Poller) Trigger() {
 // Stats are a poller's counters since it was created.
 type Stats struct {
 	Polls       int64 // fetch calls
-	Requests    int64 // HTTP requests made by an [HTTP] fetch
-	Bytes       int64 // response bytes read by an [HTTP] fetch
 	Empty       int64 // fetches that returned no event
-	NotModified int64 // HTTP 304 answers
+	NotModified int64 // pages the server said were unchanged ([Page.NotModified])
 	Events      int64 // events stored
 	Duplicates  int64 // events the stream already had
 	Invalid     int64 // events the stream refused as invalid, skipped (see [event.ErrInvalid])
@@ -238,9 +346,8 @@ type Stats struct {
 func (p *Poller) Stats() Stats {
 	s := &p.stats
 	return Stats{
-		Polls: s.polls.Load(), Requests: s.requests.Load(), Bytes: s.bytes.Load(), Empty: s.empty.Load(),
-		NotModified: s.notModified.Load(), Events: s.events.Load(), Duplicates: s.duplicates.Load(),
-		Invalid: s.invalid.Load(), Errors: s.errors.Load(),
+		Polls: s.polls.Load(), Empty: s.empty.Load(), NotModified: s.notModified.Load(), Events: s.events.Load(),
+		Duplicates: s.duplicates.Load(), Invalid: s.invalid.Load(), Errors: s.errors.Load(),
 	}
 }
 
@@ -248,8 +355,9 @@ func (p *Poller) Stats() Stats {
 var ErrAlreadyRunning = errors.New("poller: already running")
 
 // Run polls until ctx is done, then returns nil. It implements
-// [event.Source]. Errors never end it: fetch and store failures back off
-// and retry, and the cursor never moves past an event that is not stored.
+// [event.Source]. Errors never end it: fetch and store failures (and a
+// fetch that panics) back off and retry, and the cursor never moves past
+// an event that is not stored.
 func (p *Poller) Run(ctx context.Context, sink event.Sink) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -259,32 +367,43 @@ func (p *Poller) Run(ctx context.Context, sink event.Sink) error {
 		if !p.lead(ctx) {
 			break
 		}
-		leadCtx, cancel := context.WithCancel(ctx)
-		renewed := make(chan struct{})
-		go func() {
-			defer close(renewed)
-			p.renew(leadCtx, cancel)
-		}()
-		p.poll(leadCtx, sink)
-		cancel()
-		<-renewed
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		if err := p.cfg.lease.Release(rctx, p.name); err != nil {
-			p.cfg.log.Warn("poller: lease release failed", "source", p.name, "err", err)
-		}
-		rcancel()
+		p.whileLeading(ctx, sink)
 	}
 	return nil
 }
 
-// lead blocks until the poller holds the lease, or ctx is done.
+// whileLeading polls while the lease holds, then releases it. The renewer
+// goroutine ends before it returns, whatever the poll did.
+func (p *Poller) whileLeading(ctx context.Context, sink event.Sink) {
+	leadCtx, cancel := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		p.renew(leadCtx, cancel)
+	}()
+	defer func() {
+		cancel()
+		<-renewed
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.leaseTTL/4)
+		if err := p.cfg.lease.Release(rctx, p.name); err != nil {
+			p.cfg.log.Warn("poller: lease release failed", "source", p.name, "err", err)
+		}
+		rcancel()
+	}()
+	p.poll(leadCtx, sink)
+}
+
+// lead blocks until the poller holds the lease, or ctx is done. Each
+// Acquire gets a quarter of the lease to answer.
 func (p *Poller) lead(ctx context.Context) bool {
 	for {
-		ok, err := p.cfg.lease.Acquire(ctx, p.name, p.cfg.leaseTTL)
-		if err != nil {
+		actx, cancel := context.WithTimeout(ctx, p.cfg.leaseTTL/4)
+		ok, err := p.cfg.lease.Acquire(actx, p.name, p.cfg.leaseTTL)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			p.cfg.log.Warn("poller: lease acquire failed", "source", p.name, "err", err)
 		}
-		if ok {
+		if ok && err == nil {
 			return true
 		}
 		if !sleep(ctx, p.cfg.leaseTTL/3) {
@@ -293,16 +412,20 @@ func (p *Poller) lead(ctx context.Context) bool {
 	}
 }
 
-// renew keeps the lease until ctx is done; when it is lost, it cancels the
-// polling.
+// renew keeps the lease until ctx is done: every ttl/3 a Renew with ttl/4
+// to answer. When one fails, says no, or does not answer in time, it
+// cancels the polling at once: the lease may be lost, and it ran at most
+// ttl/4 + ttl/3 + ttl/4 < ttl since the last renewal was sent.
 func (p *Poller) renew(ctx context.Context, lost context.CancelFunc) {
 	for sleep(ctx, p.cfg.leaseTTL/3) {
-		ok, err := p.cfg.lease.Renew(ctx, p.name, p.cfg.leaseTTL)
+		rctx, cancel := context.WithTimeout(ctx, p.cfg.leaseTTL/4)
+		ok, err := p.cfg.lease.Renew(rctx, p.name, p.cfg.leaseTTL)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil || !ok {
-			p.cfg.log.Warn("poller: lease lost", "source", p.name, "err", err)
+			p.cfg.log.Warn("poller: lease lost; polling stops", "source", p.name, "err", err)
 			lost()
 			return
 		}
@@ -311,15 +434,9 @@ func (p *Poller) renew(ctx context.Context, lost context.CancelFunc) {
 
 // poll is the polling loop of a leader. It returns when ctx is done.
 func (p *Poller) poll(ctx context.Context, sink event.Sink) {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = p.cfg.backoffMin
-	b.MaxInterval = p.cfg.backoffMax
-	b.MaxElapsedTime = 0 // a poller that lives for months never gives up
-	b.Multiplier = 2
-	b.RandomizationFactor = 0.2
-	b.Reset()
-
+	b := newBackoff(p.cfg.backoffMin, p.cfg.backoffMax)
 	cursor, loaded := "", false
+	var last time.Time // start of the last poll
 	for ctx.Err() == nil {
 		if !loaded {
 			c, err := p.cfg.checkpoint.Load(ctx, p.name)
@@ -335,6 +452,7 @@ func (p *Poller) poll(ctx context.Context, sink event.Sink) {
 			}
 		}
 
+		last = time.Now()
 		slow, next, err := p.cycle(ctx, sink, cursor)
 		cursor = next
 		if ctx.Err() != nil {
@@ -350,12 +468,23 @@ func (p *Poller) poll(ctx context.Context, sink event.Sink) {
 		}
 		b.Reset()
 		// A delay the server asked for holds against triggers too; the
-		// rest of the interval does not.
+		// rest of the interval does not, but the minimum gap does.
 		interval := p.jittered()
-		if !sleep(ctx, slow) || !p.wait(ctx, interval-slow) {
+		if !sleep(ctx, slow) || !p.wait(ctx, interval-slow, last) {
 			return
 		}
 	}
+}
+
+func newBackoff(initial, max time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = initial
+	b.MaxInterval = max
+	b.MaxElapsedTime = 0 // a poller that lives for months never gives up
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.2
+	b.Reset()
+	return b
 }
 
 // cycle runs one poll: up to maxPages fetches back to back. It returns the
@@ -368,14 +497,11 @@ func (p *Poller) cycle(ctx context.Context, sink event.Sink, cursor string) (tim
 				return slow, cursor, err
 			}
 		}
-		h := &hints{}
-		events, next, err := p.fetch(withHints(ctx, h), cursor)
+		pg, err := p.fetchSafely(ctx, cursor)
 		p.stats.polls.Add(1)
-		p.stats.requests.Add(h.requests)
-		p.stats.bytes.Add(h.bytes)
 		p.cfg.rec.Count(metric.Polls, p.name, "", 1)
-		slow = max(slow, min(h.slowDown, p.cfg.maxRetryAfter))
-		if h.notModified {
+		slow = max(slow, min(pg.Wait, p.cfg.maxRetryAfter))
+		if pg.NotModified {
 			p.stats.notModified.Add(1)
 			p.cfg.rec.Count(metric.NotModified, p.name, "", 1)
 		}
@@ -386,22 +512,24 @@ func (p *Poller) cycle(ctx context.Context, sink event.Sink, cursor string) (tim
 			}
 			return slow, cursor, err
 		}
-		if len(events) == 0 {
+		if len(pg.Events) == 0 {
 			p.stats.empty.Add(1)
 			p.cfg.rec.Count(metric.EmptyPolls, p.name, "", 1)
 		}
-		if err := p.deliver(ctx, sink, events); err != nil {
+		if err := p.deliver(ctx, sink, pg.Events); err != nil {
 			return slow, cursor, err
 		}
-		if next != "" && next != cursor {
-			if err := p.save(ctx, next); err != nil {
+		// Every event of the page is stored: only now does the cursor, and
+		// whatever the fetch keeps in it, move on.
+		if pg.Next != "" && pg.Next != cursor {
+			if err := p.save(ctx, pg.Next); err != nil {
 				// The events are stored; a restart refetches this page and
 				// the store suppresses the copies.
 				p.cfg.log.Error("poller: checkpoint save failed", "source", p.name, "err", err)
 			}
-			cursor = next
+			cursor = pg.Next
 		}
-		more := h.more || (p.cfg.greedy > 0 && len(events) >= p.cfg.greedy)
+		more := pg.More || (p.cfg.greedy > 0 && len(pg.Events) >= p.cfg.greedy)
 		if !more || slow > 0 {
 			break
 		}
@@ -409,29 +537,39 @@ func (p *Poller) cycle(ctx context.Context, sink event.Sink, cursor string) (tim
 	return slow, cursor, nil
 }
 
+// fetchSafely calls the fetcher, turning a panic into an error.
+func (p *Poller) fetchSafely(ctx context.Context, cursor string) (pg Page, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pg, err = Page{}, fmt.Errorf("poller: fetch panicked: %v", r)
+		}
+	}()
+	return p.fetch.Fetch(ctx, cursor)
+}
+
 func (p *Poller) save(ctx context.Context, cursor string) error {
 	return p.cfg.checkpoint.Save(ctx, p.name, cursor)
 }
 
 // deliver puts events in order. A full queue is waited out, the same event
-// put again after a short wait that doubles up to the stream's suggested
-// delay (the suggestion is sized for remote senders; the poller is local
-// and can look again sooner); a duplicate counts as delivered. Any other
+// put again after a wait that grows from 1 ms to the stream's suggested
+// delay, at most 1 second (the suggestion is sized for remote senders; the
+// poller is local and can look again sooner); a duplicate counts as
+// delivered; an event the stream refuses as invalid is skipped. Any other
 // error stops the page so that the cursor stays before the event that was
 // not stored.
 func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Event) error {
 	now := time.Now()
+	var full *backoff.ExponentialBackOff
 	for i := range events {
 		e := events[i]
+		if e.ID == "" {
+			e.ID = event.ContentID(e)
+		}
 		e.Source, e.Via = p.name, event.Poll
 		if e.Received.IsZero() {
 			e.Received = now
 		}
-		if e.ID == "" {
-			sum := sha256.Sum256(e.Payload)
-			e.ID = "sha256:" + hex.EncodeToString(sum[:16])
-		}
-		wait := time.Millisecond
 		for {
 			err := sink.Put(ctx, e)
 			switch {
@@ -449,13 +587,18 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 				if d, ok := event.RetryDelay(err); ok && d > 0 {
 					limit = min(d, limit)
 				}
-				if !sleep(ctx, min(wait, limit)) {
+				if full == nil {
+					full = newBackoff(time.Millisecond, time.Second)
+				}
+				if !sleep(ctx, min(full.NextBackOff(), limit)) {
 					return ctx.Err()
 				}
-				wait *= 2
 				continue
 			default:
 				return fmt.Errorf("poller: put event %s: %w", e.ID, err)
+			}
+			if full != nil {
+				full.Reset()
 			}
 			break
 		}
@@ -479,15 +622,20 @@ func (p *Poller) failed(ctx context.Context, b *backoff.ExponentialBackOff, err 
 	return d
 }
 
-// wait waits d, or less if triggered. It returns false when ctx is done.
-func (p *Poller) wait(ctx context.Context, d time.Duration) bool {
+// wait waits d, or less if triggered, but never ends before minGap after
+// last, the start of the last poll. It returns false when ctx is done.
+func (p *Poller) wait(ctx context.Context, d time.Duration, last time.Time) bool {
 	if d <= 0 {
+		select {
+		case <-p.trigger: // served by the poll that starts now
+		default:
+		}
 		return ctx.Err() == nil
 	}
 	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		t.Stop()
 		return false
 	case <-t.C:
 		// Triggers that came during the poll are served by this poll.
@@ -497,8 +645,16 @@ func (p *Poller) wait(ctx context.Context, d time.Duration) bool {
 		}
 		return true
 	case <-p.trigger:
-		return true
+		t.Stop()
 	}
+	// Triggered: respect the gap, then the rest of the interval no longer
+	// matters; triggers that come meanwhile are served by the same poll.
+	ok := sleep(ctx, min(time.Until(last.Add(p.cfg.minGap)), d))
+	select {
+	case <-p.trigger:
+	default:
+	}
+	return ok
 }
 
 func (p *Poller) jittered() time.Duration {
@@ -522,38 +678,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-// hints carry what an HTTP fetch learned to the poller that called it.
-type hints struct {
-	slowDown    time.Duration // wait at least this long before the next poll
-	more        bool          // another page is ready now
-	notModified bool
-	requests    int64
-	bytes       int64
-}
-
-type hintsKey struct{}
-
-func withHints(ctx context.Context, h *hints) context.Context {
-	return context.WithValue(ctx, hintsKey{}, h)
-}
-
-func hintsFrom(ctx context.Context) *hints {
-	if h, ok := ctx.Value(hintsKey{}).(*hints); ok {
-		return h
-	}
-	return &hints{}
-}
-
-// SlowDown asks the poller that called the fetch running with ctx to wait
-// at least d before its next poll (capped by [WithMaxRetryAfter]). A custom
-// FetchFunc calls it when the API asks for fewer requests.
-func SlowDown(ctx context.Context, d time.Duration) {
-	h := hintsFrom(ctx)
-	h.slowDown = max(h.slowDown, d)
-}
-
-// MorePages tells the poller that called the fetch running with ctx that
-// another page is ready, so that it fetches again at once (within
-// [WithMaxPages]).
-func MorePages(ctx context.Context) { hintsFrom(ctx).more = true }

@@ -111,7 +111,7 @@ func TestBackoffGrowsThenResets(t *testing.T) {
 		return nil, "", errors.New("upstream down")
 	}
 	rec := &backoffRecorder{}
-	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithBackoff(4*time.Millisecond, 40*time.Millisecond),
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Millisecond), poller.WithBackoff(4*time.Millisecond, 40*time.Millisecond),
 		poller.WithLogger(quiet), poller.WithMetrics(rec))
 	stop := start(t, p, &sink{})
 	require.Eventually(t, func() bool { return len(rec.get()) >= 7 }, 5*time.Second, time.Millisecond)
@@ -175,7 +175,7 @@ func TestRetryAfterIsObeyedAndCapped(t *testing.T) {
 
 // listAPI is a fetch for the test servers: GET <base>?after=<cursor>,
 // a JSON array of ids, cursor = last id.
-func listAPI(base string, opts ...poller.HTTPOption) poller.FetchFunc {
+func listAPI(base string, opts ...poller.HTTPOption) *poller.HTTPFetcher {
 	return poller.HTTP(nil,
 		func(ctx context.Context, cursor string) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, base+"?after="+cursor, nil)
@@ -183,10 +183,10 @@ func listAPI(base string, opts ...poller.HTTPOption) poller.FetchFunc {
 		decodeIDs, opts...)
 }
 
-func decodeIDs(resp *http.Response, body []byte) ([]event.Event, string, error) {
+func decodeIDs(resp *http.Response, body []byte) (poller.Page, error) {
 	var ids []string
 	if err := json.Unmarshal(body, &ids); err != nil {
-		return nil, "", err
+		return poller.Page{}, err
 	}
 	events := make([]event.Event, len(ids))
 	for i, id := range ids {
@@ -196,7 +196,24 @@ func decodeIDs(resp *http.Response, body []byte) ([]event.Event, string, error) 
 	if len(ids) > 0 {
 		next = ids[len(ids)-1]
 	}
-	return events, next, nil
+	return poller.Page{Events: events, Next: next}, nil
+}
+
+// decodeIDsKeepCursor decodes like decodeIDs, for an API whose cursor
+// never moves (one resource, or Link pagination only).
+func decodeIDsKeepCursor(resp *http.Response, body []byte) (poller.Page, error) {
+	pg, err := decodeIDs(resp, body)
+	pg.Next = ""
+	return pg, err
+}
+
+// pageOf adapts a fetch written as (events, next cursor, error) to a
+// poller.Fetcher.
+func pageOf(fn func(ctx context.Context, cursor string) ([]event.Event, string, error)) poller.FetchFunc {
+	return func(ctx context.Context, cursor string) (poller.Page, error) {
+		events, next, err := fn(ctx, cursor)
+		return poller.Page{Events: events, Next: next}, err
+	}
 }
 
 func TestConditionalRequest(t *testing.T) {
@@ -218,10 +235,7 @@ func TestConditionalRequest(t *testing.T) {
 	defer srv.Close()
 	fetch := poller.HTTP(nil, func(ctx context.Context, cursor string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/state", nil) // same URL every time
-	}, func(resp *http.Response, body []byte) ([]event.Event, string, error) {
-		events, _, err := decodeIDs(resp, body)
-		return events, "", err
-	})
+	}, decodeIDsKeepCursor)
 	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithLogger(quiet))
 	snk := &sink{}
 	stop := start(t, p, snk)
@@ -229,12 +243,12 @@ func TestConditionalRequest(t *testing.T) {
 	stop()
 	assert.Equal(t, int64(1), full.Load(), "the unchanged resource is sent once")
 	assert.Equal(t, []string{"a", "b", "c"}, snk.ids())
-	st := p.Stats()
+	st, hs := p.Stats(), fetch.Stats()
 	// A request may have been answered as the poller stopped, uncounted.
 	assert.InDelta(t, notModified.Load(), st.NotModified, 1)
-	assert.Equal(t, st.Polls, st.Requests)
-	assert.Greater(t, saved.Load(), st.Bytes, "304s saved more bytes than were received")
-	t.Logf("polls %d, 304s %d, bytes received %d, bytes saved by 304s %d", st.Polls, st.NotModified, st.Bytes, saved.Load())
+	assert.Equal(t, st.Polls, hs.Requests)
+	assert.Greater(t, saved.Load(), hs.Bytes, "304s saved more bytes than were received")
+	t.Logf("polls %d, 304s %d, bytes received %d, bytes saved by 304s %d", st.Polls, st.NotModified, hs.Bytes, saved.Load())
 }
 
 // pagedServer serves pages 1..n linked by Link rel="next"; page i holds
@@ -261,7 +275,7 @@ func pagedServer(t *testing.T, n int, hook func(w http.ResponseWriter, page int)
 	return srv, &requests
 }
 
-func pagedFetch(base string) poller.FetchFunc {
+func pagedFetch(base string) *poller.HTTPFetcher {
 	return poller.HTTP(nil, func(ctx context.Context, cursor string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events?after="+cursor, nil)
 		if err == nil {
@@ -384,7 +398,7 @@ func TestStoreErrorBacksOffWithoutAdvancing(t *testing.T) {
 		return nil
 	}}
 	cp := &poller.MemoryCheckpoint{}
-	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithBackoff(time.Millisecond, 2*time.Millisecond),
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Millisecond), poller.WithBackoff(time.Millisecond, 2*time.Millisecond),
 		poller.WithCheckpoint(cp), poller.WithLogger(quiet))
 	stop := start(t, p, snk)
 	require.Eventually(t, func() bool { return p.Stats().Errors >= 3 }, 5*time.Second, time.Millisecond)
@@ -408,7 +422,7 @@ func TestTriggersCoalesce(t *testing.T) {
 		}
 		return nil, "", nil
 	}
-	p := poller.New("api", fetch, poller.Every(time.Hour), poller.WithLogger(quiet))
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Hour), poller.WithMinGap(time.Millisecond), poller.WithLogger(quiet))
 	stop := start(t, p, &sink{})
 	require.Eventually(t, func() bool { return calls.Load() == 1 }, time.Second, time.Millisecond)
 	for range 10 {
@@ -427,7 +441,7 @@ func TestTriggersCoalesce(t *testing.T) {
 func TestCancelReturnsPromptly(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		fetch poller.FetchFunc
+		fetch func(ctx context.Context, cursor string) ([]event.Event, string, error)
 	}{
 		{"mid-backoff", func(ctx context.Context, cursor string) ([]event.Event, string, error) {
 			return nil, "", event.RetryAfter(time.Hour, errors.New("come back in an hour"))
@@ -440,10 +454,10 @@ func TestCancelReturnsPromptly(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			leak.Check(t)
 			var called atomic.Bool
-			p := poller.New("api", func(ctx context.Context, c string) ([]event.Event, string, error) {
+			p := poller.New("api", pageOf(func(ctx context.Context, c string) ([]event.Event, string, error) {
 				called.Store(true)
 				return tt.fetch(ctx, c)
-			}, poller.WithBackoff(time.Hour, time.Hour), poller.WithLogger(quiet))
+			}), poller.WithBackoff(time.Hour, time.Hour), poller.WithLogger(quiet))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx, &sink{}) }()
@@ -477,7 +491,7 @@ func TestCursorExpiredStartsOver(t *testing.T) {
 		}
 		return nil, "", nil
 	}
-	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithInitialCursor("start"), poller.WithLogger(quiet))
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Millisecond), poller.WithInitialCursor("start"), poller.WithLogger(quiet))
 	stop := start(t, p, &sink{})
 	require.Eventually(t, func() bool { return calls.Load() >= 3 }, time.Second, time.Millisecond)
 	stop()
@@ -538,7 +552,7 @@ func TestHTTPErrors(t *testing.T) {
 			srv := httptest.NewServer(tt.handler)
 			defer srv.Close()
 			fetch := listAPI(srv.URL, poller.WithMaxResponse(1024), poller.WithRequestTimeout(200*time.Millisecond))
-			_, _, err := fetch(context.Background(), "")
+			_, err := fetch.Fetch(context.Background(), "")
 			require.Error(t, err)
 			tt.check(t, err)
 		})
@@ -596,10 +610,10 @@ func TestFollowerDoesNotPoll(t *testing.T) {
 	leak.Check(t)
 	var calls atomic.Int64
 	lease := &denyLease{}
-	p := poller.New("api", func(ctx context.Context, c string) ([]event.Event, string, error) {
+	p := poller.New("api", pageOf(func(ctx context.Context, c string) ([]event.Event, string, error) {
 		calls.Add(1)
 		return nil, "", nil
-	}, poller.Every(time.Millisecond), poller.WithLease(lease, 30*time.Millisecond), poller.WithLogger(quiet))
+	}), poller.Every(time.Millisecond), poller.WithLease(lease, 30*time.Millisecond), poller.WithLogger(quiet))
 	stop := start(t, p, &sink{})
 	require.Eventually(t, func() bool { return lease.acquires.Load() >= 3 }, time.Second, time.Millisecond)
 	stop()
@@ -615,7 +629,7 @@ func TestEventsGetSourceViaAndContentID(t *testing.T) {
 		return nil, "", nil
 	}
 	snk := &sink{}
-	p := poller.New("shop", fetch, poller.Every(time.Hour), poller.WithLogger(quiet))
+	p := poller.New("shop", pageOf(fetch), poller.Every(time.Hour), poller.WithLogger(quiet))
 	stop := start(t, p, snk)
 	require.Eventually(t, func() bool { return len(snk.ids()) == 2 }, time.Second, time.Millisecond)
 	stop()
@@ -646,7 +660,7 @@ func TestCursorGoingBackwardsIsDeduped(t *testing.T) {
 		return nil, "", nil
 	}
 	s := intake.New(intake.WithLogger(quiet))
-	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithLogger(quiet))
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Millisecond), poller.WithLogger(quiet))
 	s.Add(p)
 	deliveries := s.Subscribe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -695,7 +709,7 @@ func TestInvalidEventIsSkippedNotRetried(t *testing.T) {
 		return nil
 	}}
 	cp := &poller.MemoryCheckpoint{}
-	p := poller.New("api", fetch, poller.Every(time.Millisecond), poller.WithCheckpoint(cp), poller.WithLogger(quiet))
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Millisecond), poller.WithCheckpoint(cp), poller.WithLogger(quiet))
 	stop := start(t, p, snk)
 	require.Eventually(t, func() bool { c, _ := cp.Load(context.Background(), "api"); return c == "b" }, 5*time.Second, time.Millisecond)
 	stop()

@@ -27,7 +27,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	stream := intake.New(intake.WithQueue(pg))
-	fetch := func(ctx context.Context, cursor string) ([]event.Event, string, error) { return nil, "", nil }
+	fetch := poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) { return poller.Page{}, nil })
 	stream.Add(poller.New("stripe", fetch,
 		poller.WithCheckpoint(pg.Checkpoint()),
 		poller.WithLease(pg.Lease(), 30*time.Second)))

@@ -188,17 +188,14 @@ func sendUntilStored(client *http.Client, url, id string) bool {
 
 // pageFetch serves events in pages of size, the cursor being an index.
 func pageFetch(events []event.Event, size int) poller.FetchFunc {
-	return func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+	return func(ctx context.Context, cursor string) (poller.Page, error) {
 		from := 0
 		fmt.Sscan(cursor, &from)
 		if from >= len(events) {
-			return nil, "", nil
+			return poller.Page{}, nil
 		}
 		to := min(from+size, len(events))
-		if to < len(events) {
-			poller.MorePages(ctx)
-		}
-		return events[from:to], fmt.Sprint(to), nil
+		return poller.Page{Events: events[from:to], Next: fmt.Sprint(to), More: to < len(events)}, nil
 	}
 }
 
@@ -230,7 +227,7 @@ func TestLeaderFailover(t *testing.T) {
 				if crash {
 					lease = crashLease{lease}
 				}
-				p := poller.New("shared-source", func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+				p := poller.New("shared-source", poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) {
 					if active.Add(1) > 1 {
 						overlap.Add(1)
 					}
@@ -240,8 +237,8 @@ func TestLeaderFailover(t *testing.T) {
 					last[i] = time.Now()
 					mu.Unlock()
 					time.Sleep(5 * time.Millisecond)
-					return nil, "", nil
-				}, poller.Every(10*time.Millisecond), poller.WithLease(lease, ttl), poller.WithLogger(quiet))
+					return poller.Page{}, nil
+				}), poller.Every(10*time.Millisecond), poller.WithLease(lease, ttl), poller.WithLogger(quiet))
 				ctx, cancel := context.WithCancel(context.Background())
 				ch := make(chan struct{})
 				go func() {

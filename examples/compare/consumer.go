@@ -97,7 +97,7 @@ func newConsumer(name string, p *provider, interval time.Duration, withHook, tri
 }
 
 // listFetch polls the provider's GET /events?after=<cursor>, as consumer.
-func listFetch(base, consumer string) poller.FetchFunc {
+func listFetch(base, consumer string) *poller.HTTPFetcher {
 	return poller.HTTP(&http.Client{Timeout: 10 * time.Second},
 		func(ctx context.Context, cursor string) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events?after="+cursor, nil)
@@ -106,10 +106,10 @@ func listFetch(base, consumer string) poller.FetchFunc {
 			}
 			return req, err
 		},
-		func(resp *http.Response, body []byte) ([]event.Event, string, error) {
+		func(resp *http.Response, body []byte) (poller.Page, error) {
 			var items []json.RawMessage
 			if err := json.Unmarshal(body, &items); err != nil {
-				return nil, "", err
+				return poller.Page{}, err
 			}
 			events := make([]event.Event, 0, len(items))
 			for _, raw := range items {
@@ -119,14 +119,14 @@ func listFetch(base, consumer string) poller.FetchFunc {
 					CreatedMS int64  `json:"created_ms"`
 				}
 				if err := json.Unmarshal(raw, &head); err != nil {
-					return nil, "", err
+					return poller.Page{}, err
 				}
 				events = append(events, event.Event{ID: head.ID, Type: head.Type, Time: time.UnixMilli(head.CreatedMS), Payload: raw})
 			}
 			if len(events) == 0 {
-				return nil, "", nil
+				return poller.Page{}, nil
 			}
-			return events, events[len(events)-1].ID, nil
+			return poller.Page{Events: events, Next: events[len(events)-1].ID}, nil
 		})
 }
 

@@ -101,20 +101,20 @@ func pollLoad(total int) ([]PollResult, error) {
 	}, intake.WithWorkers(4))
 	fetch := poller.HTTP(client, func(ctx context.Context, cursor string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+cursor, nil)
-	}, func(resp *http.Response, body []byte) ([]event.Event, string, error) {
+	}, func(resp *http.Response, body []byte) (poller.Page, error) {
 		var page []struct {
 			ID   string `json:"id"`
 			Type string `json:"type"`
 			N    int    `json:"n"`
 		}
 		if err := json.Unmarshal(body, &page); err != nil || len(page) == 0 {
-			return nil, "", err
+			return poller.Page{}, err
 		}
 		events := make([]event.Event, len(page))
 		for i, it := range page {
 			events[i] = event.Event{ID: it.ID, Type: it.Type}
 		}
-		return events, strconv.Itoa(page[len(page)-1].N), nil
+		return poller.Page{Events: events, Next: strconv.Itoa(page[len(page)-1].N)}, nil
 	})
 	s.Add(poller.New("api", fetch, poller.Every(time.Hour), poller.Greedy(pollPage), poller.WithMaxPages(1<<20), poller.WithLogger(quiet)))
 	ctx, cancel := context.WithCancel(context.Background())

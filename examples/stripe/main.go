@@ -203,13 +203,15 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 	return res, nil
 }
 
-func decodeStripeList(resp *http.Response, body []byte) ([]event.Event, string, error) {
+// decodeStripeList reads a page of Stripe's Events API: newest first, with
+// has_more; the cursor is the newest id (ending_before).
+func decodeStripeList(resp *http.Response, body []byte) (poller.Page, error) {
 	var list struct {
 		Data    []json.RawMessage `json:"data"`
 		HasMore bool              `json:"has_more"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, "", err
+		return poller.Page{}, err
 	}
 	events := make([]event.Event, 0, len(list.Data))
 	for i := len(list.Data) - 1; i >= 0; i-- { // oldest first
@@ -219,15 +221,12 @@ func decodeStripeList(resp *http.Response, body []byte) ([]event.Event, string, 
 			Created int64  `json:"created"`
 		}
 		if err := json.Unmarshal(list.Data[i], &head); err != nil {
-			return nil, "", err
+			return poller.Page{}, err
 		}
 		events = append(events, event.Event{ID: head.ID, Type: head.Type, Time: time.Unix(head.Created, 0), Payload: list.Data[i]})
 	}
 	if len(events) == 0 {
-		return nil, "", nil
+		return poller.Page{}, nil
 	}
-	if list.HasMore {
-		poller.MorePages(resp.Request.Context())
-	}
-	return events, events[len(events)-1].ID, nil
+	return poller.Page{Events: events, Next: events[len(events)-1].ID, More: list.HasMore}, nil
 }
