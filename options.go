@@ -166,7 +166,7 @@ type subConfig struct {
 	types       map[string]bool
 	ackTimeout  time.Duration
 	maxAttempts int
-	deadLetter  func(event.Event, error)
+	deadLetter  func(DeadLetter)
 	retryMin    time.Duration
 	retryMax    time.Duration
 	workers     int
@@ -217,10 +217,19 @@ func WithMaxAttempts(n int) SubscribeOption {
 	return func(c *subConfig) { c.maxAttempts = n }
 }
 
+// DeadLetter is an event that ran out of attempts in one subscription,
+// as [WithDeadLetter]'s function receives it.
+type DeadLetter struct {
+	Event        event.Event
+	Err          error  // the last attempt's error (or the ack timeout)
+	Attempts     int    // deliveries made to the subscription
+	Subscription string // the subscription's name (see [WithName])
+}
+
 // WithDeadLetter sets the function that receives an event after its last
-// failed attempt, with the last error. Defaults to logging it at error
-// level. It must not block for long: it runs on the delivery path.
-func WithDeadLetter(fn func(e event.Event, err error)) SubscribeOption {
+// failed attempt. Defaults to logging it at error level. It must not block
+// for long: it runs on the delivery path.
+func WithDeadLetter(fn func(DeadLetter)) SubscribeOption {
 	return func(c *subConfig) { c.deadLetter = fn }
 }
 

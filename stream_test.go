@@ -266,26 +266,43 @@ func TestHandleDeadLettersAfterMaxAttempts(t *testing.T) {
 	leak.Check(t)
 	s := intake.New(intake.WithLogger(quiet))
 	var calls atomic.Int64
-	dead := make(chan error, 1)
+	var mu sync.Mutex
+	var attempts []int
+	dead := make(chan intake.DeadLetter, 1)
 	s.Handle(func(ctx context.Context, e event.Event) error {
 		calls.Add(1)
+		n, sub := intake.Attempt(ctx)
+		mu.Lock()
+		attempts = append(attempts, n)
+		mu.Unlock()
+		assert.Equal(t, "billing", sub)
 		return errors.New("always fails")
 	},
 		intake.WithSources("p"),
+		intake.WithName("billing"),
 		intake.WithMaxAttempts(4),
 		intake.WithRetryBackoff(time.Millisecond, time.Millisecond),
-		intake.WithDeadLetter(func(e event.Event, err error) { dead <- err }),
+		intake.WithDeadLetter(func(d intake.DeadLetter) { dead <- d }),
 	)
 	run(t, s)
 	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
 	select {
-	case err := <-dead:
-		assert.EqualError(t, err, "always fails")
+	case d := <-dead:
+		assert.EqualError(t, d.Err, "always fails")
+		assert.Equal(t, 4, d.Attempts)
+		assert.Equal(t, "billing", d.Subscription)
+		assert.Equal(t, "1", d.Event.ID)
 	case <-time.After(5 * time.Second):
 		t.Fatal("no dead letter")
 	}
 	time.Sleep(20 * time.Millisecond)
 	assert.Equal(t, int64(4), calls.Load())
+	mu.Lock()
+	assert.Equal(t, []int{1, 2, 3, 4}, attempts, "the handler sees its attempt number")
+	mu.Unlock()
+	n, sub := intake.Attempt(context.Background())
+	assert.Zero(t, n)
+	assert.Empty(t, sub)
 	assert.ErrorIs(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}), event.ErrDuplicate)
 }
 

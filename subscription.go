@@ -49,8 +49,27 @@ func (d *Delivery) Nack(err error) {
 }
 
 // HandlerFunc handles one event for [Stream.Handle]. A nil error acks the
-// event; an error or a panic nacks it.
+// event; an error or a panic nacks it. [Attempt] tells, from ctx, which
+// attempt this is.
 type HandlerFunc func(ctx context.Context, e event.Event) error
+
+type attemptKey struct{}
+
+type attempt struct {
+	n   int
+	sub string
+}
+
+// Attempt returns, from the context of a [Stream.Handle] function's call,
+// the attempt number of the delivery (1 for the first) and the name of the
+// subscription; 0 and "" for any other context. A handler uses it to log,
+// or to give up early on an event it knows it cannot handle.
+func Attempt(ctx context.Context) (n int, subscription string) {
+	if a, ok := ctx.Value(attemptKey{}).(attempt); ok {
+		return a.n, a.sub
+	}
+	return 0, ""
+}
 
 // item is the state of one entry in one subscription, guarded by the
 // subscription's mutex.
@@ -178,9 +197,9 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 		wake:    make(chan struct{}, 1),
 	}
 	if sub.cfg.deadLetter == nil {
-		sub.cfg.deadLetter = func(e event.Event, err error) {
-			s.log.Error("intake: event dead-lettered", "subscription", sub.name,
-				"source", e.Source, "id", e.ID, "type", e.Type, "err", err)
+		sub.cfg.deadLetter = func(d DeadLetter) {
+			s.log.Error("intake: event dead-lettered", "subscription", d.Subscription,
+				"source", d.Event.Source, "id", d.Event.ID, "type", d.Event.Type, "attempts", d.Attempts, "err", d.Err)
 		}
 	}
 	s.subs = append(s.subs, sub)
@@ -390,7 +409,7 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 // again.
 func (sub *subscription) deadLetter(it *item, err error) {
 	sub.rec.Count(metric.DeadLetter, it.e.ev.Source, "", 1)
-	sub.cfg.deadLetter(it.e.ev, err)
+	sub.cfg.deadLetter(DeadLetter{Event: it.e.ev, Err: err, Attempts: it.attempt, Subscription: sub.name})
 	sub.ack(it)
 }
 
@@ -420,7 +439,7 @@ func (sub *subscription) retryDelay(attempt int) time.Duration {
 // closed.
 func (sub *subscription) work(ctx context.Context) {
 	for d := range sub.ch {
-		err := sub.call(ctx, d.Event)
+		err := sub.call(context.WithValue(ctx, attemptKey{}, attempt{d.Attempt, sub.name}), d.Event)
 		if err == nil {
 			d.Ack()
 		} else {

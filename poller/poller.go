@@ -2,14 +2,17 @@
 // puts them into a sink (an intake stream) in order, advancing its cursor
 // only once every event of a page is stored.
 //
-// A [Poller] runs a [FetchFunc] every interval (with jitter), backs off
+// A [Poller] asks a [Fetcher] for the [Page] after its cursor every
+// interval (with jitter). A page says everything the API said: its events,
+// the cursor to resume from, whether more pages are ready now, a delay the
+// server asked for, and whether nothing changed. The poller backs off
 // exponentially on errors and never gives up, honours server-given delays
 // (capped), shares a [rate.Limiter] with other pollers of the same API,
-// follows pagination and drains a backlog at once, and polls at once when
-// [Poller.Trigger] is called: the hybrid pattern triggers a poll from a
-// webhook's arrival. [HTTP] builds a FetchFunc for JSON list APIs with
-// conditional requests, Retry-After and rate-limit headers, and Link
-// pagination.
+// drains a backlog at once, and polls soon when [Poller.Trigger] is called
+// (the hybrid pattern triggers a poll from a webhook's arrival), never
+// sooner than a minimum gap. [FetchFunc] adapts a function; [HTTP] builds a
+// Fetcher for JSON list APIs with conditional requests, Retry-After and
+// rate-limit headers, and Link pagination.
 //
 // A poller is an [event.Source]: add it to a stream, or call Run with any
 // [event.Sink].

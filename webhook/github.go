@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/intakehq/intake/event"
@@ -16,13 +17,15 @@ import (
 // duplicate within the retention window. The event's ID is
 // X-GitHub-Delivery (required) and its Type X-GitHub-Event.
 func GitHub(secrets ...string) *Scheme {
-	return newScheme("github", secrets, nil, nil, verifyGitHub)
+	s := newScheme("github", secrets, nil, nil, verifyGitHub)
+	s.guardDefault = true
+	return s
 }
 
 func verifyGitHub(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	hv := first(h, "X-Hub-Signature-256")
 	if hv == "" {
-		return event.Event{}, ErrMissingSignature
+		return event.Event{}, missingHeader("X-Hub-Signature-256")
 	}
 	value, ok := strings.CutPrefix(hv, "sha256=")
 	if !ok {
@@ -38,9 +41,19 @@ func verifyGitHub(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	}
 	id := first(h, "X-Github-Delivery")
 	if id == "" {
-		return event.Event{}, ErrMalformed
+		return event.Event{}, malformed("missing X-GitHub-Delivery header")
 	}
-	return event.Event{ID: id, Type: first(h, "X-Github-Event"), Payload: body}, nil
+	e := event.Event{ID: id, Type: first(h, "X-Github-Event"), Payload: body}
+	if ct, _, _ := strings.Cut(first(h, "Content-Type"), ";"); strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded") {
+		// A hook set to form encoding: the signature covers these raw
+		// bytes, and the JSON is the payload field.
+		form, err := url.ParseQuery(string(body))
+		if err != nil || !form.Has("payload") {
+			return event.Event{}, malformed("form-encoded body without a payload field")
+		}
+		e.Payload = []byte(form.Get("payload"))
+	}
+	return e, nil
 }
 
 // SignGitHub returns the X-Hub-Signature-256, X-GitHub-Delivery and

@@ -70,7 +70,7 @@ func HMAC(cfg HMACConfig) *Scheme {
 func verifyHMAC(s *Scheme, cfg *HMACConfig, h http.Header, body []byte) (event.Event, error) {
 	hv := first(h, cfg.Header)
 	if hv == "" {
-		return event.Event{}, ErrMissingSignature
+		return event.Event{}, missingHeader(cfg.Header)
 	}
 	value, ok := strings.CutPrefix(hv, cfg.Prefix)
 	if !ok {
@@ -107,13 +107,14 @@ func verifyHMAC(s *Scheme, cfg *HMACConfig, h http.Header, body []byte) (event.E
 	e.Payload = body
 	if cfg.IDHeader != "" {
 		if e.ID = first(h, cfg.IDHeader); e.ID == "" {
-			return event.Event{}, ErrMalformed
+			return event.Event{}, malformed("missing " + cfg.IDHeader + " header")
 		}
-	} else {
-		e.ID = contentID(body)
 	}
 	if cfg.TypeHeader != "" {
 		e.Type = first(h, cfg.TypeHeader)
+	}
+	if e.ID == "" {
+		e.ID = event.ContentID(e)
 	}
 	return e, nil
 }

@@ -53,17 +53,24 @@ func TestBodyReadStopsAtLimit(t *testing.T) {
 }
 
 // The content type is not trusted: the signature covers the raw bytes,
-// whatever the request says they are.
+// whatever the request says they are. (GitHub's form encoding is the one
+// content type that changes the payload, after verification.)
 func TestContentTypeIgnored(t *testing.T) {
 	h := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(quiet))
 	sink := &recordingSink{}
 	running(t, h, sink, githubProbe)
-	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "", "image/png"} {
-		r := githubRequest(plainSec, "ct-"+ct, body)
+	for _, ct := range []string{"text/plain", "", "image/png", "application/json; charset=utf-8"} {
+		r := githubRequest(plainSec, "ct-"+ct, deliveryBody("ct-"+ct))
 		r.Header.Set("Content-Type", ct)
 		if code := serve(h, r).Code; code != http.StatusAccepted {
 			t.Errorf("Content-Type %q: %d, want 202", ct, code)
 		}
+	}
+	// Said to be a form, but not one with a payload field: 400.
+	r := githubRequest(plainSec, "ct-form", deliveryBody("ct-form"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code := serve(h, r).Code; code != http.StatusBadRequest {
+		t.Errorf("a JSON body said to be a form: %d, want 400", code)
 	}
 }
 
@@ -163,6 +170,7 @@ func TestConcurrentRequestsWithDuplicates(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for id := range ids {
+				body := []byte(`{"delivery":"` + id + `"}`) // a provider's bodies differ
 				req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
 				req.Header = webhook.SignGitHub(plainSec, id, "push", body)
 				resp, err := client.Do(req)

@@ -15,13 +15,15 @@ import (
 // X-Shopify-Webhook-Id (or X-Shopify-Event-Id; one is required), its Type
 // X-Shopify-Topic, and its Time X-Shopify-Triggered-At when present.
 func Shopify(secrets ...string) *Scheme {
-	return newScheme("shopify", secrets, nil, nil, verifyShopify)
+	s := newScheme("shopify", secrets, nil, nil, verifyShopify)
+	s.guardDefault = true
+	return s
 }
 
 func verifyShopify(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	hv := first(h, "X-Shopify-Hmac-Sha256")
 	if hv == "" {
-		return event.Event{}, ErrMissingSignature
+		return event.Event{}, missingHeader("X-Shopify-Hmac-Sha256")
 	}
 	var buf sigBuf
 	sig, valid := decodeBase64(&buf, hv)
@@ -36,7 +38,7 @@ func verifyShopify(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 		id = first(h, "X-Shopify-Event-Id")
 	}
 	if id == "" {
-		return event.Event{}, ErrMalformed
+		return event.Event{}, malformed("missing X-Shopify-Webhook-Id header")
 	}
 	e := event.Event{ID: id, Type: first(h, "X-Shopify-Topic"), Payload: body}
 	if at := first(h, "X-Shopify-Triggered-At"); at != "" {

@@ -26,8 +26,11 @@ func Slack(secrets ...string) *Scheme {
 
 func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	hv, ts := first(h, "X-Slack-Signature"), first(h, "X-Slack-Request-Timestamp")
-	if hv == "" || ts == "" {
-		return event.Event{}, ErrMissingSignature
+	switch {
+	case hv == "":
+		return event.Event{}, missingHeader("X-Slack-Signature")
+	case ts == "":
+		return event.Event{}, missingHeader("X-Slack-Request-Timestamp")
 	}
 	value, ok := strings.CutPrefix(hv, "v0=")
 	if !ok {
@@ -81,7 +84,7 @@ func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	e.ID, _ = jsonscan.String(idRaw)
 	e.Type, _ = jsonscan.String(typeRaw)
 	if e.ID == "" {
-		e.ID = contentID(body)
+		e.ID = event.ContentID(e)
 	}
 	return e, nil
 }

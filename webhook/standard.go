@@ -3,6 +3,7 @@ package webhook
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,21 +33,29 @@ func decodeWhsec(s string) ([]byte, error) {
 
 func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	id, ts, sigs := first(h, "Webhook-Id"), first(h, "Webhook-Timestamp"), h["Webhook-Signature"]
-	if id == "" && ts == "" && len(sigs) == 0 {
-		id, ts, sigs = first(h, "Svix-Id"), first(h, "Svix-Timestamp"), h["Svix-Signature"]
-	}
 	if id == "" || ts == "" || len(sigs) == 0 {
-		return event.Event{}, ErrMissingSignature
+		// Incomplete: Svix's names, if they form a complete set.
+		if sid, sts, ssigs := first(h, "Svix-Id"), first(h, "Svix-Timestamp"), h["Svix-Signature"]; sid != "" && sts != "" && len(ssigs) > 0 {
+			id, ts, sigs = sid, sts, ssigs
+		}
+	}
+	switch {
+	case len(sigs) == 0:
+		return event.Event{}, missingHeader("webhook-signature")
+	case id == "":
+		return event.Event{}, missingHeader("webhook-id")
+	case ts == "":
+		return event.Event{}, missingHeader("webhook-timestamp")
 	}
 	if _, err := s.checkTime(ts); err != nil {
 		return event.Event{}, err
 	}
-	var buf sigBuf
-	sawV1, ok := false, false
+	var set sigSet
+	sawV1 := false
 	for _, hv := range sigs {
 		// Entries are separated by spaces; a hand-rolled split, since
 		// strings.Fields checks every byte for Unicode spaces.
-		for rest := hv; rest != ""; {
+		for rest := hv; rest != "" && !set.full(); {
 			var entry string
 			if i := strings.IndexByte(rest, ' '); i >= 0 {
 				entry, rest = rest[:i], rest[i+1:]
@@ -58,16 +67,13 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 				continue
 			}
 			sawV1 = true
-			sig, valid := decodeBase64(&buf, value)
-			if valid && verifyAny(s.keys, sig, body, id, ".", ts, ".") {
-				ok = true
-			}
+			set.add(decodeBase64, value)
 		}
 	}
 	switch {
 	case !sawV1:
 		return event.Event{}, ErrMalformedSignature
-	case !ok:
+	case !set.verify(s.keys, body, id, ".", ts, "."):
 		return event.Event{}, ErrSignatureMismatch
 	}
 	e := event.Event{ID: id, Payload: body}
@@ -91,7 +97,7 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 func SignStandardWebhooks(secret, id string, ts time.Time, body []byte) (http.Header, error) {
 	key, err := decodeWhsec(secret)
 	if err != nil || len(key) == 0 || secret == "" {
-		return nil, ErrNoSecret
+		return nil, fmt.Errorf("%w: a Standard Webhooks secret is \"whsec_\" and base64", ErrNoSecret)
 	}
 	t := strconv.FormatInt(ts.Unix(), 10)
 	mac := newMACKey(key, sha256.New).sign(nil, body, id, ".", t, ".")

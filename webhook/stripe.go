@@ -27,13 +27,13 @@ func Stripe(secrets ...string) *Scheme {
 func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	values := h["Stripe-Signature"]
 	if len(values) == 0 {
-		return event.Event{}, ErrMissingSignature
+		return event.Event{}, missingHeader("Stripe-Signature")
 	}
 	// One pass over the header: the timestamp and the first few v1
 	// signatures (a real header has one, two while a secret rotates).
 	var (
 		ts  string
-		v1s [8]string
+		v1s [maxSignatures]string
 		n   int
 	)
 	for _, hv := range values {
@@ -63,15 +63,11 @@ func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	if _, err := s.checkTime(ts); err != nil {
 		return event.Event{}, err
 	}
-	var buf sigBuf
-	ok := false
+	var set sigSet
 	for _, v := range v1s[:n] {
-		sig, valid := decodeHex(&buf, v)
-		if valid && verifyAny(s.keys, sig, body, ts, ".") {
-			ok = true
-		}
+		set.add(decodeHex, v)
 	}
-	if !ok {
+	if !set.verify(s.keys, body, ts, ".") {
 		return event.Event{}, ErrSignatureMismatch
 	}
 	e := event.Event{Payload: body}
@@ -88,8 +84,11 @@ func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 		}
 		return e.ID != "" && e.Type != "" && !e.Time.IsZero()
 	})
-	if err != nil || e.ID == "" {
-		return event.Event{}, ErrMalformed
+	switch {
+	case err != nil:
+		return event.Event{}, malformed("body is not a JSON object")
+	case e.ID == "":
+		return event.Event{}, malformed(`body has no "id"`)
 	}
 	return e, nil
 }

@@ -5,8 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"net/http"
 	"strconv"
@@ -45,6 +45,16 @@ var (
 	ErrMalformed          = errors.New("webhook: malformed request")
 )
 
+// missingHeader is ErrMissingSignature naming the header.
+func missingHeader(name string) error {
+	return fmt.Errorf("%w %s", ErrMissingSignature, name)
+}
+
+// malformed is ErrMalformed saying what is wrong.
+func malformed(what string) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, what)
+}
+
 // Reply is an error a Verifier returns to answer a verified request
 // directly, without producing an event: Slack's url_verification challenge.
 type Reply struct {
@@ -69,12 +79,15 @@ const DefaultTolerance = 5 * time.Minute
 // refuses every request with [ErrNoSecret]. A Scheme is safe for
 // concurrent use.
 type Scheme struct {
-	name      string
-	keys      []*macKey
-	bad       error // configuration error: every Verify fails with it
-	tolerance time.Duration
-	now       func() time.Time
-	verify    func(s *Scheme, h http.Header, body []byte) (event.Event, error)
+	name string
+	keys []*macKey
+	bad  error // configuration error: every Verify fails with it, and New panics
+	// guardDefault: the signature covers the body alone and bodies of one
+	// type never repeat, so the handler's replay guard is on by default.
+	guardDefault bool
+	tolerance    time.Duration
+	now          func() time.Time
+	verify       func(s *Scheme, h http.Header, body []byte) (event.Event, error)
 }
 
 func newScheme(name string, secrets []string, decode func(string) ([]byte, error), hf func() hash.Hash,
@@ -177,6 +190,53 @@ func newMACKey(key []byte, hf func() hash.Hash) *macKey {
 	return m
 }
 
+// maxSignatures is how many signature entries of one request a scheme
+// tries: a real header has one, two while a secret rotates. Entries past
+// it are not tried, so a header of thousands costs no more than eight.
+const maxSignatures = 8
+
+// sigSet holds up to maxSignatures decoded signatures of one request.
+type sigSet struct {
+	bufs [maxSignatures]sigBuf
+	sigs [maxSignatures][]byte
+	n    int
+}
+
+// add decodes value into the set; it reports false when the value does
+// not decode, or when the set is full and the value was not tried.
+func (s *sigSet) add(decode func(*sigBuf, string) ([]byte, bool), value string) bool {
+	if s.n == maxSignatures {
+		return false
+	}
+	sig, ok := decode(&s.bufs[s.n], value)
+	if ok {
+		s.sigs[s.n] = sig
+		s.n++
+	}
+	return ok
+}
+
+func (s *sigSet) full() bool { return s.n == maxSignatures }
+
+// verify reports whether any signature in the set is the MAC, under any
+// key, of the concatenation of pre and body. The MAC is computed once per
+// key, whatever the number of signatures.
+func (s *sigSet) verify(keys []*macKey, body []byte, pre ...string) bool {
+	if s.n == 0 {
+		return false
+	}
+	ok := 0
+	for _, k := range keys {
+		st := k.pool.Get().(*macState)
+		sum := st.mac(body, pre)
+		for _, sig := range s.sigs[:s.n] {
+			ok |= subtle.ConstantTimeCompare(sum, sig)
+		}
+		k.pool.Put(st)
+	}
+	return ok == 1
+}
+
 // verifyAny reports whether sig is the MAC, under any key, of the
 // concatenation of pre and body. It returns false for an empty sig.
 func verifyAny(keys []*macKey, sig, body []byte, pre ...string) bool {
@@ -260,13 +320,6 @@ func decodeBase64(dst *sigBuf, s string) ([]byte, bool) {
 		return nil, false
 	}
 	return dst[:m], true
-}
-
-// contentID derives an id from the body for providers that send none:
-// the first 16 bytes of its SHA-256, in hex.
-func contentID(body []byte) string {
-	sum := sha256.Sum256(body)
-	return "sha256:" + hex.EncodeToString(sum[:16])
 }
 
 // first returns the first value of the canonical header key.

@@ -38,8 +38,9 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -47,6 +48,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
 )
@@ -70,6 +72,8 @@ type Handler struct {
 	log      *slog.Logger
 	rec      metric.Recorder
 	accepted func(event.Event)
+	guard    dedupe.Store // nil: no replay guard
+	guardSet bool         // WithReplayGuard was given
 	sink     atomic.Pointer[sinkRef]
 	sampled  sync.Map // reason → *logSample: rejections are logged at most once a second per reason
 }
@@ -104,13 +108,46 @@ func WithMetrics(r metric.Recorder) Option { return func(h *Handler) { h.rec = r
 // pattern uses it to trigger a poll for the full state. It must not block.
 func OnAccepted(fn func(event.Event)) Option { return func(h *Handler) { h.accepted = fn } }
 
+// WithReplayGuard sets the store of the replay guard, or turns the guard
+// off with nil. Schemes whose signature covers the body alone (GitHub,
+// Shopify, HMAC without a signed timestamp or id) verify the same body
+// and signature sent again under a new delivery id; the guard claims a
+// key made of the event's type and the body's SHA-256 beside the id, so
+// that such a request is answered as a duplicate (200) and not handled
+// twice, for 7 days. It is on by default for GitHub and Shopify, whose
+// bodies are never the same for two events of one type, with a memory
+// store of the handler's own (pass a shared store so that replicas share
+// it); off by default for HMAC, whose bodies may legitimately repeat:
+// turn it on there when yours do not. Schemes that sign the id or a
+// timestamp (Standard Webhooks, Stripe, Slack) need no guard.
+func WithReplayGuard(store dedupe.Store) Option {
+	return func(h *Handler) { h.guard, h.guardSet = store, true }
+}
+
+// replayWindow is how long the replay guard remembers a body.
+const replayWindow = 7 * 24 * time.Hour
+
 // New returns a handler for webhooks verified by v. name is the source
 // name put on every event: give a provider's webhook handler and its
 // poller the same name so that the stream dedupes across both paths.
+//
+// New panics if v is a [*Scheme] that can never verify a request (no
+// secret, an empty one, one not in the provider's format, an incomplete
+// HMAC configuration): a secret read from an unset environment variable
+// fails at start, not as a 401 for every delivery.
 func New(name string, v Verifier, opts ...Option) *Handler {
+	if v == nil {
+		panic("webhook: New(" + strconv.Quote(name) + ") with a nil Verifier")
+	}
+	if sc, ok := v.(*Scheme); ok && sc.bad != nil {
+		panic("webhook: New(" + strconv.Quote(name) + "): " + sc.name + " scheme unusable: " + sc.bad.Error())
+	}
 	h := &Handler{name: name, v: v, maxBody: DefaultMaxBody, log: slog.Default(), rec: metric.Discard{}}
 	for _, o := range opts {
 		o(h)
+	}
+	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
+		h.guard = dedupe.NewMemory()
 	}
 	return h
 }
@@ -174,16 +211,50 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		}
 		return h.reject(w, http.StatusUnauthorized, reasonOf(err), err)
 	}
-	e.Source = h.name
-	e.Via = event.Webhook
-	e.Received = start
 	if e.Payload == nil {
 		e.Payload = body
 	}
+	if e.ID == "" {
+		e.ID = event.ContentID(e) // before anything of the handler's own is added
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if e.Meta == nil {
+			e.Meta = make(map[string]string, 1)
+		}
+		e.Meta["content-type"] = ct
+	}
+	e.Source = h.name
+	e.Via = event.Webhook
+	e.Received = start
 
+	var guard string
+	if h.guard != nil {
+		sum := sha256.Sum256(body)
+		guard = event.Key(h.name, "replay:"+e.Type+":"+hex.EncodeToString(sum[:16]))
+		switch st, err := h.guard.Claim(r.Context(), guard, time.Minute); {
+		case err != nil:
+			return h.retryLater(w, http.StatusServiceUnavailable, "store", time.Second)
+		case st == dedupe.Done:
+			// This body was accepted before: a retry of that delivery, or
+			// a replay under a new id. Either way, a duplicate.
+			h.rec.Count(metric.Duplicate, h.name, "replay", 1)
+			w.WriteHeader(http.StatusOK)
+			return "replayed"
+		case st == dedupe.Pending:
+			return h.retryLater(w, http.StatusConflict, "pending", time.Second)
+		}
+	}
 	err = ref.Put(r.Context(), e)
 	if h.hold > 0 && errors.Is(err, event.ErrQueueFull) {
 		err = h.holdForRoom(r.Context(), ref, e, err)
+	}
+	if guard != "" {
+		gctx := context.WithoutCancel(r.Context())
+		if err == nil || errors.Is(err, event.ErrDuplicate) {
+			_ = h.guard.Commit(gctx, guard, replayWindow)
+		} else {
+			_ = h.guard.Release(gctx, guard)
+		}
 	}
 	switch {
 	case err == nil:
@@ -286,28 +357,23 @@ func reasonOf(err error) string {
 }
 
 // readBody reads the whole body, but no more than limit bytes: a larger
-// body yields an *http.MaxBytesError without the rest being read.
+// body yields an *http.MaxBytesError without the rest being read. Memory
+// grows with what arrives, never with what Content-Length declares: at
+// most 8 KiB is reserved ahead.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
-	if r.ContentLength >= 0 {
-		// Known length: one allocation of the right size, then make sure
-		// nothing follows.
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, err
-		}
-		var one [1]byte
-		if n, _ := body.Read(one[:]); n > 0 {
-			return nil, errors.New("webhook: body longer than Content-Length")
-		}
-		return buf, nil
-	}
 	var b bytes.Buffer
+	if r.ContentLength > 0 {
+		b.Grow(int(min(r.ContentLength, 8<<10)))
+	}
 	if _, err := b.ReadFrom(body); err != nil {
 		return nil, err
+	}
+	if r.ContentLength >= 0 && int64(b.Len()) != r.ContentLength {
+		return nil, errors.New("webhook: body length differs from Content-Length")
 	}
 	return b.Bytes(), nil
 }

@@ -72,6 +72,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	// The progress line rewrites itself with \r: only on a terminal.
+	if !isTerminal(os.Stdout) || !isTerminal(os.Stderr) {
+		cfg.quiet = true
+	}
 	rep, err := run(ctx, cfg, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -84,6 +88,13 @@ func main() {
 		return
 	}
 	printTable(os.Stdout, rep)
+}
+
+// isTerminal reports whether f is a character device (a terminal), with
+// no dependency beyond os.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // run runs one comparison and returns its report. Progress goes to

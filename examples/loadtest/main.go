@@ -237,7 +237,11 @@ func load(cfg config, h http.Handler) (Result, error) {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
-	body := []byte(`{"zen":"` + strings.Repeat("x", max(0, cfg.size-10)) + `"}`)
+	// Each delivery's body is its own, as a provider's are (the id inside
+	// it), padded to the configured size.
+	pad := strings.Repeat("x", max(0, cfg.size-30))
+	bodyOf := func(id string) []byte { return []byte(`{"delivery":"` + id + `","zen":"` + pad + `"}`) }
+	body := bodyOf("warmup")
 	// Wait until the target answers as running (a 503 before).
 	for i := 0; ; i++ {
 		hdr := signed("warmup", body)
@@ -274,8 +278,10 @@ func load(cfg config, h http.Handler) (Result, error) {
 				if i > 100 && rng.Float64() < cfg.dup {
 					id = 1 + rng.Int64N(i-1) // a delivery sent before
 				}
+				delivery := fmt.Sprint("d-", id)
+				body := bodyOf(delivery)
 				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-				req.Header = signed(fmt.Sprint("d-", id), body)
+				req.Header = signed(delivery, body)
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {

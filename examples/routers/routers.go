@@ -5,7 +5,10 @@
 //
 // Run it and send it a signed GitHub-style webhook:
 //
-//	go run ./examples/routers -router chi -addr 127.0.0.1:8080
+//	go run ./examples/routers -router chi
+//
+// It listens on a free port of 127.0.0.1 unless -addr says otherwise, and
+// prints a curl command that sends it a correctly signed delivery.
 package main
 
 import (
@@ -14,9 +17,11 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -59,7 +64,7 @@ var Routers = map[string]func(h http.Handler) http.Handler{
 
 func main() {
 	router := flag.String("router", "net/http", "net/http, chi, gin or echo")
-	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0: a free one)")
 	flag.Parse()
 	build, ok := Routers[*router]
 	if !ok {
@@ -80,8 +85,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
 	srv := &http.Server{
-		Addr:              *addr,
 		Handler:           build(hook),
 		ReadHeaderTimeout: 5 * time.Second, // a slow client cannot hold a connection
 		ReadTimeout:       10 * time.Second,
@@ -93,12 +101,28 @@ func main() {
 		_ = srv.Shutdown(shutdown)
 	}()
 	go func() {
-		fmt.Printf("%s router: POST http://%s%s\n", *router, *addr, path)
-		if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Printf("%s router: POST http://%s%s\nsend it a signed delivery:\n\n%s\n\n", *router, ln.Addr(), path,
+			curlLine("http://"+ln.Addr().String()+path, secret))
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 			log.Fatal(err)
 		}
 	}()
 	if err := stream.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// curlLine is a curl command that posts a GitHub "ping" delivery to url,
+// signed with secret.
+func curlLine(url, secret string) string {
+	body := []byte(`{"zen":"Design for failure.","hook_id":1}`)
+	id := fmt.Sprintf("%d", time.Now().UnixNano())
+	h := webhook.SignGitHub(secret, id, "ping", body)
+	var b strings.Builder
+	fmt.Fprintf(&b, "curl -i -X POST %s -H 'Content-Type: application/json'", url)
+	for _, k := range []string{"X-Github-Event", "X-Github-Delivery", "X-Hub-Signature-256"} {
+		fmt.Fprintf(&b, " -H '%s: %s'", k, h.Get(k))
+	}
+	fmt.Fprintf(&b, " --data '%s'", body)
+	return b.String()
 }

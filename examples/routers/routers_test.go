@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +37,8 @@ func TestHandlerInEveryRouter(t *testing.T) {
 			srv := httptest.NewServer(build(hook))
 			defer srv.Close()
 
-			body := []byte(`{"zen":"Design for failure."}`)
 			send := func(method, secret, id string) int {
+				body := []byte(`{"zen":"Design for failure.","delivery":"` + id + `"}`)
 				req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
 				req.Header = webhook.SignGitHub(secret, id, "ping", body)
 				resp, err := http.DefaultClient.Do(req)
@@ -56,7 +57,7 @@ func TestHandlerInEveryRouter(t *testing.T) {
 				t.Fatalf("signed webhook: %d, want 202", code)
 			}
 			d := <-deliveries
-			if d.Event.ID != "d-1" || !bytes.Equal(d.Event.Payload, body) {
+			if d.Event.ID != "d-1" || !bytes.Contains(d.Event.Payload, []byte(`"delivery":"d-1"`)) {
 				t.Fatalf("delivered %q %q", d.Event.ID, d.Event.Payload)
 			}
 			d.Ack()
@@ -74,5 +75,24 @@ func TestHandlerInEveryRouter(t *testing.T) {
 				}
 			}()
 		})
+	}
+}
+
+// The curl line the command prints is a delivery the handler accepts.
+func TestCurlLineIsSigned(t *testing.T) {
+	line := curlLine("http://127.0.0.1:1/hooks/github", "s3cret")
+	h := http.Header{}
+	for _, part := range strings.Split(line, " -H '")[1:] {
+		k, v, _ := strings.Cut(strings.SplitN(part, "'", 2)[0], ": ")
+		h.Set(k, v)
+	}
+	_, data, _ := strings.Cut(line, " --data '")
+	body := []byte(strings.TrimSuffix(data, "'"))
+	e, err := webhook.GitHub("s3cret").Verify(h, body)
+	if err != nil {
+		t.Fatalf("the printed delivery does not verify: %v\n%s", err, line)
+	}
+	if e.Type != "ping" {
+		t.Fatalf("type %q", e.Type)
 	}
 }
