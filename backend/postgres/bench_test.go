@@ -3,14 +3,12 @@ package postgres_test
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/intakehq/intake"
-	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 )
 
 // BenchmarkClaim compares the backend's Claim with a bare INSERT … ON
@@ -59,44 +57,5 @@ func BenchmarkClaim(b *testing.B) {
 //	go test ./backend/postgres -run x -bench PutAck -benchtime 5000x
 func BenchmarkPutAck(b *testing.B) {
 	pool := testPool(b)
-	prefix := testPrefix(b, pool)
-	s := intake.New(intake.WithQueue(newBackend(b, pool, prefix)), intake.WithLogger(quiet), intake.WithQueueSize(4096))
-	var acked atomic.Int64
-	s.Handle(func(context.Context, event.Event) error { acked.Add(1); return nil }, intake.WithWorkers(16))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	for errors.Is(s.Put(ctx, event.Event{Source: "warm", ID: "up"}), event.ErrNotRunning) {
-		time.Sleep(time.Millisecond)
-	}
-	for acked.Load() < 1 {
-		time.Sleep(time.Millisecond)
-	}
-	var next atomic.Int64
-	b.SetParallelism(32)
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			e := event.Event{Source: "bench", ID: fmt.Sprint(next.Add(1)), Payload: []byte(`{"amount":100}`)}
-			for {
-				err := s.Put(ctx, e)
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, event.ErrQueueFull) {
-					b.Error(err)
-					return
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
-		}
-	})
-	for acked.Load() < int64(b.N)+1 {
-		time.Sleep(100 * time.Microsecond)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
-	cancel()
-	<-done
+	intaketest.PutAck(b, newBackend(b, pool, testPrefix(b, pool)))
 }
