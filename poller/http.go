@@ -221,7 +221,7 @@ const httpCursorPrefix = "intake-http1:"
 // String is the API's cursor itself when there is nothing else to keep,
 // and otherwise the prefix and the fields, URL-encoded.
 func (c httpCursor) String() string {
-	if c.link == "" && c.url == "" && !strings.HasPrefix(c.api, httpCursorPrefix) {
+	if c == (httpCursor{api: c.api}) && !strings.HasPrefix(c.api, httpCursorPrefix) {
 		return c.api
 	}
 	v := url.Values{}

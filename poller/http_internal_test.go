@@ -14,7 +14,7 @@ func FuzzHTTPCursor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, api, link, url, etag, modified string) {
 		c := httpCursor{api: api, link: link, url: url, etag: etag, modified: modified}
 		if got := parseHTTPCursor(c.String()); got != c {
-			t.Fatalf("round trip: %+v → %q → %+v", c, c.String(), got)
+			t.Fatalf("round trip: %#v → %q → %#v", c, c.String(), got)
 		}
 		_ = parseHTTPCursor(api)
 		if !strings.HasPrefix(api, httpCursorPrefix) && parseHTTPCursor(api) != (httpCursor{api: api}) {
