@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -124,7 +125,7 @@ func (c *committer) commit(batch []*entry) bool {
 	err := s.keys.commit(ctx, keys, s.cfg.retention)
 	cancel()
 	if err != nil {
-		s.log.Error("intake: commit failed; trying again", "count", len(keys), "err", err)
+		s.logs.Log(s.log, slog.LevelError, "commit", "intake: commit failed; trying again", "count", len(keys), "err", err)
 		return false
 	}
 	c.mu.Lock()

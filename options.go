@@ -120,8 +120,10 @@ func WithClaimLease(d time.Duration) Option {
 }
 
 // WithDrainTimeout bounds how long Run, once its context is done, keeps
-// delivering what is queued before it gives up, releases the keys of what
-// is left, and returns. Defaults to 10 seconds.
+// delivering what is queued before it gives up, cancels the handlers'
+// contexts, releases (or gives back) what is left, and returns: within
+// the drain timeout and a second, even when a handler ignores its context
+// (then with [ErrHandlerStuck]). Defaults to 10 seconds.
 func WithDrainTimeout(d time.Duration) Option {
 	d = positive("WithDrainTimeout", d, defaultDrainTimeout)
 	return func(c *config) { c.drainTimeout = d }

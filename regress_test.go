@@ -445,3 +445,40 @@ func TestAckNeverWaitsOnTheStore(t *testing.T) {
 	next(t, ch, time.Second).Ack()
 	require.NoError(t, stop())
 }
+
+// Issue #12: a Handle function that ignores its context does not block
+// Run forever: Run returns within the drain timeout and a grace, with an
+// error naming the subscription, and the event's key is released.
+func TestShutdownBoundedWithStuckHandler(t *testing.T) {
+	store := dedupe.NewMemory()
+	s := intake.New(intake.WithLogger(quiet), intake.WithStore(store), intake.WithDrainTimeout(100*time.Millisecond))
+	release := make(chan struct{})
+	started := make(chan struct{})
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		close(started)
+		<-release // ignores ctx
+		return nil
+	}, intake.WithSources("p"), intake.WithName("stubborn"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for errors.Is(s.Put(ctx, event.Event{Source: "p", ID: "1"}), event.ErrNotRunning) {
+		time.Sleep(time.Millisecond)
+	}
+	<-started
+	t0 := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		took := time.Since(t0)
+		assert.ErrorIs(t, err, intake.ErrHandlerStuck)
+		assert.ErrorContains(t, err, "stubborn")
+		assert.Less(t, took, 100*time.Millisecond+3*time.Second, "the drain timeout and a grace")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run blocked on a handler that ignores its context")
+	}
+	st, err := store.Claim(context.Background(), event.Key("p", "1"), time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, dedupe.Claimed, st, "the stuck event's key was released for a retry")
+	close(release)
+}

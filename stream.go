@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/logsample"
 	"github.com/intakehq/intake/metric"
 )
 
@@ -39,7 +41,15 @@ import (
 var (
 	ErrNoSubscription = errors.New("intake: stream has no subscription")
 	ErrAlreadyRunning = errors.New("intake: stream already run")
+	// ErrHandlerStuck means a Handle function was still running when Run
+	// gave up waiting for it, the drain timeout and a grace after its
+	// context was canceled; Run returned anyway, naming the subscription.
+	ErrHandlerStuck = errors.New("intake: handler still running at shutdown")
 )
+
+// shutdownGrace is how long Run waits, after the drain timeout has
+// canceled the handlers' contexts, for handler calls that ignore it.
+const shutdownGrace = time.Second
 
 const (
 	stateNew = iota
@@ -66,6 +76,7 @@ type Stream struct {
 	keys keeper // claims, commits and releases keys; keeps events if durable
 	rec  metric.Recorder
 	done *committer
+	logs logsample.Sampler // repeated errors: at most once a second per reason
 
 	mu      sync.Mutex
 	state   int
@@ -291,7 +302,7 @@ func (s *Stream) release(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.keys.release(ctx, key); err != nil {
-		s.log.Error("intake: release failed", "key", key, "err", err)
+		s.logs.Log(s.log, slog.LevelError, "release", "intake: release failed", "key", key, "err", err)
 	}
 }
 
@@ -299,7 +310,9 @@ func (s *Stream) release(key string) {
 // is done. It then shuts down: sources stop and Put answers
 // [event.ErrClosed]; what is queued keeps being delivered for up to the
 // drain timeout, while a durable queue's claims keep being renewed;
-// handler calls still running get a canceled context; subscription
+// handler calls still running get a canceled context, and a second after
+// that Run stops waiting for calls that ignore it and returns
+// [ErrHandlerStuck] naming their subscription; subscription
 // channels are closed; acked keys are committed; the keys of events left
 // undelivered are released (so a provider's retry is accepted later) and
 // counted as dropped, or, with a durable queue, given back for the next
@@ -346,7 +359,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	t.Stop()
 	cancelHandlers()
 	close(stopSubs)
-	subs.Wait()
+	stuck := s.waitSubscriptions(&subs)
 	for _, sub := range s.subs {
 		sub.close()
 	}
@@ -356,7 +369,37 @@ func (s *Stream) Run(ctx context.Context) error {
 	renewals.Wait()
 	s.setState(stateStopped)
 	s.giveBack()
+	if len(stuck) > 0 {
+		s.log.Error("intake: handler calls ignored their canceled context; Run returns without them, their events given back",
+			"subscriptions", stuck)
+		return fmt.Errorf("%w: subscription %s", ErrHandlerStuck, strings.Join(stuck, ", "))
+	}
 	return nil
+}
+
+// waitSubscriptions waits for the pumps and workers, at most
+// shutdownGrace, and returns the names of the subscriptions whose handler
+// calls are still running.
+func (s *Stream) waitSubscriptions(subs *group) []string {
+	done := make(chan struct{})
+	go func() {
+		subs.Wait() // outlives Run only while a stuck handler call does
+		close(done)
+	}()
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+	}
+	var stuck []string
+	for _, sub := range s.subs {
+		if n := sub.busy.Load(); n > 0 {
+			stuck = append(stuck, fmt.Sprintf("%q (%d calls)", sub.name, n))
+		}
+	}
+	return stuck
 }
 
 func (s *Stream) start() error {
@@ -442,7 +485,7 @@ func (s *Stream) renew(stop <-chan struct{}) {
 		err := s.cfg.queue.Extend(ctx, keys, s.cfg.claimLease)
 		cancel()
 		if err != nil {
-			s.log.Error("intake: renewing claims failed", "count", len(keys), "err", err)
+			s.logs.Log(s.log, slog.LevelError, "renew", "intake: renewing claims failed", "count", len(keys), "err", err)
 		}
 	}
 }
@@ -464,7 +507,7 @@ func (s *Stream) adopt(ctx context.Context) {
 		if n > 0 {
 			items, err := q.Adopt(ctx, n, s.cfg.claimLease)
 			if err != nil && ctx.Err() == nil {
-				s.log.Error("intake: adopting queued events failed", "err", err)
+				s.logs.Log(s.log, slog.LevelError, "adopt", "intake: adopting queued events failed", "err", err)
 			}
 			got = len(items)
 			var back []string
@@ -516,7 +559,7 @@ func (s *Stream) runSource(ctx context.Context, src event.Source) {
 		}
 		d := b.NextBackOff()
 		s.rec.Count(metric.SourceError, src.Name(), "", 1)
-		s.log.Error("intake: source failed; restarting", "source", src.Name(), "err", err, "delay", d)
+		s.logs.Log(s.log, slog.LevelError, "source:"+src.Name(), "intake: source failed; restarting", "source", src.Name(), "err", err, "delay", d)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

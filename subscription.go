@@ -131,6 +131,7 @@ type subscription struct {
 	wake   chan struct{}
 
 	sending atomic.Pointer[item] // the item of the delivery the pump waits to send
+	busy    atomic.Int32         // handler calls running
 }
 
 // Subscribe returns a channel that receives every event put into the
@@ -451,6 +452,8 @@ func (sub *subscription) work(ctx context.Context) {
 }
 
 func (sub *subscription) call(ctx context.Context, e event.Event) (err error) {
+	sub.busy.Add(1)
+	defer sub.busy.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, sub.cfg.ackTimeout)
 	defer cancel()
 	defer func() {

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/logsample"
 	"github.com/intakehq/intake/metric"
 )
 
@@ -142,6 +143,7 @@ type Poller struct {
 
 	trigger chan struct{}
 	running atomic.Bool
+	logs    logsample.Sampler // repeated errors: at most once a second per reason
 	stats   struct {
 		polls, empty, notModified, events, duplicates, invalid, errors atomic.Int64
 	}
@@ -404,7 +406,7 @@ func (p *Poller) lead(ctx context.Context) bool {
 		ok, err := p.cfg.lease.Acquire(actx, p.name, p.cfg.leaseTTL)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			p.cfg.log.Warn("poller: lease acquire failed", "source", p.name, "err", err)
+			p.logs.Log(p.cfg.log, slog.LevelWarn, "lease-acquire", "poller: lease acquire failed", "source", p.name, "err", err)
 		}
 		if ok && err == nil {
 			return true
@@ -528,7 +530,7 @@ func (p *Poller) cycle(ctx context.Context, sink event.Sink, cursor string) (tim
 			if err := p.save(ctx, pg.Next); err != nil {
 				// The events are stored; a restart refetches this page and
 				// the store suppresses the copies.
-				p.cfg.log.Error("poller: checkpoint save failed", "source", p.name, "err", err)
+				p.logs.Log(p.cfg.log, slog.LevelError, "checkpoint", "poller: checkpoint save failed", "source", p.name, "err", err)
 			}
 			cursor = pg.Next
 		}
@@ -584,7 +586,7 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 				// Never storable: retrying would stall the cursor on this
 				// page forever. Skip it, loudly.
 				p.stats.invalid.Add(1)
-				p.cfg.log.Error("poller: event refused as invalid; skipped", "source", p.name, "id", e.ID, "err", err)
+				p.logs.Log(p.cfg.log, slog.LevelError, "invalid", "poller: event refused as invalid; skipped", "source", p.name, "id", e.ID, "err", err)
 			case errors.Is(err, event.ErrQueueFull):
 				limit := time.Second
 				if d, ok := event.RetryDelay(err); ok && d > 0 {
@@ -620,7 +622,7 @@ func (p *Poller) failed(ctx context.Context, b *backoff.ExponentialBackOff, err 
 	p.cfg.rec.Count(metric.PollErrors, p.name, "", 1)
 	p.cfg.rec.Observe(metric.Backoff, p.name, d)
 	if ctx.Err() == nil {
-		p.cfg.log.Warn("poller: poll failed; backing off", "source", p.name, "err", err, "delay", d)
+		p.logs.Log(p.cfg.log, slog.LevelWarn, "poll", "poller: poll failed; backing off", "source", p.name, "err", err, "delay", d)
 	}
 	return d
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -233,5 +234,36 @@ func TestRejectionLogsAreSampled(t *testing.T) {
 	}
 	if n := lines.Load(); n < 1 || n > 3 {
 		t.Fatalf("%d log records for 1,000 rejections in well under 3 s", n)
+	}
+}
+
+// During a store outage, 100 concurrent webhooks each get 503, and the
+// store error is logged at most once a second, not once a request.
+func TestStoreErrorLogsAreSampled(t *testing.T) {
+	var lines atomic.Int64
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), `"level":"ERROR"`) {
+			lines.Add(1)
+		}
+		return len(p), nil
+	}), nil))
+	h := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(log))
+	running(t, h, &recordingSink{err: errors.New("dial tcp 10.0.0.5:5432: connection refused")}, githubProbe)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprint("outage-", i)
+			if code := serve(h, githubRequest(plainSec, id, deliveryBody(id))).Code; code != http.StatusServiceUnavailable {
+				t.Errorf("status %d, want 503", code)
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	if n := lines.Load(); n < 1 || float64(n) > 2*max(1, secs) {
+		t.Fatalf("%d error records for 100 requests in %.2f s", n, secs)
 	}
 }

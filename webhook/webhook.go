@@ -44,12 +44,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/logsample"
 	"github.com/intakehq/intake/metric"
 )
 
@@ -75,12 +75,7 @@ type Handler struct {
 	guard    dedupe.Store // nil: no replay guard
 	guardSet bool         // WithReplayGuard was given
 	sink     atomic.Pointer[sinkRef]
-	sampled  sync.Map // reason → *logSample: rejections are logged at most once a second per reason
-}
-
-type logSample struct {
-	last       atomic.Int64 // unix nanoseconds of the last record
-	suppressed atomic.Int64 // rejections not logged since
+	logs     logsample.Sampler // repeated records: at most once a second per reason
 }
 
 type sinkRef struct{ event.Sink }
@@ -233,6 +228,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		guard = event.Key(h.name, "replay:"+e.Type+":"+hex.EncodeToString(sum[:16]))
 		switch st, err := h.guard.Claim(r.Context(), guard, time.Minute); {
 		case err != nil:
+			h.logs.Log(h.log, slog.LevelError, "replay-guard", "webhook: replay guard unreachable", "source", h.name, "err", err)
 			return h.retryLater(w, http.StatusServiceUnavailable, "store", time.Second)
 		case st == dedupe.Done:
 			// This body was accepted before: a retry of that delivery, or
@@ -282,7 +278,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	case errors.Is(err, event.ErrNotRunning), errors.Is(err, event.ErrClosed):
 		reason = "not-running"
 	default:
-		h.log.Error("webhook: event not stored", "source", h.name, "id", e.ID, "err", err)
+		// A store outage fails every request alike: sampled.
+		h.logs.Log(h.log, slog.LevelError, "store", "webhook: event not stored", "source", h.name, "id", e.ID, "err", err)
 	}
 	d, _ := event.RetryDelay(err)
 	return h.retryLater(w, http.StatusServiceUnavailable, reason, d)
@@ -318,19 +315,7 @@ func (h *Handler) reject(w http.ResponseWriter, status int, reason string, err e
 // record says how many were left out since the last one. Metrics count
 // every rejection.
 func (h *Handler) logRejection(status int, reason string, err error) {
-	v, ok := h.sampled.Load(reason)
-	if !ok {
-		v, _ = h.sampled.LoadOrStore(reason, &logSample{})
-	}
-	sample := v.(*logSample)
-	now := time.Now().UnixNano()
-	last := sample.last.Load()
-	if now-last < int64(time.Second) || !sample.last.CompareAndSwap(last, now) {
-		sample.suppressed.Add(1)
-		return
-	}
-	h.log.Warn("webhook: request rejected", "source", h.name, "status", status, "reason", reason, "err", err,
-		"suppressed_since_last", sample.suppressed.Swap(0))
+	h.logs.Log(h.log, slog.LevelWarn, reason, "webhook: request rejected", "source", h.name, "status", status, "err", err)
 }
 
 func (h *Handler) retryLater(w http.ResponseWriter, status int, reason string, d time.Duration) string {
