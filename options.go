@@ -16,17 +16,18 @@ import (
 type Option func(*config)
 
 type config struct {
-	store        dedupe.Store
-	queue        dedupe.Queue
-	queueSize    int
-	retention    time.Duration
-	claimLease   time.Duration // 0: the default for a store or a queue
-	drainTimeout time.Duration
-	retryAfter   time.Duration
-	restartMin   time.Duration
-	restartMax   time.Duration
-	logger       *slog.Logger
-	metrics      metric.Recorder
+	store          dedupe.Store
+	queue          dedupe.Queue
+	queueSize      int
+	retention      time.Duration
+	claimLease     time.Duration // 0: the default for a store or a queue
+	drainTimeout   time.Duration
+	retryAfter     time.Duration
+	restartMin     time.Duration
+	restartMax     time.Duration
+	logger         *slog.Logger
+	metrics        metric.Recorder
+	healthInterval time.Duration
 }
 
 // The defaults, each written in its option's doc.
@@ -40,17 +41,19 @@ const (
 	defaultAckTimeout   = 30 * time.Second
 	defaultRetryMin     = 100 * time.Millisecond
 	defaultRetryMax     = 30 * time.Second
+	defaultHealth       = 2 * time.Second
 )
 
 func defaultConfig() config {
 	return config{
-		queueSize:    defaultQueueSize,
-		retention:    defaultRetention,
-		drainTimeout: defaultDrainTimeout,
-		retryAfter:   defaultRetryAfter,
-		restartMin:   defaultRestartMin,
-		restartMax:   defaultRestartMax,
-		metrics:      metric.Discard{},
+		queueSize:      defaultQueueSize,
+		retention:      defaultRetention,
+		drainTimeout:   defaultDrainTimeout,
+		retryAfter:     defaultRetryAfter,
+		restartMin:     defaultRestartMin,
+		restartMax:     defaultRestartMax,
+		metrics:        metric.Discard{},
+		healthInterval: defaultHealth,
 	}
 }
 
@@ -143,6 +146,15 @@ func WithRetryAfter(d time.Duration) Option {
 func WithSourceRestart(initial, max time.Duration) Option {
 	initial, max = backoffRange("WithSourceRestart", initial, max, defaultRestartMin, defaultRestartMax)
 	return func(c *config) { c.restartMin, c.restartMax = initial, max }
+}
+
+// WithHealthInterval sets how often, while Run runs, the store or queue
+// is pinged for [Stream.Health] (when it is a [Pinger]): an outage shows
+// as not ready within one interval, and recovery too. Defaults to 2
+// seconds.
+func WithHealthInterval(d time.Duration) Option {
+	d = positive("WithHealthInterval", d, defaultHealth)
+	return func(c *config) { c.healthInterval = d }
 }
 
 // WithLogger sets the logger. Records carry the source name, the event id

@@ -78,6 +78,8 @@ type Stream struct {
 	done *committer
 	logs logsample.Sampler // repeated errors: at most once a second per reason
 
+	storeCheck atomic.Pointer[storeCheck] // the last store ping
+
 	mu      sync.Mutex
 	state   int
 	queued  int // entries admitted and not yet committed or dropped
@@ -328,8 +330,11 @@ func (s *Stream) Run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
-	var subs, sources, commits, renewals group
+	var subs, sources, commits, renewals, checks group
 	stopSubs, stopCommits, stopRenewals := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	stopChecks := make(chan struct{})
+	checks.Go(func() { s.checkStore(stopChecks) })
+	defer func() { close(stopChecks); checks.Wait() }()
 	for _, sub := range s.subs {
 		subs.Go(func() {
 			sub.pump(stopSubs)

@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,4 +126,54 @@ func ContentID(e Event) string {
 	enc, _ := e.MarshalBinary()
 	sum := sha256.Sum256(enc)
 	return "sha256:" + hex.EncodeToString(sum[:16])
+}
+
+// Status is what a source says about its health: when it last did its job
+// (a webhook accepted a request, a poller finished a poll) and when it
+// last failed, with the error's text. Zero times mean never.
+type Status struct {
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastError   time.Time `json:"last_error,omitzero"`
+	Err         string    `json:"error,omitempty"`
+}
+
+// Reporter is a source that reports its [Status]; the stream's health
+// check lists it. [webhook.Handler] and [poller.Poller] are Reporters.
+//
+// [webhook.Handler]: https://pkg.go.dev/github.com/intakehq/intake/webhook#Handler
+// [poller.Poller]: https://pkg.go.dev/github.com/intakehq/intake/poller#Poller
+type Reporter interface {
+	Status() Status
+}
+
+// StatusRecorder keeps a [Status] for a source. The zero value is ready
+// to use; it is safe for concurrent use.
+type StatusRecorder struct {
+	success, failure atomic.Int64 // unix nanoseconds
+	err              atomic.Pointer[string]
+}
+
+// Succeeded records a success now.
+func (r *StatusRecorder) Succeeded() { r.success.Store(time.Now().UnixNano()) }
+
+// Failed records err now.
+func (r *StatusRecorder) Failed(err error) {
+	msg := err.Error()
+	r.err.Store(&msg)
+	r.failure.Store(time.Now().UnixNano())
+}
+
+// Status returns what was recorded.
+func (r *StatusRecorder) Status() Status {
+	var st Status
+	if n := r.success.Load(); n != 0 {
+		st.LastSuccess = time.Unix(0, n)
+	}
+	if n := r.failure.Load(); n != 0 {
+		st.LastError = time.Unix(0, n)
+	}
+	if p := r.err.Load(); p != nil {
+		st.Err = *p
+	}
+	return st
 }

@@ -144,6 +144,7 @@ type Poller struct {
 	trigger chan struct{}
 	running atomic.Bool
 	logs    logsample.Sampler // repeated errors: at most once a second per reason
+	status  event.StatusRecorder
 	stats   struct {
 		polls, empty, notModified, events, duplicates, invalid, errors atomic.Int64
 	}
@@ -326,6 +327,10 @@ func New(name string, f Fetcher, opts ...Option) *Poller {
 // Name implements [event.Source].
 func (p *Poller) Name() string { return p.name }
 
+// Status implements [event.Reporter]: the last poll that stored its pages,
+// and the last that failed.
+func (p *Poller) Status() event.Status { return p.status.Status() }
+
 // Trigger asks for a poll now, or as soon as the minimum gap since the
 // last poll ([WithMinGap]) and the limiter allow. Triggers that arrive
 // meanwhile coalesce into one poll. It never blocks.
@@ -472,6 +477,7 @@ func (p *Poller) poll(ctx context.Context, sink event.Sink) {
 			continue
 		}
 		b.Reset()
+		p.status.Succeeded()
 		// A delay the server asked for holds against triggers too; the
 		// rest of the interval does not, but the minimum gap does.
 		interval := p.jittered()
@@ -619,6 +625,7 @@ func (p *Poller) failed(ctx context.Context, b *backoff.ExponentialBackOff, err 
 		d = max(d, min(ra, p.cfg.maxRetryAfter))
 	}
 	p.stats.errors.Add(1)
+	p.status.Failed(err)
 	p.cfg.rec.Count(metric.PollErrors, p.name, "", 1)
 	p.cfg.rec.Observe(metric.Backoff, p.name, d)
 	if ctx.Err() == nil {

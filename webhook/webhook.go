@@ -76,6 +76,7 @@ type Handler struct {
 	guardSet bool         // WithReplayGuard was given
 	sink     atomic.Pointer[sinkRef]
 	logs     logsample.Sampler // repeated records: at most once a second per reason
+	status   event.StatusRecorder
 }
 
 type sinkRef struct{ event.Sink }
@@ -149,6 +150,10 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 
 // Name implements [event.Source].
 func (h *Handler) Name() string { return h.name }
+
+// Status implements [event.Reporter]: the last request whose event was
+// stored (or was a duplicate), and the last that failed to be stored.
+func (h *Handler) Status() event.Status { return h.status.Status() }
 
 // Run implements [event.Source]: it routes verified events to sink until
 // ctx is done, then returns nil. Requests that arrive outside Run get 503.
@@ -254,6 +259,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	}
 	switch {
 	case err == nil:
+		h.status.Succeeded()
 		w.WriteHeader(http.StatusAccepted)
 		if h.log.Enabled(r.Context(), slog.LevelDebug) {
 			h.log.Debug("webhook: accepted", "source", h.name, "id", e.ID, "type", e.Type)
@@ -263,6 +269,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		}
 		return "accepted"
 	case errors.Is(err, event.ErrDuplicate):
+		h.status.Succeeded()
 		w.WriteHeader(http.StatusOK)
 		return "duplicate"
 	case errors.Is(err, event.ErrPending):
@@ -279,6 +286,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		reason = "not-running"
 	default:
 		// A store outage fails every request alike: sampled.
+		h.status.Failed(err)
 		h.logs.Log(h.log, slog.LevelError, "store", "webhook: event not stored", "source", h.name, "id", e.ID, "err", err)
 	}
 	d, _ := event.RetryDelay(err)

@@ -392,3 +392,12 @@ func (l *Lease) Release(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// Ping reports whether the database answers; the stream's health check
+// calls it (see intake.Pinger).
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}

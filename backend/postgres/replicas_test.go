@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -313,9 +315,27 @@ func (f *flakyDialer) DialContext(ctx context.Context, network, addr string) (ne
 	return f.d.DialContext(ctx, network, addr)
 }
 
+// logCounter counts error records per message.
+type logCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *logCounter) Write(p []byte) (int, error) {
+	var rec struct{ Level, Msg string }
+	if json.Unmarshal(p, &rec) == nil && rec.Level == "ERROR" {
+		c.mu.Lock()
+		c.n[rec.Msg]++
+		c.mu.Unlock()
+	}
+	return len(p), nil
+}
+
 // TestOutage stops the database mid-test: webhooks answer 503 with
-// Retry-After and nothing is acked; after recovery the same events are
-// accepted and handled once.
+// Retry-After and nothing is acked, the stream reports not ready within
+// one check interval, and each error is logged at most once a second;
+// after recovery it is ready again and the same events are accepted and
+// handled once.
 func TestOutage(t *testing.T) {
 	testPool(t) // skip or fail early when there is no server
 	cfg, err := pgxpool.ParseConfig(dsn())
@@ -331,8 +351,11 @@ func TestOutage(t *testing.T) {
 	defer pool.Close()
 	prefix := testPrefix(t, pool)
 
-	s := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(quiet))
-	hook := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet))
+	logs := &logCounter{n: map[string]int{}}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	const check = 200 * time.Millisecond
+	s := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(logger), intake.WithHealthInterval(check))
+	hook := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(logger))
 	s.Add(hook)
 	var mu sync.Mutex
 	handled := map[string]int{}
@@ -364,14 +387,38 @@ func TestOutage(t *testing.T) {
 		t.Fatal("not running")
 	}
 
+	if !waitFor(5*time.Second, func() bool { return s.Health().Ready }) {
+		t.Fatalf("not ready before the outage: %+v", s.Health())
+	}
 	dialer.down.Store(true)
 	pool.Reset() // drop the open connections: every query now needs a new one
+	outage := time.Now()
 	for i := range 5 {
 		resp := post(fmt.Sprint("during-", i))
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("during the outage: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	}
+	// 100 concurrent webhooks during the outage.
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() { defer wg.Done(); post(fmt.Sprint("flood-", i)) }()
+	}
+	wg.Wait()
+	if !waitFor(2*check+time.Second, func() bool { return !s.Health().Ready }) {
+		t.Fatalf("still ready %v into the outage: %+v", time.Since(outage), s.Health())
+	}
+	t.Logf("not ready %v into the outage: store %q", time.Since(outage).Round(time.Millisecond), s.Health().Store)
+	secs := time.Since(outage).Seconds()
+	logs.mu.Lock()
+	for msg, n := range logs.n {
+		t.Logf("%d × %q in %.1f s of outage", n, msg, secs)
+		if float64(n) > 2*(secs+1) {
+			t.Errorf("%q logged %d times in %.1f s: more than twice a second", msg, n, secs)
+		}
+	}
+	logs.mu.Unlock()
 	mu.Lock()
 	for id := range handled {
 		if id != "before" {
@@ -381,6 +428,9 @@ func TestOutage(t *testing.T) {
 	mu.Unlock()
 
 	dialer.down.Store(false)
+	if !waitFor(2*check+5*time.Second, func() bool { return s.Health().Ready }) {
+		t.Fatalf("not ready again after the outage: %+v", s.Health())
+	}
 	for i := range 5 {
 		if resp := post(fmt.Sprint("during-", i)); resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("after recovery: %d, want 202", resp.StatusCode)
@@ -406,4 +456,14 @@ func TestOutage(t *testing.T) {
 			t.Errorf("%s handled %d times", id, n)
 		}
 	}
+}
+
+// waitFor polls cond until it holds or d has passed.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

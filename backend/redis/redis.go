@@ -224,3 +224,12 @@ func (l *Lease) Release(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// Ping reports whether the server answers; the stream's health check
+// calls it (see intake.Pinger).
+func (s *Backend) Ping(ctx context.Context) error {
+	if err := s.c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: ping: %w", err)
+	}
+	return nil
+}

@@ -738,3 +738,19 @@ func (b *Backend) CommittedKeys(ctx context.Context) ([]string, error) {
 	}
 	return keys, rows.Err()
 }
+
+// Ping reports whether the backend is open and its database answers; the
+// stream's health check calls it (see intake.Pinger).
+func (b *Backend) Ping(ctx context.Context) error {
+	b.closeMu.RLock()
+	closed := b.closed
+	b.closeMu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	var one int
+	if err := b.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/intakehq/intake/event"
+)
+
+// Pinger is a store or a queue that can say whether it is reachable. The
+// backend modules' types are Pingers; a store that is not is taken as
+// always reachable (the in-memory one).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Health is a stream's readiness: ready means running, its store
+// reachable at the last check, and room in its queue.
+type Health struct {
+	Ready         bool           `json:"ready"`
+	Running       bool           `json:"running"`
+	Store         string         `json:"store"` // "ok", or the last check's error
+	StoreChecked  time.Time      `json:"store_checked,omitzero"`
+	QueueDepth    int            `json:"queue_depth"`
+	QueueCapacity int            `json:"queue_capacity"`
+	Sources       []SourceHealth `json:"sources,omitempty"`
+	InFlight      map[string]int `json:"in_flight,omitempty"` // handler calls running, by subscription
+}
+
+// SourceHealth is one source's part of [Health]: its name and, when it is
+// an [event.Reporter], its status.
+type SourceHealth struct {
+	Name string `json:"name"`
+	event.Status
+}
+
+// Health returns the stream's readiness now. It does not touch the store:
+// reachability is checked in the background every health interval (see
+// [WithHealthInterval]) while Run runs, so Health is cheap enough for a
+// load balancer's probe. It is safe to call from any goroutine.
+func (s *Stream) Health() Health {
+	s.mu.Lock()
+	h := Health{
+		Running:       s.state == stateRunning,
+		QueueDepth:    s.queued,
+		QueueCapacity: s.cfg.queueSize,
+	}
+	sources := s.sources
+	s.mu.Unlock()
+	h.Store = "ok"
+	if c := s.storeCheck.Load(); c != nil {
+		h.StoreChecked = c.at
+		if c.err != "" {
+			h.Store = c.err
+		}
+	}
+	for _, src := range sources {
+		sh := SourceHealth{Name: src.Name()}
+		if r, ok := src.(event.Reporter); ok {
+			sh.Status = r.Status()
+		}
+		h.Sources = append(h.Sources, sh)
+	}
+	for _, sub := range s.subs {
+		if n := sub.busy.Load(); n > 0 {
+			if h.InFlight == nil {
+				h.InFlight = map[string]int{}
+			}
+			h.InFlight[sub.name] = int(n)
+		}
+	}
+	h.Ready = h.Running && h.Store == "ok" && h.QueueDepth < h.QueueCapacity
+	return h
+}
+
+// HealthHandler returns an http.Handler for a readiness probe: 200 and the
+// [Health] as JSON when ready, 503 and the same JSON otherwise. Mount it
+// where your probes look, e.g. mux.Handle("GET /readyz", s.HealthHandler()).
+func (s *Stream) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := s.Health()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !h.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(h)
+	})
+}
+
+type storeCheck struct {
+	at  time.Time
+	err string
+}
+
+// checkStore pings the store or queue every health interval until stop
+// closes, each ping bounded by the interval, and records the result.
+func (s *Stream) checkStore(stop <-chan struct{}) {
+	var p Pinger
+	switch {
+	case s.cfg.queue != nil:
+		p, _ = s.cfg.queue.(Pinger)
+	default:
+		p, _ = s.cfg.store.(Pinger)
+	}
+	if p == nil {
+		return
+	}
+	every := s.cfg.healthInterval
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		err := p.Ping(ctx)
+		cancel()
+		c := &storeCheck{at: time.Now()}
+		if err != nil {
+			c.err = err.Error()
+			s.logs.Log(s.log, slog.LevelError, "store-unreachable", "intake: store unreachable; not ready", "err", err)
+		}
+		s.storeCheck.Store(c)
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}

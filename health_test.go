@@ -1,0 +1,101 @@
+package intake_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/leak"
+	"github.com/intakehq/intake/poller"
+)
+
+// pingStore is a memory store whose Ping fails while down is set.
+type pingStore struct {
+	*dedupe.Memory
+	down atomic.Bool
+}
+
+func (p *pingStore) Ping(context.Context) error {
+	if p.down.Load() {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func readiness(t *testing.T, h http.Handler) (int, intake.Health) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	var got intake.Health
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got), rec.Body.String())
+	return rec.Code, got
+}
+
+// Readiness follows the store: not ready within one check interval of an
+// outage, ready again after it; it lists each source's last success and
+// last error, and the queue against its capacity.
+func TestHealthFollowsTheStore(t *testing.T) {
+	leak.Check(t)
+	store := &pingStore{Memory: dedupe.NewMemory()}
+	s := intake.New(intake.WithLogger(quiet), intake.WithStore(store), intake.WithHealthInterval(20*time.Millisecond),
+		intake.WithQueueSize(2))
+	var fail atomic.Bool
+	p := poller.New("api", poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) {
+		if fail.Load() {
+			return poller.Page{}, errors.New("api down")
+		}
+		return poller.Page{}, nil
+	}), poller.Every(10*time.Millisecond), poller.WithBackoff(10*time.Millisecond, 10*time.Millisecond), poller.WithLogger(quiet))
+	s.Add(p)
+	ch := s.Subscribe(intake.WithSources("p"))
+	h := s.HealthHandler()
+
+	code, got := readiness(t, h)
+	assert.Equal(t, http.StatusServiceUnavailable, code, "not running yet")
+	assert.False(t, got.Running)
+
+	stop := run(t, s)
+	require.Eventually(t, func() bool { c, _ := readiness(t, h); return c == http.StatusOK }, time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return !s.Health().Sources[0].LastSuccess.IsZero() }, time.Second, 5*time.Millisecond)
+
+	store.down.Store(true)
+	fail.Store(true)
+	start := time.Now()
+	require.Eventually(t, func() bool { return !s.Health().Ready }, time.Second, time.Millisecond)
+	assert.Less(t, time.Since(start), 200*time.Millisecond, "not ready within about one check interval")
+	code, got = readiness(t, h)
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, got.Store, "connection refused")
+	require.Eventually(t, func() bool { return s.Health().Sources[0].Err != "" }, time.Second, time.Millisecond)
+	assert.Equal(t, "api", s.Health().Sources[0].Name)
+	assert.Contains(t, s.Health().Sources[0].Err, "api down")
+
+	store.down.Store(false)
+	require.Eventually(t, func() bool { return s.Health().Ready }, time.Second, time.Millisecond)
+
+	// A full queue is not ready either: traffic should go elsewhere.
+	for _, id := range []string{"1", "2"} {
+		require.Eventually(t, func() bool { return s.Put(context.Background(), event.Event{Source: "p", ID: id}) == nil },
+			time.Second, time.Millisecond)
+	}
+	got = s.Health()
+	assert.False(t, got.Ready)
+	assert.Equal(t, 2, got.QueueDepth)
+	assert.Equal(t, 2, got.QueueCapacity)
+	(<-ch).Ack()
+	(<-ch).Ack()
+	require.Eventually(t, func() bool { return s.Health().Ready }, time.Second, time.Millisecond)
+	require.NoError(t, stop())
+	assert.False(t, s.Health().Ready, "stopped")
+}
