@@ -114,19 +114,44 @@ func (c *committer) flush() {
 	}
 }
 
-// commit commits a batch and frees its slots; it reports success.
+// commit finishes a batch and frees its slots; it reports success. Most
+// entries are committed, in one call; an entry a subscription gave up on
+// is buried (kept as dead), and a discarded one released.
 func (c *committer) commit(batch []*entry) bool {
 	s := c.s
-	keys := make([]string, len(batch))
-	for i, en := range batch {
-		keys[i] = en.key
+	keys := make([]string, 0, len(batch))
+	var other []*entry
+	for _, en := range batch {
+		if en.discarded.Load() || en.failure.Load() != nil {
+			other = append(other, en)
+			continue
+		}
+		keys = append(keys, en.key)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := s.keys.commit(ctx, keys, s.cfg.retention)
-	cancel()
+	defer cancel()
+	var err error
+	if len(keys) > 0 {
+		err = s.keys.commit(ctx, keys, s.cfg.retention)
+	}
+	for _, en := range other {
+		if err != nil {
+			break
+		}
+		switch f := en.failure.Load(); {
+		case en.discarded.Load():
+			err = s.keys.release(ctx, en.key)
+		default:
+			err = s.keys.bury(ctx, en, *f, s.cfg.retention)
+		}
+	}
 	if err != nil {
-		s.logs.Log(s.log, slog.LevelError, "commit", "intake: commit failed; trying again", "count", len(keys), "err", err)
+		s.logs.Log(s.log, slog.LevelError, "commit", "intake: commit failed; trying again", "count", len(batch), "err", err)
 		return false
+	}
+	keys = keys[:0]
+	for _, en := range batch {
+		keys = append(keys, en.key)
 	}
 	c.mu.Lock()
 	for _, k := range keys {

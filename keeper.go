@@ -23,13 +23,27 @@ func WithQueue(q dedupe.Queue) Option { return func(c *config) { c.queue = q } }
 type keeper interface {
 	claim(ctx context.Context, key string, e *event.Event, lease time.Duration) (dedupe.State, error)
 	commit(ctx context.Context, keys []string, retain time.Duration) error
+	// bury keeps en as dead with f instead of committing it.
+	bury(ctx context.Context, en *entry, f dedupe.Failure, retain time.Duration) error
 	release(ctx context.Context, key string) error
 	// giveBack is what shutdown does with events left undelivered.
 	giveBack(ctx context.Context, keys []string) error
 	durable() bool
 }
 
-type storeKeeper struct{ s dedupe.Store }
+// storeKeeper claims keys in a store and keeps dead events in memory,
+// bounded.
+type storeKeeper struct {
+	s    dedupe.Store
+	dead *deadList
+}
+
+// bury releases the key, so that a provider's resend is accepted, and
+// keeps the event in the dead list.
+func (k storeKeeper) bury(ctx context.Context, en *entry, f dedupe.Failure, _ time.Duration) error {
+	k.dead.add(dedupe.Record{Key: en.key, Seq: en.seq, State: dedupe.Dead, Attempts: f.Attempts, Failure: &f, Event: en.ev})
+	return k.s.Release(ctx, en.key)
+}
 
 func (k storeKeeper) claim(ctx context.Context, key string, _ *event.Event, lease time.Duration) (dedupe.State, error) {
 	return k.s.Claim(ctx, key, lease)
@@ -73,6 +87,10 @@ func (k queueKeeper) commit(ctx context.Context, keys []string, retain time.Dura
 }
 
 func (k queueKeeper) release(ctx context.Context, key string) error { return k.q.Release(ctx, key) }
+
+func (k queueKeeper) bury(ctx context.Context, en *entry, f dedupe.Failure, retain time.Duration) error {
+	return k.q.Bury(ctx, en.key, f, retain)
+}
 
 // giveBack keeps the events stored and ends this stream's claims, so that
 // a restart or another replica delivers them at once.

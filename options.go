@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -180,7 +181,7 @@ type subConfig struct {
 	types       map[string]bool
 	ackTimeout  time.Duration
 	maxAttempts int
-	deadLetter  func(DeadLetter)
+	deadLetter  func(context.Context, DeadLetter)
 	retryMin    time.Duration
 	retryMax    time.Duration
 	workers     int
@@ -235,15 +236,20 @@ func WithMaxAttempts(n int) SubscribeOption {
 // as [WithDeadLetter]'s function receives it.
 type DeadLetter struct {
 	Event        event.Event
-	Err          error  // the last attempt's error (or the ack timeout)
-	Attempts     int    // deliveries made to the subscription
-	Subscription string // the subscription's name (see [WithName])
+	Err          error     // the last attempt's error (or the ack timeout)
+	Attempts     int       // deliveries counted, across restarts with a durable queue
+	First, Last  time.Time // the first and the last attempt
+	Subscription string    // the subscription's name (see [WithName])
 }
 
-// WithDeadLetter sets the function that receives an event after its last
-// failed attempt. Defaults to logging it at error level. It must not block
-// for long: it runs on the delivery path.
-func WithDeadLetter(fn func(DeadLetter)) SubscribeOption {
+// WithDeadLetter sets a function told of each event that runs out of
+// attempts (or whose handler returned a [Permanent] error). The event is
+// not lost either way: the stream keeps it as dead, in the durable queue
+// or in memory, to list, replay or discard (see [Stream.List]), and a new
+// arrival of its key delivers it again. The function gets a context that
+// ends with Run's; it should not block for long. Defaults to logging the
+// event at error level.
+func WithDeadLetter(fn func(ctx context.Context, d DeadLetter)) SubscribeOption {
 	return func(c *subConfig) { c.deadLetter = fn }
 }
 

@@ -171,6 +171,7 @@ type fakeRow struct {
 	holder  string
 	seq     int
 	queued  bool
+	failure *dedupe.Failure
 }
 
 func newFakeQueue() *fakeQueue {
@@ -236,6 +237,25 @@ func (q *fakeQueue) CommitMany(_ context.Context, keys []string, retain time.Dur
 	}
 	return nil
 }
+
+func (q *fakeQueue) Bury(_ context.Context, key string, f dedupe.Failure, retain time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if r, ok := q.rows[key]; ok {
+		r.state, r.expires, r.failure = deadState, q.now().Add(retain), &f
+	}
+	return nil
+}
+
+// deadState marks a dead row of the fake.
+const deadState = dedupe.State(99)
+
+func (q *fakeQueue) List(context.Context, dedupe.Filter) ([]dedupe.Record, error) { return nil, nil }
+func (q *fakeQueue) Get(_ context.Context, key string) (dedupe.Record, error) {
+	return dedupe.Record{}, dedupe.ErrNotFound
+}
+func (q *fakeQueue) Replay(context.Context, string) error  { return nil }
+func (q *fakeQueue) Discard(context.Context, string) error { return nil }
 
 func (q *fakeQueue) Release(_ context.Context, key string) error {
 	q.mu.Lock()

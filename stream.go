@@ -79,10 +79,12 @@ type Stream struct {
 	logs logsample.Sampler // repeated errors: at most once a second per reason
 
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
+	adoptWake  chan struct{}              // pokes the adopter (a replay)
 
 	mu      sync.Mutex
 	state   int
-	queued  int // entries admitted and not yet committed or dropped
+	seq     int64 // the last entry's seq
+	queued  int   // entries admitted and not yet committed or dropped
 	live    map[*entry]struct{}
 	subs    []*subscription
 	sources []event.Source
@@ -93,8 +95,13 @@ type Stream struct {
 type entry struct {
 	ev        event.Event
 	key       string
-	remaining atomic.Int32 // subscriptions that have not acked
+	seq       int64 // order of admission, for inspection
+	base      int   // attempts counted before this process took it (adoption)
+	remaining atomic.Int32
 	start     time.Time
+	items     []*item // one per subscription that wants it; set by admit
+	failure   atomic.Pointer[dedupe.Failure]
+	discarded atomic.Bool
 }
 
 // New returns a stream with the given options. See the With… functions for
@@ -118,7 +125,7 @@ func New(opts ...Option) *Stream {
 		if cfg.store == nil {
 			cfg.store = dedupe.NewMemory()
 		}
-		keys = storeKeeper{cfg.store}
+		keys = storeKeeper{s: cfg.store, dead: newDeadList(defaultDeadCapacity)}
 		if cfg.claimLease == 0 {
 			cfg.claimLease = 15 * time.Minute
 		}
@@ -127,12 +134,13 @@ func New(opts ...Option) *Stream {
 		cfg.logger = slog.Default()
 	}
 	s := &Stream{
-		cfg:     cfg,
-		log:     cfg.logger,
-		keys:    keys,
-		rec:     cfg.metrics,
-		live:    make(map[*entry]struct{}),
-		drained: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.logger,
+		keys:      keys,
+		rec:       cfg.metrics,
+		live:      make(map[*entry]struct{}),
+		drained:   make(chan struct{}),
+		adoptWake: make(chan struct{}, 1),
 	}
 	s.done = newCommitter(s)
 	return s
@@ -221,6 +229,9 @@ func (s *Stream) Put(ctx context.Context, e event.Event) error {
 		s.rec.Count(metric.Rejected, e.Source, reason, 1)
 		return event.RetryAfter(s.cfg.retryAfter, err)
 	}
+	if sk, ok := s.keys.(storeKeeper); ok {
+		sk.dead.remove(key) // a resend of a dead event: it lives again
+	}
 	s.rec.Count(metric.Accepted, e.Source, "", 1)
 	return nil
 }
@@ -240,23 +251,32 @@ func (s *Stream) admit(en *entry) error {
 		return event.ErrQueueFull
 	}
 	s.queued++
-	var n int32
+	s.seq++
+	en.seq = s.seq
+	var subs []*subscription
 	for _, sub := range s.subs {
 		if sub.matches(&en.ev) {
-			n++
+			subs = append(subs, sub)
+			en.items = append(en.items, &item{e: en, sub: sub, attempt: en.base})
 		}
 	}
-	en.remaining.Store(n)
+	en.remaining.Store(int32(len(subs)))
 	s.live[en] = struct{}{}
-	for _, sub := range s.subs {
-		if sub.matches(&en.ev) {
-			sub.push(en)
+	var exhausted []int
+	for i, sub := range subs {
+		if sub.exhausted(en.items[i]) {
+			exhausted = append(exhausted, i) // out of attempts before it arrived (crashes)
+			continue
 		}
+		sub.push(en.items[i])
 	}
 	depth := s.queued
 	s.mu.Unlock()
 	s.rec.Gauge(metric.QueueDepth, "", float64(depth))
-	if n == 0 {
+	for _, i := range exhausted {
+		subs[i].deadLetter(en.items[i], fmt.Errorf("intake: out of attempts after %d (the process handling it stopped each time)", en.base))
+	}
+	if len(subs) == 0 {
 		s.done.add(en) // no subscription wants it: done at once
 	}
 	return nil
@@ -336,6 +356,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	checks.Go(func() { s.checkStore(stopChecks) })
 	defer func() { close(stopChecks); checks.Wait() }()
 	for _, sub := range s.subs {
+		sub.ctx = handlerCtx
 		subs.Go(func() {
 			sub.pump(stopSubs)
 			close(sub.ch) // the pump was its only sender
@@ -517,7 +538,7 @@ func (s *Stream) adopt(ctx context.Context) {
 			got = len(items)
 			var back []string
 			for _, it := range items {
-				if err := s.admit(&entry{ev: it.Event, key: it.Key, start: time.Now()}); err != nil {
+				if err := s.admit(&entry{ev: it.Event, key: it.Key, base: it.Attempts, start: time.Now()}); err != nil {
 					back = append(back, it.Key)
 				}
 			}
@@ -539,7 +560,17 @@ func (s *Stream) adopt(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-s.adoptWake:
+			t.Stop()
 		}
+	}
+}
+
+// adoptNow makes the adopter look at once.
+func (s *Stream) adoptNow() {
+	select {
+	case s.adoptWake <- struct{}{}:
+	default:
 	}
 }
 

@@ -282,7 +282,7 @@ func TestHandleDeadLettersAfterMaxAttempts(t *testing.T) {
 		intake.WithName("billing"),
 		intake.WithMaxAttempts(4),
 		intake.WithRetryBackoff(time.Millisecond, time.Millisecond),
-		intake.WithDeadLetter(func(d intake.DeadLetter) { dead <- d }),
+		intake.WithDeadLetter(func(_ context.Context, d intake.DeadLetter) { dead <- d }),
 	)
 	run(t, s)
 	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
@@ -303,7 +303,14 @@ func TestHandleDeadLettersAfterMaxAttempts(t *testing.T) {
 	n, sub := intake.Attempt(context.Background())
 	assert.Zero(t, n)
 	assert.Empty(t, sub)
-	assert.ErrorIs(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}), event.ErrDuplicate)
+	// Dead is kept, not committed: a provider's resend is a new delivery.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		r, err := s.Get(context.Background(), event.Key("p", "1"))
+		assert.NoError(c, err)
+		assert.Equal(c, dedupe.Dead, r.State)
+	}, time.Second, time.Millisecond)
+	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
+	require.Eventually(t, func() bool { return calls.Load() > 4 }, time.Second, time.Millisecond, "the resend is handled")
 }
 
 func TestHandlePanicIsAFailure(t *testing.T) {

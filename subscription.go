@@ -3,6 +3,7 @@ package intake
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
 )
@@ -48,6 +50,16 @@ func (d *Delivery) Nack(err error) {
 	}
 }
 
+// Permanent marks err as one that no retry can fix: a [HandlerFunc] that
+// returns it, or a [Delivery.Nack] given it, sends the event to the dead
+// letters at once instead of retrying.
+func Permanent(err error) error { return &permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
 // HandlerFunc handles one event for [Stream.Handle]. A nil error acks the
 // event; an error or a panic nacks it. [Attempt] tells, from ctx, which
 // attempt this is.
@@ -75,8 +87,10 @@ func Attempt(ctx context.Context) (n int, subscription string) {
 // subscription's mutex.
 type item struct {
 	e       *entry
-	attempt int    // deliveries so far
-	gen     uint64 // bumped by each delivery, nack and lease expiry
+	sub     *subscription
+	attempt int       // deliveries so far (from the entry's base)
+	first   time.Time // the first delivery here
+	gen     uint64    // bumped by each delivery, nack and lease expiry
 	done    bool
 }
 
@@ -122,6 +136,7 @@ type subscription struct {
 	rec     metric.Recorder
 	maxLive int          // the stream's queue size: bounds the timer heap
 	acked   func(*entry) // called once per entry this subscription acked
+	ctx     context.Context // Run's, for the dead-letter function; set by Run
 
 	mu     sync.Mutex
 	ready  []*item
@@ -198,7 +213,7 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 		wake:    make(chan struct{}, 1),
 	}
 	if sub.cfg.deadLetter == nil {
-		sub.cfg.deadLetter = func(d DeadLetter) {
+		sub.cfg.deadLetter = func(_ context.Context, d DeadLetter) {
 			s.log.Error("intake: event dead-lettered", "subscription", d.Subscription,
 				"source", d.Event.Source, "id", d.Event.ID, "type", d.Event.Type, "attempts", d.Attempts, "err", d.Err)
 		}
@@ -217,10 +232,10 @@ func (sub *subscription) matches(e *event.Event) bool {
 	return true
 }
 
-// push queues an entry for delivery.
-func (sub *subscription) push(en *entry) {
+// push queues an item for delivery.
+func (sub *subscription) push(it *item) {
 	sub.mu.Lock()
-	sub.ready = append(sub.ready, &item{e: en})
+	sub.ready = append(sub.ready, it)
 	sub.mu.Unlock()
 	sub.poke()
 }
@@ -264,6 +279,9 @@ func (sub *subscription) next(now time.Time) (d *Delivery, wait time.Duration, d
 		}
 		it.attempt++
 		it.gen++
+		if it.first.IsZero() {
+			it.first = now
+		}
 		d = &Delivery{Event: it.e.ev, Attempt: it.attempt, sub: sub, it: it, gen: it.gen}
 		break
 	}
@@ -394,7 +412,8 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 		return
 	}
 	it.gen++
-	if sub.exhausted(it) {
+	var perm *permanentError
+	if sub.exhausted(it) || errors.As(err, &perm) {
 		sub.mu.Unlock()
 		sub.deadLetter(it, err)
 		return
@@ -405,14 +424,30 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 	sub.rec.Count(metric.Nacked, it.e.ev.Source, "nack", 1)
 }
 
-// deadLetter hands an item that ran out of attempts to the dead-letter
-// function and then acks it, so that it is committed and not delivered
-// again.
+// deadLetter marks an item that ran out of attempts (or failed
+// permanently): its entry will be kept as dead, not committed, once every
+// subscription is done with it. It tells the dead-letter function and
+// then counts the item as done here, so it is not delivered again.
 func (sub *subscription) deadLetter(it *item, err error) {
+	now := time.Now()
+	first := it.first
+	if first.IsZero() {
+		first = now
+	}
+	f := &dedupe.Failure{Err: err.Error(), Attempts: it.attempt, First: first, Last: now, Subscription: sub.name}
+	it.e.failure.CompareAndSwap(nil, f)
 	sub.rec.Count(metric.DeadLetter, it.e.ev.Source, "", 1)
-	sub.cfg.deadLetter(DeadLetter{Event: it.e.ev, Err: err, Attempts: it.attempt, Subscription: sub.name})
+	ctx := sub.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	sub.cfg.deadLetter(ctx, DeadLetter{Event: it.e.ev, Err: err, Attempts: it.attempt, First: first, Last: now, Subscription: sub.name})
 	sub.ack(it)
 }
+
+// drop counts an item as done here without delivering it again (the
+// event was discarded).
+func (sub *subscription) drop(it *item) { sub.ack(it) }
 
 // close makes later Acks and Nacks do nothing.
 func (sub *subscription) close() {

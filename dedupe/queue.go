@@ -24,20 +24,30 @@ import (
 // this against a real server.
 type Queue interface {
 	// Enqueue claims key for lease and stores e under it, atomically, if
-	// the key is absent or its previous claim or retention has expired, and
-	// returns Claimed. Otherwise it stores nothing and returns Pending or
-	// Done. A key whose claim expired is claimed anew, and e replaces what
-	// it held (the same event, by its key).
+	// the key is absent, its previous claim or retention has expired, or
+	// it is dead, and returns Claimed. Otherwise it stores nothing and
+	// returns Pending or Done. A key whose claim expired, or that was dead,
+	// is claimed anew with its attempts reset, and e replaces what it held
+	// (the same event, by its key): a provider's resend of a dead event is
+	// delivered again.
 	Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (State, error)
 
 	// Adopt claims for lease up to n stored events whose claim has expired
 	// (their holder crashed, or gave them back with Extend), oldest first,
-	// and returns them.
+	// and returns them. An event whose holder crashed counts one more
+	// attempt (Stored.Attempts), so that an event that kills every process
+	// that takes it still runs out of attempts; one given back does not.
 	Adopt(ctx context.Context, n int, lease time.Duration) ([]Stored, error)
 
 	// Extend renews this holder's claims on keys for lease. A lease of zero
-	// gives them back: they stay stored and can be adopted at once.
+	// gives them back: they stay stored and can be adopted at once, without
+	// an attempt counted.
 	Extend(ctx context.Context, keys []string, lease time.Duration) error
+
+	// Bury marks key dead with f instead of done: its event stays stored,
+	// with f, for retain, and is not adopted; see [Inspector] to replay or
+	// discard it, and Enqueue for a new arrival of its key.
+	Bury(ctx context.Context, key string, f Failure, retain time.Duration) error
 
 	// CommitMany marks every key done for retain and deletes their stored
 	// events, in one step where the backend can.
@@ -45,10 +55,15 @@ type Queue interface {
 
 	// Release deletes key's claim and stored event, as if never enqueued.
 	Release(ctx context.Context, key string) error
+
+	// Inspector lists, reads, replays and discards what the queue holds.
+	Inspector
 }
 
-// Stored is an event kept by a [Queue], with its idempotency key.
+// Stored is an event kept by a [Queue], with its idempotency key and the
+// attempts counted so far.
 type Stored struct {
-	Key   string
-	Event event.Event
+	Key      string
+	Event    event.Event
+	Attempts int
 }

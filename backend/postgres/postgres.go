@@ -29,6 +29,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -131,7 +132,7 @@ func (b *Backend) migrate(ctx context.Context, prefix string) error {
 	if err := tx.QueryRow(ctx, b.q.checkSchema).Scan(&cols, &ours); err != nil {
 		return fmt.Errorf("postgres: check tables: %w", err)
 	}
-	if cols > 0 && ours != 2 {
+	if cols > 0 && ours != 3 {
 		return fmt.Errorf("postgres: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", prefix)
 	}
 	if _, err := tx.Exec(ctx, strings.ReplaceAll(schemaSQL, "{p}", prefix)); err != nil {
@@ -164,6 +165,7 @@ func hashes(keys []string) [][]byte {
 const (
 	statePending = 1
 	stateDone    = 2
+	stateDead    = 3
 )
 
 func micros(d time.Duration) int64 { return d.Microseconds() }
@@ -190,7 +192,7 @@ func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease 
 		return 0, err
 	}
 	enc, _ := e.MarshalBinary() // never fails
-	return b.claim(ctx, b.q.enqueue, key, micros(lease), b.holder, []byte(key), enc)
+	return b.claim(ctx, b.q.enqueue, key, micros(lease), b.holder, []byte(key), enc, []byte(e.Source), []byte(e.Type))
 }
 
 // claim runs a claiming statement: it answers 0 when it claimed the key,
@@ -288,8 +290,9 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		var (
 			r        row
 			key, enc []byte
+			attempts int32
 		)
-		if err := rows.Scan(&key, &r.seq, &enc); err != nil {
+		if err := rows.Scan(&key, &r.seq, &enc, &attempts); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("postgres: adopt: %w", err)
 		}
@@ -297,7 +300,7 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 			rows.Close()
 			return nil, fmt.Errorf("postgres: adopt %q: %w", key, err)
 		}
-		r.it.Key = string(key)
+		r.it.Key, r.it.Attempts = string(key), int(attempts)
 		got = append(got, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -400,4 +403,120 @@ func (b *Backend) Ping(ctx context.Context) error {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
 	return nil
+}
+
+// Bury implements [dedupe.Queue]: the row becomes dead, with its event,
+// its attempts and f, until retain ends.
+func (b *Backend) Bury(ctx context.Context, key string, f dedupe.Failure, retain time.Duration) error {
+	if err := validDuration(retain); err != nil {
+		return err
+	}
+	fj, _ := json.Marshal(f)
+	if _, err := b.pool.Exec(ctx, b.q.bury, hash(key), micros(retain), int32(f.Attempts), fj); err != nil {
+		return fmt.Errorf("postgres: bury: %w", err)
+	}
+	return nil
+}
+
+// List implements [dedupe.Inspector].
+func (b *Backend) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, error) {
+	state := int16(0)
+	switch f.State {
+	case dedupe.Queued:
+		state = statePending
+	case dedupe.Dead:
+		state = stateDead
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = dedupe.DefaultListLimit
+	}
+	rows, err := b.pool.Query(ctx, b.q.list, state, nullBytes(f.Source), nullBytes(f.Type), f.After, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list: %w", err)
+	}
+	defer rows.Close()
+	var out []dedupe.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: list: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: list: %w", err)
+	}
+	return out, nil
+}
+
+// Get implements [dedupe.Inspector].
+func (b *Backend) Get(ctx context.Context, key string) (dedupe.Record, error) {
+	r, err := scanRecord(b.pool.QueryRow(ctx, b.q.get, hash(key)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return dedupe.Record{}, fmt.Errorf("postgres: %q: %w", key, dedupe.ErrNotFound)
+	}
+	if err != nil {
+		return dedupe.Record{}, fmt.Errorf("postgres: get: %w", err)
+	}
+	return r, nil
+}
+
+// Replay implements [dedupe.Inspector]: a dead row becomes pending with
+// no holder, adoptable at once, its attempts reset.
+func (b *Backend) Replay(ctx context.Context, key string) error {
+	tag, err := b.pool.Exec(ctx, b.q.replay, hash(key))
+	if err != nil {
+		return fmt.Errorf("postgres: replay: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := b.Get(ctx, key); err != nil {
+			return err // not there; if it is, it is queued: nothing to do
+		}
+	}
+	return nil
+}
+
+// Discard implements [dedupe.Inspector].
+func (b *Backend) Discard(ctx context.Context, key string) error {
+	tag, err := b.pool.Exec(ctx, b.q.discard, hash(key))
+	if err != nil {
+		return fmt.Errorf("postgres: discard: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: %q: %w", key, dedupe.ErrNotFound)
+	}
+	return nil
+}
+
+func scanRecord(row pgx.Row) (dedupe.Record, error) {
+	var (
+		r        dedupe.Record
+		key, enc []byte
+		failure  []byte
+		state    int16
+		attempts int32
+	)
+	if err := row.Scan(&key, &r.Seq, &state, &attempts, &failure, &enc); err != nil {
+		return r, err
+	}
+	r.Key, r.Attempts = string(key), int(attempts)
+	r.State = dedupe.Queued
+	if state == stateDead {
+		r.State = dedupe.Dead
+	}
+	if len(failure) > 0 {
+		r.Failure = new(dedupe.Failure)
+		if err := json.Unmarshal(failure, r.Failure); err != nil {
+			return r, err
+		}
+	}
+	return r, r.Event.UnmarshalBinary(enc)
+}
+
+func nullBytes(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }

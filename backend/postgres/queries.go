@@ -6,13 +6,13 @@ import "strings"
 // Durations are passed in microseconds.
 type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
-	checkSchema                                                    string
+	checkSchema, bury, list, get, replay, discard                  string
 	loadCheckpoint, saveCheckpoint                                 string
 	acquire, renew, releaseLease                                   string
 }
 
 // clearEvent resets a row's queued-event columns.
-const clearEvent = `seq = NULL, key = NULL, event = NULL`
+const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL`
 
 func newQueries(p string) queries {
 	q := queries{
@@ -24,7 +24,7 @@ WITH ins AS (
 	VALUES ($1, 1, now() + $2 * interval '1 microsecond', $3)
 	ON CONFLICT (hash) DO UPDATE
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, ` + clearEvent + `
-		WHERE k.expires_at <= now()
+		WHERE k.expires_at <= now() OR k.state = 3
 	RETURNING 0::smallint AS st
 )
 SELECT st FROM ins
@@ -33,12 +33,13 @@ SELECT state FROM {p}keys WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
 
 		enqueue: `
 WITH ins AS (
-	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event)
-	VALUES ($1, 1, now() + $2 * interval '1 microsecond', $3, nextval('{p}keys_seq'), $4, $5)
+	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type)
+	VALUES ($1, 1, now() + $2 * interval '1 microsecond', $3, nextval('{p}keys_seq'), $4, $5, $6, $7)
 	ON CONFLICT (hash) DO UPDATE
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
-			key = EXCLUDED.key, event = EXCLUDED.event
-		WHERE k.expires_at <= now()
+			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
+			attempts = 0, failure = NULL
+		WHERE k.expires_at <= now() OR k.state = 3
 	RETURNING 0::smallint AS st
 )
 SELECT st FROM ins
@@ -55,11 +56,13 @@ ON CONFLICT (hash) DO UPDATE SET state = 2, expires_at = EXCLUDED.expires_at, ho
 		release: `DELETE FROM {p}keys WHERE hash = $1 AND state = 1`,
 
 		extend: `
-UPDATE {p}keys SET expires_at = now() + $2 * interval '1 microsecond'
+UPDATE {p}keys SET expires_at = now() + $2 * interval '1 microsecond',
+	holder = CASE WHEN $2 = 0 THEN NULL ELSE holder END
 WHERE hash = ANY($1) AND holder = $3 AND state = 1`,
 
 		adopt: `
-UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond'
+UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond',
+	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END
 FROM (
 	SELECT hash FROM {p}keys
 	WHERE state = 1 AND seq IS NOT NULL AND expires_at <= now()
@@ -68,19 +71,36 @@ FROM (
 	FOR UPDATE SKIP LOCKED
 ) AS picked
 WHERE k.hash = picked.hash
-RETURNING k.key, k.seq, k.event`,
+RETURNING k.key, k.seq, k.event, k.attempts`,
 
 		cleanup: `
 DELETE FROM {p}keys WHERE hash IN (
 	SELECT hash FROM {p}keys
-	WHERE expires_at <= now() AND seq IS NULL
+	WHERE expires_at <= now() AND (seq IS NULL OR state = 3)
 	ORDER BY expires_at
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED
 )`,
 
+		bury: `
+UPDATE {p}keys SET state = 3, expires_at = now() + $2 * interval '1 microsecond', holder = NULL,
+	attempts = $3, failure = $4
+WHERE hash = $1 AND seq IS NOT NULL`,
+
+		// state $1: 0 any, 1 queued, 3 dead; source and type NULL: any.
+		list: `
+SELECT key, seq, state, attempts, failure, event FROM {p}keys
+WHERE seq IS NOT NULL AND state IN (1, 3) AND ($1 = 0 OR state = $1)
+	AND ($2::bytea IS NULL OR source = $2) AND ($3::bytea IS NULL OR type = $3) AND seq > $4
+ORDER BY seq LIMIT $5`,
+		get: `SELECT key, seq, state, attempts, failure, event FROM {p}keys WHERE hash = $1 AND seq IS NOT NULL AND state IN (1, 3)`,
+		replay: `
+UPDATE {p}keys SET state = 1, attempts = 0, failure = NULL, holder = NULL, expires_at = now()
+WHERE hash = $1 AND state = 3`,
+		discard: `DELETE FROM {p}keys WHERE hash = $1 AND seq IS NOT NULL AND state IN (1, 3)`,
+
 		// The columns of this version: tables made by an earlier one lack them.
-		checkSchema: `SELECT count(*), count(*) FILTER (WHERE column_name IN ('hash', 'event'))
+		checkSchema: `SELECT count(*), count(*) FILTER (WHERE column_name IN ('hash', 'event', 'attempts'))
 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{p}keys'`,
 
 		loadCheckpoint: `SELECT cursor FROM {p}checkpoints WHERE name = $1`,
@@ -99,7 +119,7 @@ WHERE name = $1 AND holder = $2 AND expires_at > now()
 RETURNING 1`,
 		releaseLease: `DELETE FROM {p}leases WHERE name = $1 AND holder = $2`,
 	}
-	for _, s := range []*string{&q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema,
+	for _, s := range []*string{&q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

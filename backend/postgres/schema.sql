@@ -2,10 +2,13 @@
 
 -- One row per idempotency key, found by the SHA-256 of the key, so that a
 -- key of any length and any bytes fits the index. state 1 = pending
--- (claimed until expires_at by holder), 2 = done (remembered until
--- expires_at). A pending row with seq set is a queued event: key holds the
--- key's bytes and event the event as event.MarshalBinary encodes it,
--- byte-exact; both are cleared when the key is committed.
+-- (claimed until expires_at by holder; holder NULL: given back), 2 = done
+-- (remembered until expires_at), 3 = dead (kept until expires_at). A
+-- pending or dead row with seq set holds an event: key holds the key's
+-- bytes, event the event as event.MarshalBinary encodes it, byte-exact,
+-- source and type its own for filtering, attempts the deliveries counted
+-- across processes, failure (JSON) why it died; all are cleared when the
+-- key is committed.
 CREATE TABLE IF NOT EXISTS {p}keys (
     hash        bytea       PRIMARY KEY,
     state       smallint    NOT NULL,
@@ -13,7 +16,11 @@ CREATE TABLE IF NOT EXISTS {p}keys (
     holder      text,
     seq         bigint,
     key         bytea,
-    event       bytea
+    event       bytea,
+    source      bytea,
+    type        bytea,
+    attempts    integer     NOT NULL DEFAULT 0,
+    failure     bytea
 );
 
 -- Expired keys are found through this index, in bounded batches.
@@ -21,6 +28,9 @@ CREATE INDEX IF NOT EXISTS {p}keys_expires_at ON {p}keys (expires_at);
 
 -- Queued events in order, for adoption.
 CREATE INDEX IF NOT EXISTS {p}keys_queued ON {p}keys (seq) WHERE state = 1 AND seq IS NOT NULL;
+
+-- Dead events in order, for inspection.
+CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
 
 CREATE SEQUENCE IF NOT EXISTS {p}keys_seq;
 

@@ -2,17 +2,23 @@
 -- Times are unix nanoseconds.
 
 -- One row per idempotency key, the key's bytes as a BLOB (any length, any
--- bytes). state 1 = pending (claimed until expires_at by holder), 2 = done
--- (remembered until expires_at). A pending row with seq set is a queued
--- event, kept in event as event.MarshalBinary encodes it, byte-exact; seq
--- orders the queue.
+-- bytes). state 1 = pending (claimed until expires_at by holder; holder
+-- NULL: given back), 2 = done (remembered until expires_at), 3 = dead
+-- (kept until expires_at). A pending or dead row with seq set holds an
+-- event, in event as event.MarshalBinary encodes it, byte-exact, with its
+-- source and type for filtering, the attempts counted across processes,
+-- and failure (JSON) why it died; seq orders the queue.
 CREATE TABLE IF NOT EXISTS {p}keys (
     key         BLOB    PRIMARY KEY,
     state       INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     holder      TEXT,
     seq         INTEGER,
-    event       BLOB
+    event       BLOB,
+    source      BLOB,
+    type        BLOB,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    failure     BLOB
 );
 
 -- Expired keys are found through this index, in bounded batches.
@@ -20,6 +26,9 @@ CREATE INDEX IF NOT EXISTS {p}keys_expires_at ON {p}keys (expires_at);
 
 -- Queued events in order, for adoption.
 CREATE INDEX IF NOT EXISTS {p}keys_queued ON {p}keys (seq) WHERE state = 1 AND seq IS NOT NULL;
+
+-- Dead events in order, for inspection.
+CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
 
 CREATE TABLE IF NOT EXISTS {p}checkpoints (
     name       TEXT    PRIMARY KEY,

@@ -23,6 +23,7 @@ import (
 	"database/sql"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -130,10 +131,10 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 		return nil, fmt.Errorf("sqlite: invalid table prefix %q", s.prefix)
 	}
 	var cols, ours int
-	if err := db.QueryRow(`SELECT count(*), count(*) FILTER (WHERE name = 'event') FROM pragma_table_info(?)`, s.prefix+"keys").Scan(&cols, &ours); err != nil {
+	if err := db.QueryRow(`SELECT count(*), count(*) FILTER (WHERE name IN ('event', 'attempts')) FROM pragma_table_info(?)`, s.prefix+"keys").Scan(&cols, &ours); err != nil {
 		return nil, fmt.Errorf("sqlite: check tables: %w", err)
 	}
-	if cols > 0 && ours != 1 {
+	if cols > 0 && ours != 2 {
 		return nil, fmt.Errorf("sqlite: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", s.prefix)
 	}
 	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
@@ -178,15 +179,17 @@ func prepare(conn *sql.Conn, keys string) (stmts, error) {
 	}{
 		// Claim in one statement: insert, or take over an expired row.
 		// RETURNING yields a row only when the key was claimed.
-		{&st.claim, `INSERT INTO ` + keys + ` AS k (key, state, expires_at, holder, seq, event)
-			VALUES (?1, 1, ?2, ?3, ?4, ?5)
+		{&st.claim, `INSERT INTO ` + keys + ` AS k (key, state, expires_at, holder, seq, event, source, type)
+			VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7)
 			ON CONFLICT (key) DO UPDATE SET state = 1, expires_at = excluded.expires_at, holder = excluded.holder,
-				seq = excluded.seq, event = excluded.event
-			WHERE k.expires_at <= ?6
+				seq = excluded.seq, event = excluded.event, source = excluded.source, type = excluded.type,
+				attempts = 0, failure = NULL
+			WHERE k.expires_at <= ?8 OR k.state = 3
 			RETURNING 0`},
 		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
 		{&st.release, `DELETE FROM ` + keys + ` WHERE key = ? AND state = 1`},
-		{&st.extend, `UPDATE ` + keys + ` SET expires_at = ? WHERE key = ? AND holder = ? AND state = 1`},
+		{&st.extend, `UPDATE ` + keys + ` SET expires_at = ?1, holder = CASE WHEN ?4 = 0 THEN NULL ELSE holder END
+			WHERE key = ?2 AND holder = ?3 AND state = 1`},
 	} {
 		s, err := conn.PrepareContext(context.Background(), q.sql)
 		if err != nil {
@@ -439,13 +442,13 @@ func (b *Backend) claimOp(ctx context.Context, key string, lease time.Duration, 
 func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	var q strings.Builder
 	q.WriteString(`INSERT OR IGNORE INTO ` + b.t.keys +
-		` (key, state, expires_at, holder, seq, event) VALUES `)
-	args := make([]any, 0, 5*len(ops))
+		` (key, state, expires_at, holder, seq, event, source, type) VALUES `)
+	args := make([]any, 0, 7*len(ops))
 	for i, o := range ops {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,1,?,?,?,?)`)
+		q.WriteString(`(?,1,?,?,?,?,?,?)`)
 		args = append(args, b.claimValues(now, o.claim)...)
 	}
 	q.WriteString(` RETURNING key`)
@@ -479,14 +482,14 @@ func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	return nil
 }
 
-// claimValues are the 5 values of a claim's row after state.
+// claimValues are the 7 values of a claim's row after state.
 func (b *Backend) claimValues(now int64, c *claimArgs) []any {
 	if c.e == nil {
-		return []any{[]byte(c.key), now + int64(c.lease), b.holder, nil, nil}
+		return []any{[]byte(c.key), now + int64(c.lease), b.holder, nil, nil, nil, nil}
 	}
 	enc, _ := c.e.MarshalBinary() // never fails
 	b.seq++
-	return []any{[]byte(c.key), now + int64(c.lease), b.holder, b.seq, enc}
+	return []any{[]byte(c.key), now + int64(c.lease), b.holder, b.seq, enc, []byte(c.e.Source), []byte(c.e.Type)}
 }
 
 // commitMany marks a run of keys done, with one statement for up to 400
@@ -560,7 +563,7 @@ func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration
 	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
 		stmt := tx.Stmt(b.stmts.extend)
 		for _, k := range keys {
-			if _, err := stmt.Exec(now+int64(max(lease, 0)), []byte(k), b.holder); err != nil {
+			if _, err := stmt.Exec(now+int64(max(lease, 0)), []byte(k), b.holder, int64(max(lease, 0))); err != nil {
 				return err
 			}
 		}
@@ -587,7 +590,7 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		if err := b.cleanup(tx, now, 1000); err != nil {
 			return err
 		}
-		rows, err := tx.Query(`SELECT key, event FROM `+b.t.keys+`
+		rows, err := tx.Query(`SELECT key, event, attempts, holder IS NOT NULL FROM `+b.t.keys+`
 			WHERE state = 1 AND seq IS NOT NULL AND expires_at <= ? ORDER BY seq LIMIT ?`, now, n)
 		if err != nil {
 			return err
@@ -595,14 +598,18 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		var keys [][]byte
 		for rows.Next() {
 			var key, enc []byte
-			if err := rows.Scan(&key, &enc); err != nil {
+			var it dedupe.Stored
+			var crashed bool // held by a holder that did not give it back
+			if err := rows.Scan(&key, &enc, &it.Attempts, &crashed); err != nil {
 				rows.Close()
 				return err
 			}
-			var it dedupe.Stored
 			if err := it.Event.UnmarshalBinary(enc); err != nil {
 				rows.Close()
 				return fmt.Errorf("event of %q: %w", key, err)
+			}
+			if crashed {
+				it.Attempts++
 			}
 			it.Key = string(key)
 			keys = append(keys, key)
@@ -612,8 +619,9 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 			return err
 		}
 		rows.Close()
-		for _, k := range keys {
-			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ? WHERE key = ?`, b.holder, now+int64(lease), k); err != nil {
+		for i, k := range keys {
+			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ?, attempts = ? WHERE key = ?`,
+				b.holder, now+int64(lease), out[i].Attempts, k); err != nil {
 				return err
 			}
 		}
@@ -629,7 +637,7 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 // through the index on expiry.
 func (b *Backend) cleanup(tx *sql.Tx, now int64, limit int) error {
 	_, err := tx.Exec(`DELETE FROM `+b.t.keys+` WHERE key IN (
-		SELECT key FROM `+b.t.keys+` WHERE expires_at <= ? AND seq IS NULL ORDER BY expires_at LIMIT ?)`, now, limit)
+		SELECT key FROM `+b.t.keys+` WHERE expires_at <= ? AND (seq IS NULL OR state = 3) ORDER BY expires_at LIMIT ?)`, now, limit)
 	return err
 }
 
@@ -753,4 +761,149 @@ func (b *Backend) Ping(ctx context.Context) error {
 		return fmt.Errorf("sqlite: ping: %w", err)
 	}
 	return nil
+}
+
+const stateDead = 3
+
+// Bury implements [dedupe.Queue]: the row becomes dead, with its event,
+// its attempts and f, until retain ends.
+func (b *Backend) Bury(ctx context.Context, key string, f dedupe.Failure, retain time.Duration) error {
+	if err := validDuration(retain); err != nil {
+		return err
+	}
+	fj, _ := json.Marshal(f)
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		_, err := tx.Exec(`UPDATE `+b.t.keys+` SET state = 3, expires_at = ?, holder = NULL, attempts = ?, failure = ?
+			WHERE key = ? AND seq IS NOT NULL`, now+int64(retain), f.Attempts, fj, []byte(key))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: bury: %w", err)
+	}
+	return nil
+}
+
+const recordColumns = `key, seq, state, attempts, failure, event`
+
+// List implements [dedupe.Inspector].
+func (b *Backend) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, error) {
+	state := 0
+	switch f.State {
+	case dedupe.Queued:
+		state = statePending
+	case dedupe.Dead:
+		state = stateDead
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = dedupe.DefaultListLimit
+	}
+	rows, err := b.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM `+b.t.keys+`
+		WHERE seq IS NOT NULL AND state IN (1, 3) AND (?1 = 0 OR state = ?1)
+			AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR type = ?3) AND seq > ?4
+		ORDER BY seq LIMIT ?5`, state, nullBytes(f.Source), nullBytes(f.Type), f.After, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list: %w", err)
+	}
+	defer rows.Close()
+	var out []dedupe.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list: %w", err)
+	}
+	return out, nil
+}
+
+// Get implements [dedupe.Inspector].
+func (b *Backend) Get(ctx context.Context, key string) (dedupe.Record, error) {
+	r, err := scanRecord(b.db.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM `+b.t.keys+`
+		WHERE key = ? AND seq IS NOT NULL AND state IN (1, 3)`, []byte(key)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return dedupe.Record{}, fmt.Errorf("sqlite: %q: %w", key, dedupe.ErrNotFound)
+	}
+	if err != nil {
+		return dedupe.Record{}, fmt.Errorf("sqlite: get: %w", err)
+	}
+	return r, nil
+}
+
+// Replay implements [dedupe.Inspector]: a dead row becomes pending with
+// no holder, adoptable at once, its attempts reset.
+func (b *Backend) Replay(ctx context.Context, key string) error {
+	var n int64
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		res, err := tx.Exec(`UPDATE `+b.t.keys+` SET state = 1, attempts = 0, failure = NULL, holder = NULL, expires_at = ?
+			WHERE key = ? AND state = 3`, now, []byte(key))
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: replay: %w", err)
+	}
+	if n == 0 {
+		if _, err := b.Get(ctx, key); err != nil {
+			return err // not there; if it is, it is queued: nothing to do
+		}
+	}
+	return nil
+}
+
+// Discard implements [dedupe.Inspector].
+func (b *Backend) Discard(ctx context.Context, key string) error {
+	var n int64
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		res, err := tx.Exec(`DELETE FROM `+b.t.keys+` WHERE key = ? AND seq IS NOT NULL AND state IN (1, 3)`, []byte(key))
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: discard: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: %q: %w", key, dedupe.ErrNotFound)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRecord(row scanner) (dedupe.Record, error) {
+	var (
+		r        dedupe.Record
+		key, enc []byte
+		failure  []byte
+		state    int
+	)
+	if err := row.Scan(&key, &r.Seq, &state, &r.Attempts, &failure, &enc); err != nil {
+		return r, err
+	}
+	r.Key = string(key)
+	r.State = dedupe.Queued
+	if state == stateDead {
+		r.State = dedupe.Dead
+	}
+	if len(failure) > 0 {
+		r.Failure = new(dedupe.Failure)
+		if err := json.Unmarshal(failure, r.Failure); err != nil {
+			return r, err
+		}
+	}
+	return r, r.Event.UnmarshalBinary(enc)
+}
+
+func nullBytes(s string) any {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }

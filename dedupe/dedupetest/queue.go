@@ -35,6 +35,12 @@ func RunQueue(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 		{"ExtendOnlyByHolder", extendByHolder},
 		{"CommitDeletesTheEvent", commitDeletes},
 		{"CommitManyAtOnce", commitMany},
+		{"BuryKeepsTheEventDead", buryKeeps},
+		{"ReplayPutsADeadEventBack", replayDead},
+		{"DiscardForgets", discardForgets},
+		{"ResendOfADeadKeyIsClaimed", resendDead},
+		{"AttemptsCountedOnAdoption", attemptsOnAdoption},
+		{"ListFiltersAndPages", listFilters},
 		{"ReleaseForgetsEverything", releaseForgets},
 		{"RetentionExpiry", retention},
 		{"CanceledContext", canceled},
@@ -381,5 +387,193 @@ func commitMany(t *testing.T, holder func() dedupe.Queue) {
 	time.Sleep(2 * short)
 	if got := adopt(t, q, 100, long); fmt.Sprint(keysOf(got)) != fmt.Sprint(ks[15:]) {
 		t.Fatalf("adopted %v, want only the 5 not committed", keysOf(got))
+	}
+}
+
+func failure(n int) dedupe.Failure {
+	return dedupe.Failure{Err: "handler bug: \"quoted\"\n\x00 é", Attempts: n, First: time.UnixMilli(1_700_000_000_000),
+		Last: time.UnixMilli(1_700_000_005_000), Subscription: "orders"}
+}
+
+func get(t *testing.T, q dedupe.Queue, k string) dedupe.Record {
+	t.Helper()
+	r, err := q.Get(context.Background(), k)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", k, err)
+	}
+	return r
+}
+
+func buryKeeps(t *testing.T, holder func() dedupe.Queue) {
+	a, b := holder(), holder()
+	k := key(t, "dead")
+	enqueue(t, a, k, short, dedupe.Claimed)
+	if err := a.Bury(context.Background(), k, failure(5), long); err != nil {
+		t.Fatal(err)
+	}
+	r := get(t, b, k)
+	if r.State != dedupe.Dead || r.Attempts != 5 || r.Failure == nil || !sameFailure(*r.Failure, failure(5)) || r.Event.ID != k {
+		t.Fatalf("dead record %+v, failure %+v", r, r.Failure)
+	}
+	if string(r.Event.Payload) != string(ev(k).Payload) {
+		t.Fatalf("payload %q", r.Event.Payload)
+	}
+	time.Sleep(2 * short)
+	if got := adopt(t, b, 10, long); len(got) != 0 {
+		t.Fatalf("adopted a dead event: %v", keysOf(got))
+	}
+	enqueueOther := func(q dedupe.Queue) dedupe.State {
+		st, err := q.Enqueue(context.Background(), k, ev(k), long)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	dead, err := b.List(context.Background(), dedupe.Filter{State: dedupe.Dead, Source: "conformance"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasKey(dead, k) {
+		t.Fatalf("List(dead) misses %s", k)
+	}
+	queued, err := b.List(context.Background(), dedupe.Filter{State: dedupe.Queued, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasKey(queued, k) {
+		t.Fatal("a dead event listed as queued")
+	}
+	_ = enqueueOther
+}
+
+func sameFailure(a, b dedupe.Failure) bool {
+	return a.Err == b.Err && a.Attempts == b.Attempts && a.First.Equal(b.First) && a.Last.Equal(b.Last) &&
+		a.Subscription == b.Subscription
+}
+
+func hasKey(recs []dedupe.Record, k string) bool {
+	for _, r := range recs {
+		if r.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+func replayDead(t *testing.T, holder func() dedupe.Queue) {
+	a, b := holder(), holder()
+	k := key(t, "replay")
+	enqueue(t, a, k, long, dedupe.Claimed)
+	if err := a.Bury(context.Background(), k, failure(3), long); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Replay(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, b, k); r.State != dedupe.Queued || r.Attempts != 0 || r.Failure != nil {
+		t.Fatalf("replayed record %+v", r)
+	}
+	got := adopt(t, b, 10, long) // at once: no lease to wait out
+	if len(got) != 1 || got[0].Key != k || got[0].Attempts != 0 {
+		t.Fatalf("adopted %+v after replay, want %s with 0 attempts", got, k)
+	}
+	if err := b.Replay(context.Background(), k); err != nil {
+		t.Fatalf("Replay of a queued event: %v, want nil (nothing to do)", err)
+	}
+	if err := b.Replay(context.Background(), key(t, "missing")); !errors.Is(err, dedupe.ErrNotFound) {
+		t.Fatalf("Replay of a missing key: %v", err)
+	}
+}
+
+func discardForgets(t *testing.T, holder func() dedupe.Queue) {
+	q := holder()
+	queued, dead := key(t, "discard-queued"), key(t, "discard-dead")
+	enqueue(t, q, queued, long, dedupe.Claimed)
+	enqueue(t, q, dead, long, dedupe.Claimed)
+	if err := q.Bury(context.Background(), dead, failure(1), long); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{queued, dead} {
+		if err := q.Discard(context.Background(), k); err != nil {
+			t.Fatalf("Discard(%s): %v", k, err)
+		}
+		if _, err := q.Get(context.Background(), k); !errors.Is(err, dedupe.ErrNotFound) {
+			t.Fatalf("Get after Discard: %v", err)
+		}
+		enqueue(t, q, k, long, dedupe.Claimed) // a later arrival is a new event
+	}
+	if err := q.Discard(context.Background(), key(t, "missing")); !errors.Is(err, dedupe.ErrNotFound) {
+		t.Fatalf("Discard of a missing key: %v", err)
+	}
+}
+
+func resendDead(t *testing.T, holder func() dedupe.Queue) {
+	q := holder()
+	k := key(t, "resend")
+	enqueue(t, q, k, long, dedupe.Claimed)
+	if err := q.Bury(context.Background(), k, failure(5), long); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, k, long, dedupe.Claimed)
+	if r := get(t, q, k); r.State != dedupe.Queued || r.Attempts != 0 || r.Failure != nil {
+		t.Fatalf("resent record %+v", r)
+	}
+}
+
+func attemptsOnAdoption(t *testing.T, holder func() dedupe.Queue) {
+	a, b := holder(), holder()
+	k := key(t, "attempts")
+	enqueue(t, a, k, short, dedupe.Claimed)
+	time.Sleep(2 * short) // a crashed
+	if got := adopt(t, b, 10, short); len(got) != 1 || got[0].Attempts != 1 {
+		t.Fatalf("first adoption %+v, want 1 attempt", got)
+	}
+	time.Sleep(2 * short) // b crashed too
+	if got := adopt(t, a, 10, long); len(got) != 1 || got[0].Attempts != 2 {
+		t.Fatalf("second adoption %+v, want 2 attempts", got)
+	}
+	if err := a.Extend(context.Background(), []string{k}, 0); err != nil { // a gives it back, cleanly
+		t.Fatal(err)
+	}
+	if got := adopt(t, b, 10, long); len(got) != 1 || got[0].Attempts != 2 {
+		t.Fatalf("adoption after a give-back %+v, want still 2 attempts", got)
+	}
+	if r := get(t, b, k); r.Attempts != 2 {
+		t.Fatalf("Get: %d attempts", r.Attempts)
+	}
+}
+
+func listFilters(t *testing.T, holder func() dedupe.Queue) {
+	q := holder()
+	src := "list-" + key(t, "src")
+	var ks []string
+	for i, typ := range []string{"a", "b", "a", "a"} {
+		k := event.Key(src, fmt.Sprint(i))
+		ks = append(ks, k)
+		e := ev(k)
+		e.Source, e.Type = src, typ
+		if st, err := q.Enqueue(context.Background(), k, e, long); err != nil || st != dedupe.Claimed {
+			t.Fatalf("Enqueue: %v %v", st, err)
+		}
+	}
+	all, err := q.List(context.Background(), dedupe.Filter{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 4 {
+		t.Fatalf("listed %d, want 4", len(all))
+	}
+	for i := range all {
+		if all[i].Key != ks[i] || (i > 0 && all[i].Seq <= all[i-1].Seq) {
+			t.Fatalf("order: %v", all)
+		}
+	}
+	as, err := q.List(context.Background(), dedupe.Filter{Source: src, Type: "a", Limit: 2})
+	if err != nil || len(as) != 2 || as[0].Key != ks[0] || as[1].Key != ks[2] {
+		t.Fatalf("type a, first page: %v %v", as, err)
+	}
+	rest, err := q.List(context.Background(), dedupe.Filter{Source: src, Type: "a", After: as[1].Seq})
+	if err != nil || len(rest) != 1 || rest[0].Key != ks[3] {
+		t.Fatalf("type a, next page: %v %v", rest, err)
 	}
 }

@@ -1,0 +1,107 @@
+package intake_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/leak"
+)
+
+// A poison event is kept as dead with its error, listed, replayed and
+// then handled once; a discarded one is gone; a provider's resend of a
+// dead key is handled; a permanent error is dead at once. In memory here;
+// the durable backends run the same checks in their conformance suite.
+func TestDeadLettersKeptListedReplayedDiscarded(t *testing.T) {
+	leak.Check(t)
+	s := intake.New(intake.WithLogger(quiet))
+	var mu sync.Mutex
+	fixed := map[string]bool{}
+	handled := map[string]int{}
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case e.Type == "bad-input":
+			return intake.Permanent(errors.New("no such customer"))
+		case !fixed[e.ID]:
+			return fmt.Errorf("handler bug for %s", e.ID)
+		}
+		handled[e.ID]++
+		return nil
+	}, intake.WithSources("shop"), intake.WithName("orders"), intake.WithMaxAttempts(3),
+		intake.WithRetryBackoff(time.Millisecond, time.Millisecond))
+	run(t, s)
+	ctx := context.Background()
+	for _, e := range []event.Event{
+		{Source: "shop", ID: "o1", Type: "order.paid"},
+		{Source: "shop", ID: "o2", Type: "order.paid"},
+		{Source: "shop", ID: "o3", Type: "order.paid"},
+		{Source: "shop", ID: "o4", Type: "bad-input"},
+	} {
+		require.NoError(t, s.Put(ctx, e))
+	}
+	var dead []dedupe.Record
+	require.Eventually(t, func() bool {
+		var err error
+		dead, err = s.List(ctx, dedupe.Filter{State: dedupe.Dead})
+		return err == nil && len(dead) == 4
+	}, 5*time.Second, time.Millisecond)
+	byID := map[string]dedupe.Record{}
+	for _, r := range dead {
+		byID[r.Event.ID] = r
+	}
+	assert.Equal(t, 3, byID["o1"].Attempts)
+	assert.Equal(t, "handler bug for o1", byID["o1"].Failure.Err)
+	assert.Equal(t, "orders", byID["o1"].Failure.Subscription)
+	assert.False(t, byID["o1"].Failure.First.After(byID["o1"].Failure.Last))
+	assert.Equal(t, 1, byID["o4"].Attempts, "a permanent error is dead at once")
+	typed, err := s.List(ctx, dedupe.Filter{State: dedupe.Dead, Type: "bad-input"})
+	require.NoError(t, err)
+	require.Len(t, typed, 1)
+	page, err := s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: 2})
+	require.NoError(t, err)
+	next, err := s.List(ctx, dedupe.Filter{State: dedupe.Dead, After: page[1].Seq})
+	require.NoError(t, err)
+	assert.Len(t, append(page, next...), 4, "pages by seq")
+
+	mu.Lock()
+	fixed["o1"], fixed["o2"] = true, true
+	mu.Unlock()
+	// The operator replays o1; the provider resends o2.
+	require.NoError(t, s.Replay(ctx, event.Key("shop", "o1")))
+	require.NoError(t, s.Put(ctx, event.Event{Source: "shop", ID: "o2", Type: "order.paid"}))
+	// And discards o3.
+	require.NoError(t, s.Discard(ctx, event.Key("shop", "o3")))
+	_, err = s.Get(ctx, event.Key("shop", "o3"))
+	assert.ErrorIs(t, err, dedupe.ErrNotFound)
+	assert.ErrorIs(t, s.Replay(ctx, event.Key("shop", "o3")), dedupe.ErrNotFound)
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return handled["o1"] == 1 && handled["o2"] == 1
+	}, 5*time.Second, time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		dead, err := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
+		assert.NoError(c, err)
+		assert.Len(c, dead, 1, "only o4 is still dead")
+	}, time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	mu.Lock()
+	assert.Equal(t, map[string]int{"o1": 1, "o2": 1}, handled, "each handled once")
+	mu.Unlock()
+	// Handled ones are done: a resend is a duplicate.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.ErrorIs(c, s.Put(ctx, event.Event{Source: "shop", ID: "o1"}), event.ErrDuplicate)
+	}, time.Second, time.Millisecond)
+}

@@ -1,0 +1,90 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/intakehq/intake/event"
+)
+
+// Failure says why an event is dead: the last error, how many deliveries
+// it had, the first and the last, and the subscription that gave up.
+type Failure struct {
+	Err          string    `json:"error"`
+	Attempts     int       `json:"attempts"`
+	First        time.Time `json:"first_attempt,omitzero"`
+	Last         time.Time `json:"last_attempt,omitzero"`
+	Subscription string    `json:"subscription,omitempty"`
+}
+
+// RecordState is the state of an event a queue holds.
+type RecordState uint8
+
+const (
+	// Queued is an event stored and not yet done: waiting, in delivery,
+	// or held by a holder that died and waiting to be adopted.
+	Queued RecordState = iota + 1
+	// Dead is an event that ran out of attempts: kept with its failure
+	// until it is replayed, discarded, or arrives again, or until its
+	// retention ends.
+	Dead
+)
+
+// String returns "queued", "dead" or "unknown".
+func (s RecordState) String() string {
+	switch s {
+	case Queued:
+		return "queued"
+	case Dead:
+		return "dead"
+	}
+	return "unknown"
+}
+
+// Record is an event as an [Inspector] shows it.
+type Record struct {
+	Key      string      `json:"key"`
+	Seq      int64       `json:"seq"` // the order of arrival; List pages by it
+	State    RecordState `json:"state"`
+	Attempts int         `json:"attempts"`           // deliveries counted so far
+	Failure  *Failure    `json:"failure,omitempty"` // for a dead event
+	Event    event.Event `json:"event"`
+}
+
+// Filter chooses what [Inspector.List] returns: records of a state (0:
+// any), a source and a type ("" : any), after a Seq (paging), at most
+// Limit of them (0: 100).
+type Filter struct {
+	State  RecordState
+	Source string
+	Type   string
+	After  int64
+	Limit  int
+}
+
+// ErrNotFound is returned, wrapped, by [Inspector] methods for a key that
+// holds no event.
+var ErrNotFound = errors.New("dedupe: no such event")
+
+// Inspector lets an operator see and act on the events a queue holds:
+// list them by state, source and type, read one, replay a dead one, or
+// discard one. Every durable backend implements it, and so does the
+// stream for its in-memory queue; the suite
+// [github.com/intakehq/intake/dedupe/dedupetest.RunQueue] checks it.
+type Inspector interface {
+	// List returns the records that match f, in Seq order.
+	List(ctx context.Context, f Filter) ([]Record, error)
+	// Get returns the record of key, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, key string) (Record, error)
+	// Replay puts a dead event back in the queue with its attempts reset,
+	// to be delivered at once. Replaying a queued event changes nothing.
+	Replay(ctx context.Context, key string) error
+	// Discard forgets an event, queued or dead: a later arrival of its key
+	// is a new event. A delivery already under way is not stopped.
+	Discard(ctx context.Context, key string) error
+}
+
+// DefaultListLimit is the number of records List returns when Filter.Limit
+// is 0.
+const DefaultListLimit = 100
