@@ -134,8 +134,8 @@ type subscription struct {
 	workers int         // goroutines running fn
 	log     *slog.Logger
 	rec     metric.Recorder
-	maxLive int          // the stream's queue size: bounds the timer heap
-	acked   func(*entry) // called once per entry this subscription acked
+	maxLive int             // the stream's queue size: bounds the timer heap
+	acked   func(*entry)    // called once per entry this subscription acked
 	ctx     context.Context // Run's, for the dead-letter function; set by Run
 
 	mu     sync.Mutex

@@ -47,7 +47,7 @@ type Record struct {
 	Key      string      `json:"key"`
 	Seq      int64       `json:"seq"` // the order of arrival; List pages by it
 	State    RecordState `json:"state"`
-	Attempts int         `json:"attempts"`           // deliveries counted so far
+	Attempts int         `json:"attempts"`          // deliveries counted so far
 	Failure  *Failure    `json:"failure,omitempty"` // for a dead event
 	Event    event.Event `json:"event"`
 }
