@@ -24,12 +24,13 @@ import (
 // this against a real server.
 type Queue interface {
 	// Enqueue claims key for lease and stores e under it, atomically, if
-	// the key is absent, its previous claim or retention has expired, or
-	// it is dead, and returns Claimed. Otherwise it stores nothing and
-	// returns Pending or Done. A key whose claim expired, or that was dead,
-	// is claimed anew with its attempts reset, and e replaces what it held
-	// (the same event, by its key): a provider's resend of a dead event is
-	// delivered again.
+	// the key is absent, its retention (or a claim without an event) has
+	// expired, or it is dead, and returns Claimed. Otherwise it stores
+	// nothing and returns Pending or Done. A dead key is claimed anew with
+	// its attempts reset, and e replaces what it held (the same event, by
+	// its key): a provider's resend of a dead event is delivered again. A
+	// key whose claim expired while it still holds an event is Pending:
+	// that event is adopted (with an attempt counted), not replaced.
 	Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (State, error)
 
 	// Adopt claims for lease up to n stored events whose claim has expired

@@ -39,7 +39,7 @@ WITH ins AS (
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
 			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
 			attempts = 0, failure = NULL
-		WHERE k.expires_at <= now() OR k.state = 3
+		WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
 	RETURNING 0::smallint AS st
 )
 SELECT st FROM ins

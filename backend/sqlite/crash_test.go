@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
@@ -30,6 +32,13 @@ const secret = "It's a Secret to Everybody"
 // TestMain runs the test binary as the crash test's child process when
 // INTAKE_SQLITE_CHILD is set.
 func TestMain(m *testing.M) {
+	if os.Getenv("INTAKE_SQLITE_CHILD") == "poison" {
+		if err := poisonChild(os.Getenv("INTAKE_DB")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_SQLITE_CHILD") == "1" {
 		if err := child(os.Getenv("INTAKE_DB"), os.Getenv("INTAKE_HANDLED")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
@@ -264,4 +273,89 @@ func TestCrash(t *testing.T) {
 		}
 	}
 	t.Logf("after restart: %d handled (%d twice: handled, then killed before the ack), %d committed", len(after), twice, len(committed))
+}
+
+// poisonChild is a service whose handler kills its own process (SIGKILL)
+// on the event "poison", as a decoder bug that crashes the program would.
+// It puts that event at start, then waits.
+func poisonChild(dbPath string) error {
+	b, err := sqlite.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := intake.New(intake.WithQueue(b), intake.WithClaimLease(300*time.Millisecond), intake.WithLogger(quiet))
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if e.ID == "poison" {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil
+	}, intake.WithMaxAttempts(3))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	go func() {
+		for {
+			err := s.Put(ctx, event.Event{Source: "api", ID: "poison", Payload: []byte(`{"crash":true}`)})
+			if _, retry := event.RetryDelay(err); !retry || ctx.Err() != nil {
+				return // stored, or pending (held by a predecessor), or dead
+			}
+			if errors.Is(err, event.ErrPending) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return s.Run(ctx)
+}
+
+// TestPoisonEventDiesAcrossKills: an event whose handler kills the
+// process each time is dead after WithMaxAttempts attempts, counted across
+// the kills, and the process then stays up.
+func TestPoisonEventDiesAcrossKills(t *testing.T) {
+	if raceEnabled {
+		t.Skip("skipped under -race; run it without -race")
+	}
+	db := filepath.Join(t.TempDir(), "intake.db")
+	runs := 0
+	for ; runs < 8; runs++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "INTAKE_SQLITE_CHILD=poison", "INTAKE_DB="+db)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("run %d ended with %v, want killed by its own handler", runs+1, err)
+			}
+			continue
+		case <-time.After(5 * time.Second):
+		}
+		// Up for 5 s: the event is dead and no longer delivered.
+		_ = cmd.Process.Signal(os.Interrupt)
+		<-done
+		break
+	}
+	if runs != 3 {
+		t.Errorf("the process was killed %d times, want 3 (WithMaxAttempts)", runs)
+	}
+	b, err := sqlite.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	r, err := b.Get(context.Background(), event.Key("api", "poison"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != dedupe.Dead || r.Attempts != 3 || r.Failure == nil {
+		t.Fatalf("after %d kills: %+v (failure %+v), want dead after 3 attempts", runs, r, r.Failure)
+	}
+	t.Logf("dead after %d kills: %q", runs, r.Failure.Err)
 }

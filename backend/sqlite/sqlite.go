@@ -184,7 +184,7 @@ func prepare(conn *sql.Conn, keys string) (stmts, error) {
 			ON CONFLICT (key) DO UPDATE SET state = 1, expires_at = excluded.expires_at, holder = excluded.holder,
 				seq = excluded.seq, event = excluded.event, source = excluded.source, type = excluded.type,
 				attempts = 0, failure = NULL
-			WHERE k.expires_at <= ?8 OR k.state = 3
+			WHERE (k.expires_at <= ?8 AND (k.seq IS NULL OR ?4 IS NULL)) OR k.state = 3
 			RETURNING 0`},
 		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
 		{&st.release, `DELETE FROM ` + keys + ` WHERE key = ? AND state = 1`},

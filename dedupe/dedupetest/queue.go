@@ -525,6 +525,9 @@ func attemptsOnAdoption(t *testing.T, holder func() dedupe.Queue) {
 	k := key(t, "attempts")
 	enqueue(t, a, k, short, dedupe.Claimed)
 	time.Sleep(2 * short) // a crashed
+	// A resend meanwhile finds the event pending: it is adopted, with the
+	// crash counted, not replaced with its attempts reset.
+	enqueue(t, b, k, long, dedupe.Pending)
 	if got := adopt(t, b, 10, short); len(got) != 1 || got[0].Attempts != 1 {
 		t.Fatalf("first adoption %+v, want 1 attempt", got)
 	}
