@@ -516,15 +516,17 @@ func (s *Stream) renew(stop <-chan struct{}) {
 	}
 }
 
-// adopt runs while the stream runs with a durable queue: every third of
-// the claim lease it adopts events whose holder is gone (this process
-// before a crash, or another replica), up to half the free room of the
-// queue and 1,000 at a time, and again at once while batches come back
-// full. It reserves no room: what no longer fits when it arrives (sources
+// adopt runs while the stream runs with a durable queue: at start, then
+// every second (or every third of the claim lease, if shorter), it adopts
+// events whose holder is gone (this process before a crash, or another
+// replica; the backends tell a dead holder from a slow one by a lock its
+// process holds), up to half the free room of the queue and 1,000 at a
+// time, and again at once while batches come back full, or when a replay
+// asks. It reserves no room: what no longer fits when it arrives (sources
 // filled the queue meanwhile) is given straight back.
 func (s *Stream) adopt(ctx context.Context) {
 	q := s.cfg.queue
-	every := max(s.cfg.claimLease/3, time.Millisecond)
+	every := max(min(s.cfg.claimLease/3, time.Second), time.Millisecond)
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		n := min(max(s.cfg.queueSize-s.queued, 0)/2, 1000)

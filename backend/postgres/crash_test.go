@@ -20,6 +20,13 @@ import (
 // TestMain runs the test binary as the crash test's child process when
 // INTAKE_PG_CHILD is set.
 func TestMain(m *testing.M) {
+	if os.Getenv("INTAKE_PG_CHILD") == "hold" {
+		if err := holdChild(os.Getenv("INTAKE_PG_PREFIX")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_PG_CHILD") == "1" {
 		if err := crashChild(os.Getenv("INTAKE_PG_PREFIX")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
@@ -233,5 +240,151 @@ func TestDrainKeepsClaims(t *testing.T) {
 	defer mu.Unlock()
 	if handled["a"] != 1 || handled["b"] != 0 {
 		t.Fatalf("handled by a %d times, by b %d times; want a once and b never", handled["a"], handled["b"])
+	}
+}
+
+// holdChild runs a stream with the default options that puts 100 events
+// its handler never finishes, says STORED, and waits to be killed.
+func holdChild(prefix string) error {
+	ctx := context.Background()
+	b, err := postgres.Open(ctx, dsn(), postgres.WithPrefix(prefix))
+	if err != nil {
+		return err
+	}
+	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet))
+	s.Handle(func(ctx context.Context, e event.Event) error { select {} }, intake.WithWorkers(8))
+	go func() { _ = s.Run(ctx) }()
+	for i := range 100 {
+		for s.Put(ctx, event.Event{Source: "api", ID: fmt.Sprintf("e-%03d", i)}) != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	fmt.Println("STORED")
+	select {}
+}
+
+// TestReplicaAdoptsAKilledPeerFast: with the default options (a 30 s
+// claim lease), a replica adopts what a killed peer held within 5 s: the
+// peer's advisory lock went with its connection.
+func TestReplicaAdoptsAKilledPeerFast(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	var mu sync.Mutex
+	handled := map[string]int{}
+	b := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(quiet))
+	b.Handle(func(ctx context.Context, e event.Event) error {
+		mu.Lock()
+		handled[e.ID]++
+		mu.Unlock()
+		return nil
+	}, intake.WithWorkers(8))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "INTAKE_PG_CHILD=hold", "INTAKE_PG_PREFIX="+prefix)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "STORED" {
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the live peer keeps what it holds
+	mu.Lock()
+	early := len(handled)
+	mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d events taken from a live peer", early)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		mu.Lock()
+		n := len(handled)
+		mu.Unlock()
+		if n == 100 {
+			break
+		}
+		if time.Since(killed) > 20*time.Second {
+			t.Fatalf("%d of 100 adopted 20 s after the kill", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(killed)
+	t.Logf("all 100 events of the killed peer handled by the replica %v after the kill", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("adoption took %v, want at most 5 s", took)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range handled {
+		if n != 1 {
+			t.Errorf("%s handled %d times", id, n)
+		}
+	}
+}
+
+// stalled is a backend whose claim renewals never return: a holder that
+// pauses (a long GC, a stopped process, a slow network) longer than
+// every heartbeat.
+type stalled struct{ *postgres.Backend }
+
+func (s stalled) Extend(ctx context.Context, keys []string, lease time.Duration) error {
+	if lease > 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Backend.Extend(ctx, keys, lease)
+}
+
+// TestSlowLiveHolderKeepsItsClaims: a holder that stops renewing its
+// claims for many leases, but is alive, keeps its events: another replica
+// does not take them, and they are handled once.
+func TestSlowLiveHolderKeepsItsClaims(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	var mu sync.Mutex
+	handled := map[string]int{}
+	record := func(who string) { mu.Lock(); handled[who]++; mu.Unlock() }
+	const lease = 200 * time.Millisecond
+	a := intake.New(intake.WithQueue(stalled{newBackend(t, pool, prefix)}), intake.WithClaimLease(lease), intake.WithLogger(quiet))
+	release := make(chan struct{})
+	started := make(chan struct{})
+	a.Handle(func(ctx context.Context, e event.Event) error {
+		close(started)
+		<-release
+		record("a")
+		return nil
+	}, intake.WithAckTimeout(time.Minute))
+	b := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithClaimLease(lease), intake.WithLogger(quiet))
+	b.Handle(func(ctx context.Context, e event.Event) error { record("b"); return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	adone, bdone := make(chan error, 1), make(chan error, 1)
+	go func() { adone <- a.Run(ctx) }()
+	go func() { bdone <- b.Run(ctx) }()
+	for a.Put(context.Background(), event.Event{Source: "api", ID: "slow"}) != nil {
+		time.Sleep(time.Millisecond)
+	}
+	<-started
+	time.Sleep(10 * lease) // ten leases without a renewal
+	close(release)
+	time.Sleep(3 * lease)
+	cancel()
+	<-adone
+	<-bdone
+	mu.Lock()
+	defer mu.Unlock()
+	if handled["a"] != 1 || handled["b"] != 0 {
+		t.Fatalf("handled by a %d times, by b %d times; want a once, b never", handled["a"], handled["b"])
 	}
 }

@@ -73,5 +73,6 @@ func newBackend(t testing.TB, pool *pgxpool.Pool, prefix string) *postgres.Backe
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = b.Close() })
 	return b
 }

@@ -28,13 +28,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,8 +54,14 @@ var schemaSQL string
 // [Open]. It is safe for concurrent use.
 type Backend struct {
 	pool   *pgxpool.Pool
-	owned  bool // Open made the pool; Close closes it
-	holder string
+	owned  bool   // Open made the pool; Close closes it
+	holder string // the decimal of lockID
+	lockID int32
+	// lock is the connection that holds this holder's advisory lock for
+	// the Backend's life: when the process dies, the server drops the
+	// connection and the lock with it, and peers adopt at once.
+	lock   *pgx.Conn
+	lockMu sync.Mutex
 	q      queries
 	calls  atomic.Int64
 }
@@ -80,11 +88,42 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, err
 	if !validPrefix.MatchString(s.prefix) {
 		return nil, fmt.Errorf("postgres: invalid table prefix %q", s.prefix)
 	}
-	b := &Backend{pool: pool, holder: newHolder(), q: newQueries(s.prefix)}
+	b := &Backend{pool: pool, q: newQueries(s.prefix)}
+	b.lockID = newLockID()
+	b.holder = strconv.FormatInt(int64(b.lockID), 10)
 	if err := b.migrate(ctx, s.prefix); err != nil {
 		return nil, err
 	}
+	if err := b.takeLock(ctx); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// lockClass is the first key of every holder's advisory lock (two-key
+// form); the second is the holder's id.
+const lockClass = 0x696e7461 // "inta"
+
+// takeLock takes the holder's session-level advisory lock on a
+// connection of its own, taken out of the pool.
+func (b *Backend) takeLock(ctx context.Context) error {
+	c, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: holder lock: %w", err)
+	}
+	conn := c.Hijack()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, int32(lockClass), b.lockID); err != nil {
+		_ = conn.Close(ctx)
+		return fmt.Errorf("postgres: holder lock: %w", err)
+	}
+	b.lock = conn
+	return nil
+}
+
+func newLockID() int32 {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return int32(binary.BigEndian.Uint32(r[:])&0x7fffffff) | 1 // positive, never 0
 }
 
 // Open connects to dsn and returns a backend that owns the pool: Close
@@ -103,19 +142,26 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 	return b, nil
 }
 
-// Close closes the pool if [Open] made it; otherwise it does nothing. It
-// returns nil; the error is there so that every backend closes alike.
+// Close ends the holder: it closes the connection that holds its lock, so
+// that what it still holds is adopted by peers at once, and closes the
+// pool if [Open] made it.
 func (b *Backend) Close() error {
+	b.lockMu.Lock()
+	var err error
+	if b.lock != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = b.lock.Close(ctx)
+		cancel()
+		b.lock = nil
+	}
+	b.lockMu.Unlock()
 	if b.owned {
 		b.pool.Close()
 	}
+	if err != nil {
+		return fmt.Errorf("postgres: close: %w", err)
+	}
 	return nil
-}
-
-func newHolder() string {
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	return hex.EncodeToString(r[:])
 }
 
 func (b *Backend) migrate(ctx context.Context, prefix string) error {
@@ -277,7 +323,7 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 	if _, err := b.Cleanup(ctx, 1000); err != nil {
 		return nil, err
 	}
-	rows, err := b.pool.Query(ctx, b.q.adopt, b.holder, micros(lease), n)
+	rows, err := b.pool.Query(ctx, b.q.adopt, b.holder, micros(lease), n, int32(lockClass))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: adopt: %w", err)
 	}

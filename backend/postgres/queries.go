@@ -60,12 +60,20 @@ UPDATE {p}keys SET expires_at = now() + $2 * interval '1 microsecond',
 	holder = CASE WHEN $2 = 0 THEN NULL ELSE holder END
 WHERE hash = ANY($1) AND holder = $3 AND state = 1`,
 
+		// Adoptable: given back (no holder), or held by a holder whose
+		// advisory lock is free (its process is gone). A live holder keeps
+		// its events however long it pauses; $4 is the lock class.
 		adopt: `
+WITH live AS MATERIALIZED (
+	SELECT objid::bigint::text AS holder FROM pg_locks
+	WHERE locktype = 'advisory' AND classid = $4::int::oid AND objsubid = 2 AND granted
+)
 UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond',
 	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END
 FROM (
 	SELECT hash FROM {p}keys
-	WHERE state = 1 AND seq IS NOT NULL AND expires_at <= now()
+	WHERE state = 1 AND seq IS NOT NULL
+		AND (holder IS NULL OR holder NOT IN (SELECT holder FROM live))
 	ORDER BY seq
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED

@@ -51,6 +51,7 @@ type Backend struct {
 	db     *sql.DB
 	owned  bool
 	holder string
+	lock   *holderLock // nil for an in-memory database or where flock is missing
 	t      tables
 	now    func() time.Time
 
@@ -153,6 +154,10 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	if err := db.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM ` + b.t.keys).Scan(&b.seq); err != nil {
 		return nil, fmt.Errorf("sqlite: read queue: %w", err)
 	}
+	var file string
+	if err := db.QueryRow(`SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err == nil && file != "" {
+		b.lock, _ = openHolderLock(file, b.holder) // without it, adoption waits for the lease
+	}
 	conn, err := db.Conn(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -216,6 +221,9 @@ func (b *Backend) Close() error {
 		st.Close()
 	}
 	b.conn.Close()
+	if b.lock != nil {
+		_ = b.lock.close() // after the writer: a successor adopts once all is written
+	}
 	if b.owned {
 		return b.db.Close()
 	}
@@ -590,8 +598,15 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		if err := b.cleanup(tx, now, 1000); err != nil {
 			return err
 		}
+		// Adoptable: the claim expired or was given back, or its holder's
+		// process is gone (its holder lock says so).
+		gone, err := b.goneHolders(tx)
+		if err != nil {
+			return err
+		}
 		rows, err := tx.Query(`SELECT key, event, attempts, holder IS NOT NULL FROM `+b.t.keys+`
-			WHERE state = 1 AND seq IS NOT NULL AND expires_at <= ? ORDER BY seq LIMIT ?`, now, n)
+			WHERE state = 1 AND seq IS NOT NULL AND (expires_at <= ? OR holder IS NULL OR holder IN (SELECT value FROM json_each(?)))
+			ORDER BY seq LIMIT ?`, now, gone, n)
 		if err != nil {
 			return err
 		}
@@ -906,4 +921,36 @@ func nullBytes(s string) any {
 		return nil
 	}
 	return []byte(s)
+}
+
+// goneHolders returns, as a JSON array, the other holders of queued events
+// whose processes are gone.
+func (b *Backend) goneHolders(tx *sql.Tx) (string, error) {
+	if b.lock == nil {
+		return "[]", nil
+	}
+	rows, err := tx.Query(`SELECT DISTINCT holder FROM `+b.t.keys+`
+		WHERE state = 1 AND seq IS NOT NULL AND holder IS NOT NULL AND holder != ?`, b.holder)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var gone []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return "", err
+		}
+		if b.lock.gone(h) {
+			gone = append(gone, h)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	j, _ := json.Marshal(gone)
+	if gone == nil {
+		j = []byte("[]")
+	}
+	return string(j), nil
 }

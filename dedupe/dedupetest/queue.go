@@ -134,30 +134,42 @@ func pendingAndDone(t *testing.T, holder func() dedupe.Queue) {
 	enqueue(t, q, k, long, dedupe.Done)
 }
 
+// crash ends holder q as a killed process would: it closes q when q can
+// be closed (a backend that knows a holder is alive by a lock or a
+// connection sees it gone, without its claims given back), and waits out
+// the short lease (a backend that knows it by the lease alone).
+func crash(t *testing.T, q dedupe.Queue) {
+	t.Helper()
+	if c, ok := q.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
+	time.Sleep(2 * short)
+}
+
 func adoptAfterExpiry(t *testing.T, holder func() dedupe.Queue) {
-	a, b := holder(), holder()
+	a, b, c := holder(), holder(), holder()
 	k := key(t, "crashed")
 	enqueue(t, a, k, short, dedupe.Claimed)
 	if got := adopt(t, b, 10, long); len(got) != 0 {
-		t.Fatalf("adopted %v while the lease runs", keysOf(got))
+		t.Fatalf("adopted %v from a live holder", keysOf(got))
 	}
-	time.Sleep(2 * short)
+	crash(t, a)
 	got := adopt(t, b, 10, long)
 	if len(got) != 1 || got[0].Key != k {
 		t.Fatalf("adopted %v, want [%s]", keysOf(got), k)
 	}
-	if again := adopt(t, a, 10, long); len(again) != 0 {
+	if again := adopt(t, c, 10, long); len(again) != 0 {
 		t.Fatalf("adopted twice: %v", keysOf(again))
 	}
 	// Adopted means claimed: a duplicate is still pending.
-	enqueue(t, a, k, long, dedupe.Pending)
+	enqueue(t, c, k, long, dedupe.Pending)
 }
 
 func adoptWholeEvent(t *testing.T, holder func() dedupe.Queue) {
-	q := holder()
+	a, q := holder(), holder()
 	k := key(t, "whole")
-	enqueue(t, q, k, short, dedupe.Claimed)
-	time.Sleep(2 * short)
+	enqueue(t, a, k, short, dedupe.Claimed)
+	crash(t, a)
 	got := adopt(t, q, 1, long)
 	if len(got) != 1 {
 		t.Fatalf("adopted %d", len(got))
@@ -172,15 +184,15 @@ func adoptWholeEvent(t *testing.T, holder func() dedupe.Queue) {
 }
 
 func adoptOrder(t *testing.T, holder func() dedupe.Queue) {
-	q := holder()
+	a, q := holder(), holder()
 	var ks []string
 	for i := range 5 {
 		k := key(t, fmt.Sprint("n", i))
 		ks = append(ks, k)
-		enqueue(t, q, k, short, dedupe.Claimed)
+		enqueue(t, a, k, short, dedupe.Claimed)
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(2 * short)
+	crash(t, a)
 	first := adopt(t, q, 3, long)
 	rest := adopt(t, q, 10, long)
 	got := append(keysOf(first), keysOf(rest)...)
@@ -215,7 +227,7 @@ func extendByHolder(t *testing.T, holder func() dedupe.Queue) {
 	if err := b.Extend(context.Background(), []string{k}, long); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * short)
+	crash(t, a)
 	if got := adopt(t, b, 10, long); len(got) != 1 {
 		t.Fatalf("another holder's Extend kept the claim: adopted %v", keysOf(got))
 	}
@@ -288,8 +300,8 @@ func adoptNilPayload(t *testing.T, holder func() dedupe.Queue) {
 			t.Fatalf("Enqueue: %v, %v", st, err)
 		}
 	}
-	time.Sleep(2 * short)
-	if q, ok := a.(interface {
+	crash(t, a)
+	if q, ok := b.(interface {
 		Cleanup(context.Context, int) (int64, error)
 	}); ok {
 		if _, err := q.Cleanup(context.Background(), 1000); err != nil {
@@ -343,7 +355,7 @@ func hostileEvents(t *testing.T, holder func() dedupe.Queue) {
 			t.Errorf("case %d: second Enqueue: %v, %v; want pending", i, st, err)
 		}
 	}
-	time.Sleep(2 * short)
+	crash(t, a)
 	got := adopt(t, b, 100, long)
 	if len(got) != len(want) {
 		t.Fatalf("adopted %d events, want %d", len(got), len(want))
@@ -361,14 +373,14 @@ func hostileEvents(t *testing.T, holder func() dedupe.Queue) {
 		if err := b.CommitMany(context.Background(), []string{it.Key}, long); err != nil {
 			t.Errorf("Commit: %v", err)
 		}
-		if st, err := a.Enqueue(context.Background(), it.Key, w, long); err != nil || st != dedupe.Done {
+		if st, err := b.Enqueue(context.Background(), it.Key, w, long); err != nil || st != dedupe.Done {
 			t.Errorf("Enqueue after Commit: %v, %v; want done", st, err)
 		}
 	}
 }
 
 func commitMany(t *testing.T, holder func() dedupe.Queue) {
-	q := holder()
+	q, b := holder(), holder()
 	var ks []string
 	for i := range 20 {
 		k := key(t, fmt.Sprint("many-", i))
@@ -384,8 +396,8 @@ func commitMany(t *testing.T, holder func() dedupe.Queue) {
 	for _, k := range ks[:15] {
 		enqueue(t, q, k, long, dedupe.Done)
 	}
-	time.Sleep(2 * short)
-	if got := adopt(t, q, 100, long); fmt.Sprint(keysOf(got)) != fmt.Sprint(ks[15:]) {
+	crash(t, q)
+	if got := adopt(t, b, 100, long); fmt.Sprint(keysOf(got)) != fmt.Sprint(ks[15:]) {
 		t.Fatalf("adopted %v, want only the 5 not committed", keysOf(got))
 	}
 }
@@ -521,27 +533,27 @@ func resendDead(t *testing.T, holder func() dedupe.Queue) {
 }
 
 func attemptsOnAdoption(t *testing.T, holder func() dedupe.Queue) {
-	a, b := holder(), holder()
+	a, b, c, d := holder(), holder(), holder(), holder()
 	k := key(t, "attempts")
 	enqueue(t, a, k, short, dedupe.Claimed)
-	time.Sleep(2 * short) // a crashed
+	crash(t, a)
 	// A resend meanwhile finds the event pending: it is adopted, with the
 	// crash counted, not replaced with its attempts reset.
 	enqueue(t, b, k, long, dedupe.Pending)
 	if got := adopt(t, b, 10, short); len(got) != 1 || got[0].Attempts != 1 {
 		t.Fatalf("first adoption %+v, want 1 attempt", got)
 	}
-	time.Sleep(2 * short) // b crashed too
-	if got := adopt(t, a, 10, long); len(got) != 1 || got[0].Attempts != 2 {
+	crash(t, b) // b dies too
+	if got := adopt(t, c, 10, long); len(got) != 1 || got[0].Attempts != 2 {
 		t.Fatalf("second adoption %+v, want 2 attempts", got)
 	}
-	if err := a.Extend(context.Background(), []string{k}, 0); err != nil { // a gives it back, cleanly
+	if err := c.Extend(context.Background(), []string{k}, 0); err != nil { // c gives it back, cleanly
 		t.Fatal(err)
 	}
-	if got := adopt(t, b, 10, long); len(got) != 1 || got[0].Attempts != 2 {
+	if got := adopt(t, d, 10, long); len(got) != 1 || got[0].Attempts != 2 {
 		t.Fatalf("adoption after a give-back %+v, want still 2 attempts", got)
 	}
-	if r := get(t, b, k); r.Attempts != 2 {
+	if r := get(t, d, k); r.Attempts != 2 {
 		t.Fatalf("Get: %d attempts", r.Attempts)
 	}
 }
