@@ -64,7 +64,9 @@ func receive(dbPath, addr string) error {
 	}
 	defer store.Close()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	stream := intake.New(intake.WithQueue(store), intake.WithClaimLease(time.Second), intake.WithLogger(quiet),
+	// The default claim lease (30 s): a restart after kill -9 knows its
+	// predecessor is gone (its holder lock went with it) and redelivers at once.
+	stream := intake.New(intake.WithQueue(store), intake.WithLogger(quiet),
 		intake.WithDrainTimeout(time.Second))
 	hook := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet))
 	stream.Add(hook)
