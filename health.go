@@ -28,6 +28,9 @@ type Health struct {
 	QueueCapacity int            `json:"queue_capacity"`
 	Sources       []SourceHealth `json:"sources,omitempty"`
 	InFlight      map[string]int `json:"in_flight,omitempty"` // handler calls running, by subscription
+	// DeadEvicted counts dead events the in-memory default dropped to
+	// keep its newest 10,000 (a durable queue keeps them all).
+	DeadEvicted int64 `json:"dead_evicted,omitempty"`
 }
 
 // SourceHealth is one source's part of [Health]: its name and, when it is
@@ -71,6 +74,9 @@ func (s *Stream) Health() Health {
 			}
 			h.InFlight[sub.name] = int(n)
 		}
+	}
+	if sk, ok := s.keys.(storeKeeper); ok {
+		h.DeadEvicted = sk.dead.evicted.Load()
 	}
 	h.Ready = h.Running && h.Store == "ok" && h.QueueDepth < h.QueueCapacity
 	return h

@@ -116,8 +116,14 @@ func TestBodyOnlySignatureReplay(t *testing.T) {
 	replay.Header.Set("X-GitHub-Delivery", "delivery-2") // the same body and signature, a new id
 	assert.Equal(t, http.StatusOK, serve(h, replay).Code, "a replay is a duplicate")
 	sink.mu.Lock()
-	defer sink.mu.Unlock()
 	assert.Len(t, sink.events, 1)
+	sink.mu.Unlock()
+	// The provider's redelivery keeps its id: it goes to the stream, which
+	// knows whether the event is done or dead (this sink takes it again).
+	assert.Equal(t, http.StatusAccepted, serve(h, githubRequest(plainSec, "delivery-1", b)).Code)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.Len(t, sink.events, 2)
 }
 
 // Defect 10: a GitHub hook set to application/x-www-form-urlencoded is

@@ -227,20 +227,33 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	e.Via = event.Webhook
 	e.Received = start
 
-	var guard string
+	// The replay guard: the body (with the type) is claimed beside the id,
+	// and so is the body with this id. A body seen before under this id is
+	// the same delivery again (a provider's redelivery keeps its id): the
+	// stream decides, as it knows whether it is done or dead. Under a new
+	// id it is a replay: a duplicate, not handled.
+	var guard, guardID string
 	if h.guard != nil {
 		sum := sha256.Sum256(body)
 		guard = event.Key(h.name, "replay:"+e.Type+":"+hex.EncodeToString(sum[:16]))
-		switch st, err := h.guard.Claim(r.Context(), guard, time.Minute); {
+		guardID = guard + ":" + e.ID
+		st, err := h.guard.Claim(r.Context(), guard, time.Minute)
+		if err == nil && st == dedupe.Done {
+			var same dedupe.State
+			if same, err = h.guard.Claim(r.Context(), guardID, time.Minute); err == nil {
+				if same == dedupe.Claimed {
+					_ = h.guard.Release(context.WithoutCancel(r.Context()), guardID)
+					h.rec.Count(metric.Duplicate, h.name, "replay", 1)
+					w.WriteHeader(http.StatusOK)
+					return "replayed"
+				}
+				guard = "" // the same delivery: the stream answers
+			}
+		}
+		switch {
 		case err != nil:
 			h.logs.Log(h.log, slog.LevelError, "replay-guard", "webhook: replay guard unreachable", "source", h.name, "err", err)
 			return h.retryLater(w, http.StatusServiceUnavailable, "store", time.Second)
-		case st == dedupe.Done:
-			// This body was accepted before: a retry of that delivery, or
-			// a replay under a new id. Either way, a duplicate.
-			h.rec.Count(metric.Duplicate, h.name, "replay", 1)
-			w.WriteHeader(http.StatusOK)
-			return "replayed"
 		case st == dedupe.Pending:
 			return h.retryLater(w, http.StatusConflict, "pending", time.Second)
 		}
@@ -253,6 +266,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		gctx := context.WithoutCancel(r.Context())
 		if err == nil || errors.Is(err, event.ErrDuplicate) {
 			_ = h.guard.Commit(gctx, guard, replayWindow)
+			_ = h.guard.Commit(gctx, guardID, replayWindow)
 		} else {
 			_ = h.guard.Release(gctx, guard)
 		}
