@@ -169,6 +169,8 @@ type config struct {
 	initial       string
 	lease         Lease
 	leaseTTL      time.Duration
+	longPoll      bool
+	keepSource    bool
 	log           *slog.Logger
 	rec           metric.Recorder
 }
@@ -267,6 +269,20 @@ func WithMaxPages(n int) Option {
 	}
 	return func(c *config) { c.maxPages = n }
 }
+
+// LongPoll is for a fetch that waits at the server until there is
+// something (a relay's feed, a blocking query): the poller asks again at
+// once after each poll instead of waiting an interval, but no sooner than
+// [WithMinGap] after the start of a poll that brought nothing, so that a
+// server that does not hold the request cannot make it spin. Backoff on
+// errors is as usual. Defaults to off.
+func LongPoll() Option { return func(c *config) { c.longPoll = true } }
+
+// KeepSource keeps the Source of fetched events that have one, instead of
+// the poller's name: for a fetch that relays events of several sources
+// (a relay's feed), so that their idempotency keys stay those of the
+// provider's own webhook and poller. Defaults to off.
+func KeepSource() Option { return func(c *config) { c.keepSource = true } }
 
 // WithCheckpoint sets where the cursor is saved. Defaults to a
 // [MemoryCheckpoint] of the poller's own.
@@ -463,6 +479,7 @@ func (p *Poller) poll(ctx context.Context, sink event.Sink) {
 		}
 
 		last = time.Now()
+		before := p.stats.events.Load() + p.stats.duplicates.Load()
 		slow, next, err := p.cycle(ctx, sink, cursor)
 		cursor = next
 		if ctx.Err() != nil {
@@ -478,6 +495,16 @@ func (p *Poller) poll(ctx context.Context, sink event.Sink) {
 		}
 		b.Reset()
 		p.status.Succeeded()
+		if p.cfg.longPoll {
+			gap := time.Duration(0)
+			if p.stats.events.Load()+p.stats.duplicates.Load() == before {
+				gap = time.Until(last.Add(p.cfg.minGap)) // nothing came: do not spin
+			}
+			if !sleep(ctx, max(slow, gap)) {
+				return
+			}
+			continue
+		}
 		// A delay the server asked for holds against triggers too; the
 		// rest of the interval does not, but the minimum gap does.
 		interval := p.jittered()
@@ -577,7 +604,10 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 		if e.ID == "" {
 			e.ID = event.ContentID(e)
 		}
-		e.Source, e.Via = p.name, event.Poll
+		if e.Source == "" || !p.cfg.keepSource {
+			e.Source = p.name
+		}
+		e.Via = event.Poll
 		if e.Received.IsZero() {
 			e.Received = now
 		}

@@ -18,6 +18,7 @@ import (
 // X-GitHub-Delivery (required) and its Type X-GitHub-Event.
 func GitHub(secrets ...string) *Scheme {
 	s := newScheme("github", secrets, nil, nil, verifyGitHub)
+	s.headers = []string{"X-Hub-Signature-256", "X-Github-Delivery", "X-Github-Event", "Content-Type"}
 	s.guardDefault = true
 	return s
 }

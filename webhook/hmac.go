@@ -61,6 +61,11 @@ func HMAC(cfg HMACConfig) *Scheme {
 	s := newScheme("hmac", cfg.Secrets, nil, cfg.Hash, func(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 		return verifyHMAC(s, &cfg, h, body)
 	})
+	for _, h := range []string{cfg.Header, cfg.TimestampHeader, cfg.IDHeader, cfg.TypeHeader} {
+		if h != "" {
+			s.headers = append(s.headers, h)
+		}
+	}
 	if cfg.Header == "" || (cfg.Content == TimestampDotBody && cfg.TimestampHeader == "") {
 		s.bad = errors.Join(ErrNoSecret, errors.New("webhook: HMAC config needs Header, and TimestampHeader for TimestampDotBody"))
 	}

@@ -16,6 +16,7 @@ import (
 // X-Shopify-Topic, and its Time X-Shopify-Triggered-At when present.
 func Shopify(secrets ...string) *Scheme {
 	s := newScheme("shopify", secrets, nil, nil, verifyShopify)
+	s.headers = []string{"X-Shopify-Hmac-Sha256", "X-Shopify-Webhook-Id", "X-Shopify-Event-Id", "X-Shopify-Topic", "X-Shopify-Triggered-At", "X-Shopify-Shop-Domain"}
 	s.guardDefault = true
 	return s
 }

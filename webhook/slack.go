@@ -21,7 +21,9 @@ import (
 // an id derived from their content. A url_verification request is answered
 // with its challenge, as Slack expects, and produces no event.
 func Slack(secrets ...string) *Scheme {
-	return newScheme("slack", secrets, nil, nil, verifySlack)
+	s := newScheme("slack", secrets, nil, nil, verifySlack)
+	s.headers = []string{"X-Slack-Signature", "X-Slack-Request-Timestamp"}
+	return s
 }
 
 func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {

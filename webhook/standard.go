@@ -24,7 +24,9 @@ import (
 // other versions (v1a) are ignored. The event's ID is the webhook-id, its
 // Type and Time the payload's "type" and "timestamp" fields when present.
 func StandardWebhooks(secrets ...string) *Scheme {
-	return newScheme("standard-webhooks", secrets, decodeWhsec, sha256.New, verifyStandard)
+	s := newScheme("standard-webhooks", secrets, decodeWhsec, sha256.New, verifyStandard)
+	s.headers = []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "Svix-Id", "Svix-Timestamp", "Svix-Signature"}
+	return s
 }
 
 func decodeWhsec(s string) ([]byte, error) {

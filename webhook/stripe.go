@@ -21,7 +21,9 @@ import (
 // ID, Type and Time are the body's "id", "type" and "created", the same id
 // Stripe's Events API returns, so a poller of that API dedupes against it.
 func Stripe(secrets ...string) *Scheme {
-	return newScheme("stripe", secrets, nil, nil, verifyStripe)
+	s := newScheme("stripe", secrets, nil, nil, verifyStripe)
+	s.headers = []string{"Stripe-Signature"}
+	return s
 }
 
 func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {

@@ -85,6 +85,7 @@ type Scheme struct {
 	// guardDefault: the signature covers the body alone and bodies of one
 	// type never repeat, so the handler's replay guard is on by default.
 	guardDefault bool
+	headers      []string // the request headers the scheme reads
 	tolerance    time.Duration
 	now          func() time.Time
 	verify       func(s *Scheme, h http.Header, body []byte) (event.Event, error)
@@ -127,6 +128,10 @@ func (s *Scheme) Verify(h http.Header, body []byte) (event.Event, error) {
 
 // Name returns the scheme's name, such as "stripe".
 func (s *Scheme) Name() string { return s.name }
+
+// Headers returns the names of the request headers the scheme reads: its
+// signature, id, timestamp and type headers.
+func (s *Scheme) Headers() []string { return append([]string(nil), s.headers...) }
 
 // WithTolerance returns a copy of s that accepts signed timestamps up to d
 // away from now, in either direction. It has no effect on schemes that

@@ -74,6 +74,8 @@ type Handler struct {
 	accepted func(event.Event)
 	guard    dedupe.Store // nil: no replay guard
 	guardSet bool         // WithReplayGuard was given
+	keep     []string     // request headers kept in Meta
+	keepSet  bool
 	sink     atomic.Pointer[sinkRef]
 	logs     logsample.Sampler // repeated records: at most once a second per reason
 	status   event.StatusRecorder
@@ -120,6 +122,24 @@ func WithReplayGuard(store dedupe.Store) Option {
 	return func(h *Handler) { h.guard, h.guardSet = store, true }
 }
 
+// MetaHeader is the prefix of the Meta keys under which [WithKeepHeaders]
+// keeps request headers: "header:" and the canonical name.
+const MetaHeader = "header:"
+
+// WithKeepHeaders keeps the named request headers in each event's Meta,
+// under [MetaHeader] and the canonical name, so that a consumer further on
+// (a relay's) can verify the provider's own signature again. With no
+// names, a [*Scheme]'s own headers ([Scheme.Headers]: its signature, id,
+// timestamp and type headers). Defaults to keeping none.
+func WithKeepHeaders(names ...string) Option {
+	return func(h *Handler) {
+		h.keepSet = true
+		for _, n := range names {
+			h.keep = append(h.keep, http.CanonicalHeaderKey(n))
+		}
+	}
+}
+
 // replayWindow is how long the replay guard remembers a body.
 const replayWindow = 7 * 24 * time.Hour
 
@@ -144,6 +164,9 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 	}
 	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
 		h.guard = dedupe.NewMemory()
+	}
+	if sc, ok := v.(*Scheme); ok && h.keepSet && len(h.keep) == 0 {
+		h.keep = sc.Headers()
 	}
 	return h
 }
@@ -219,9 +242,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if e.Meta == nil {
-			e.Meta = make(map[string]string, 1)
+			e.Meta = make(map[string]string, 1+len(h.keep))
 		}
 		e.Meta["content-type"] = ct
+	}
+	for _, name := range h.keep {
+		if v := r.Header.Get(name); v != "" {
+			if e.Meta == nil {
+				e.Meta = make(map[string]string, len(h.keep))
+			}
+			e.Meta[MetaHeader+name] = v
+		}
 	}
 	e.Source = h.name
 	e.Via = event.Webhook
