@@ -2,14 +2,19 @@ package postgres_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
+	"github.com/intakehq/intake/relay"
+	"github.com/intakehq/intake/relay/relaytest"
 )
 
 func TestStoreConformance(t *testing.T) {
@@ -55,5 +60,39 @@ func TestEarlierSchemaRefused(t *testing.T) {
 	_, err := postgres.New(context.Background(), pool, postgres.WithPrefix(prefix))
 	if err == nil || !strings.Contains(err.Error(), "earlier version") {
 		t.Fatalf("New on an earlier schema: %v", err)
+	}
+}
+
+func TestFeedConformance(t *testing.T) {
+	pool := testPool(t)
+	relaytest.RunFeed(t, func(t *testing.T) relay.Feed { return newBackend(t, pool, testPrefix(t, pool)).Feed() })
+}
+
+// TestFeedReplicas: a long poll held on relay replica A returns an event
+// stored through replica B.
+func TestFeedReplicas(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	a, b := newBackend(t, pool, prefix).Feed(), newBackend(t, pool, prefix).Feed()
+	h := relay.NewHandler(a, []string{"t"})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	time.Sleep(200 * time.Millisecond) // A's listener is up
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = b.Append(context.Background(), event.Event{ID: "via-b", Source: "s", Payload: []byte(`{}`)})
+	}()
+	start := time.Now()
+	pg, err := relay.NewFetcher(srv.URL, "t", relay.WithWait(10*time.Second)).Fetch(context.Background(), "")
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Events) != 1 || pg.Events[0].ID != "via-b" {
+		t.Fatalf("got %+v", pg.Events)
+	}
+	t.Logf("the long poll on A returned %v after it began, the event stored through B at 300 ms", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("took %v: A was not woken by B's append", took)
 	}
 }

@@ -62,6 +62,10 @@ type Backend struct {
 	// connection and the lock with it, and peers adopt at once.
 	lock   *pgx.Conn
 	lockMu sync.Mutex
+	prefix string
+
+	feedOnce sync.Once
+	feed     *Feed
 	q      queries
 	calls  atomic.Int64
 }
@@ -88,7 +92,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, err
 	if !validPrefix.MatchString(s.prefix) {
 		return nil, fmt.Errorf("postgres: invalid table prefix %q", s.prefix)
 	}
-	b := &Backend{pool: pool, q: newQueries(s.prefix)}
+	b := &Backend{pool: pool, q: newQueries(s.prefix), prefix: s.prefix}
 	b.lockID = newLockID()
 	b.holder = strconv.FormatInt(int64(b.lockID), 10)
 	if err := b.migrate(ctx, s.prefix); err != nil {
@@ -146,6 +150,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 // that what it still holds is adopted by peers at once, and closes the
 // pool if [Open] made it.
 func (b *Backend) Close() error {
+	if b.feed != nil {
+		b.feed.close()
+	}
 	b.lockMu.Lock()
 	var err error
 	if b.lock != nil {

@@ -45,3 +45,11 @@ CREATE TABLE IF NOT EXISTS {p}leases (
     holder     text        NOT NULL,
     expires_at timestamptz NOT NULL
 );
+
+-- The relay's feed: events in the order they were stored, by cursor.
+CREATE TABLE IF NOT EXISTS {p}feed (
+    cursor bigserial   PRIMARY KEY,
+    at     timestamptz NOT NULL DEFAULT now(),
+    event  bytea       NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {p}feed_at ON {p}feed (at);

@@ -11,6 +11,8 @@ import (
 	"github.com/intakehq/intake/dedupe/dedupetest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
+	"github.com/intakehq/intake/relay"
+	"github.com/intakehq/intake/relay/relaytest"
 )
 
 func open(t testing.TB, path string, opts ...sqlite.Option) *sqlite.Backend {
@@ -81,4 +83,8 @@ func TestEarlierSchemaRefused(t *testing.T) {
 	if _, err := sqlite.New(db); err == nil || !strings.Contains(err.Error(), "earlier version") {
 		t.Fatalf("New on an earlier schema: %v", err)
 	}
+}
+
+func TestFeedConformance(t *testing.T) {
+	relaytest.RunFeed(t, func(t *testing.T) relay.Feed { return open(t, filepath.Join(t.TempDir(), "feed.db")).Feed() })
 }

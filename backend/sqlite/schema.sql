@@ -41,3 +41,11 @@ CREATE TABLE IF NOT EXISTS {p}leases (
     holder     TEXT    NOT NULL,
     expires_at INTEGER NOT NULL
 );
+
+-- The relay's feed: events in the order they were stored, by cursor.
+CREATE TABLE IF NOT EXISTS {p}feed (
+    cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    event  BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {p}feed_at ON {p}feed (at);

@@ -52,6 +52,9 @@ type Backend struct {
 	owned  bool
 	holder string
 	lock   *holderLock // nil for an in-memory database or where flock is missing
+
+	feedOnce sync.Once
+	feed     *Feed
 	t      tables
 	now    func() time.Time
 
