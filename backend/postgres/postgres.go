@@ -66,8 +66,8 @@ type Backend struct {
 
 	feedOnce sync.Once
 	feed     *Feed
-	q      queries
-	calls  atomic.Int64
+	q        queries
+	calls    atomic.Int64
 }
 
 // Option configures a [Backend].

@@ -22,7 +22,9 @@ type Feed struct {
 
 // Feed returns the relay feed kept in the backend's file.
 func (b *Backend) Feed() *Feed {
-	b.feedOnce.Do(func() { b.feed = &Feed{b: b, table: b.t.keys[:len(b.t.keys)-len("keys")] + "feed", changed: make(chan struct{})} })
+	b.feedOnce.Do(func() {
+		b.feed = &Feed{b: b, table: b.t.keys[:len(b.t.keys)-len("keys")] + "feed", changed: make(chan struct{})}
+	})
 	return b.feed
 }
 

@@ -55,8 +55,8 @@ type Backend struct {
 
 	feedOnce sync.Once
 	feed     *Feed
-	t      tables
-	now    func() time.Time
+	t        tables
+	now      func() time.Time
 
 	conn  *sql.Conn // the writer's connection
 	stmts stmts     // prepared on conn
