@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-var colors = map[string]string{"polling": "#e4572e", "webhooks": "#17a2b8", "hybrid": "#5b3f9e"}
+var colors = map[string]string{"polling": "#e4572e", "webhooks": "#17a2b8", "hybrid": "#5b3f9e", "relay": "#2a9d3f"}
 
 // chart draws the report as a self-contained SVG: on the left, the
 // distribution of delivery latency per consumer (a CDF on a log scale); on

@@ -60,6 +60,19 @@ func TestComparisonProperties(t *testing.T) {
 	if frac := float64(w.Missed) / float64(rep.Emitted); frac < 0.03 || frac > 0.2 {
 		t.Errorf("webhooks missed %.1f%% with 10%% of deliveries dropped", 100*frac)
 	}
+	// Relay: the consumer has no listening socket, yet misses only what the
+	// network lost on the way to the relay, at webhook latency, with about
+	// one long poll per event (a poll returns as soon as one arrives).
+	r := by["relay"]
+	if int64(r.Missed) != r.WebhooksUnrecovered || r.DuplicatesDelivered != 0 {
+		t.Errorf("relay: missed %d with %d unrecovered, %d delivered twice", r.Missed, r.WebhooksUnrecovered, r.DuplicatesDelivered)
+	}
+	if r.LatencyMS.P99 > 2*w.LatencyMS.P99+20 {
+		t.Errorf("relay p99 %.1f ms, webhooks p99 %.1f ms: want within 2× (+20 ms)", r.LatencyMS.P99, w.LatencyMS.P99)
+	}
+	if polls := r.APIRequests; polls > int64(r.Delivered)+10 {
+		t.Errorf("relay: %d feed polls for %d events", polls, r.Delivered)
+	}
 	// Polling: mean latency about half the interval.
 	p := by["polling"]
 	half := float64(interval.Milliseconds()) / 2

@@ -14,6 +14,7 @@ import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
 	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/relay"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -27,6 +28,9 @@ type consumer struct {
 	poll   *poller.Poller
 	srv    *http.Server
 	url    string // webhook endpoint, if any
+
+	relayStream *intake.Stream // the public relay's stream, for the relay consumer
+	feed        *relay.Fetcher // the consumer's long polls of the relay
 
 	dups atomic.Int64 // duplicates the stream suppressed
 
@@ -78,21 +82,7 @@ func newConsumer(name string, p *provider, interval time.Duration, withHook, tri
 		c.url = "http://" + ln.Addr().String() + "/webhooks"
 		go func() { _ = c.srv.Serve(ln) }()
 	}
-	deliveries := c.stream.Subscribe()
-	go func() {
-		for d := range deliveries {
-			now := time.Now()
-			c.mu.Lock()
-			if _, seen := c.delivered[d.Event.ID]; seen {
-				c.redeliver++
-			} else {
-				c.delivered[d.Event.ID] = now
-				c.order = append(c.order, d.Event.ID)
-			}
-			c.mu.Unlock()
-			d.Ack()
-		}
-	}()
+	c.record(c.stream.Subscribe())
 	return c, nil
 }
 
@@ -134,6 +124,65 @@ func (c *consumer) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.delivered)
+}
+
+// newRelayConsumer builds the relay pattern: the provider's webhooks go to
+// a public relay (its own stream, verifying and keeping them in a feed);
+// the consumer, with no listening socket, long-polls the relay's feed with
+// its poller.
+func newRelayConsumer(name string, p *provider, log *slog.Logger) (*consumer, error) {
+	c := &consumer{name: name, delivered: make(map[string]time.Time)}
+	feed := &relay.MemoryFeed{}
+	rl := relay.New(feed, 0)
+	c.relayStream = intake.New(intake.WithLogger(log), intake.WithDrainTimeout(2*time.Second))
+	c.hook = webhook.New("provider", webhook.StandardWebhooks(p.secret), webhook.WithLogger(log))
+	c.relayStream.Add(c.hook)
+	c.relayStream.Handle(rl.Store, intake.WithWorkers(4))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks", c.hook)
+	mux.Handle("GET /feed", relay.NewHandler(feed, []string{"compare"}, relay.WithLogger(log)))
+	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	base := "http://" + ln.Addr().String()
+	c.url = base + "/webhooks"
+	go func() { _ = c.srv.Serve(ln) }()
+
+	c.stream = intake.New(intake.WithLogger(log), intake.WithMetrics(dupCounter{n: &c.dups}), intake.WithDrainTimeout(2*time.Second))
+	c.feed = relay.NewFetcher(base+"/feed", "compare", relay.WithWait(30*time.Second))
+	c.poll = poller.New("relay", c.feed, poller.LongPoll(), poller.KeepSource(),
+		poller.WithBackoff(100*time.Millisecond, 2*time.Second), poller.WithLogger(log))
+	c.stream.Add(c.poll)
+	c.record(c.stream.Subscribe())
+	return c, nil
+}
+
+// record takes deliveries, noting when each event first arrived.
+func (c *consumer) record(deliveries <-chan *intake.Delivery) {
+	go func() {
+		for d := range deliveries {
+			now := time.Now()
+			c.mu.Lock()
+			if _, seen := c.delivered[d.Event.ID]; seen {
+				c.redeliver++
+			} else {
+				c.delivered[d.Event.ID] = now
+				c.order = append(c.order, d.Event.ID)
+			}
+			c.mu.Unlock()
+			d.Ack()
+		}
+	}()
+}
+
+// streams are the consumer's streams to run: its own, and the relay's.
+func (c *consumer) streams() []*intake.Stream {
+	if c.relayStream != nil {
+		return []*intake.Stream{c.stream, c.relayStream}
+	}
+	return []*intake.Stream{c.stream}
 }
 
 func (c *consumer) close() {

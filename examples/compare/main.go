@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/intakehq/intake"
 	"io"
 	"log/slog"
 	"net/http"
@@ -127,23 +128,31 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	consumers := []*consumer{polling, hooks, hybrid}
+	relayed, err := newRelayConsumer("relay", prov, log)
+	if err != nil {
+		return nil, err
+	}
+	consumers := []*consumer{polling, hooks, hybrid, relayed}
 
 	streamCtx, stopStreams := context.WithCancel(context.Background())
-	runDone := make(chan error, len(consumers))
+	var streams []*intake.Stream
 	for _, c := range consumers {
-		go func() { runDone <- c.stream.Run(streamCtx) }()
+		streams = append(streams, c.streams()...)
+	}
+	runDone := make(chan error, len(streams))
+	for _, s := range streams {
+		go func() { runDone <- s.Run(streamCtx) }()
 	}
 	defer func() {
 		stopStreams()
-		for range consumers {
+		for range streams {
 			<-runDone
 		}
 		for _, c := range consumers {
 			c.close()
 		}
 	}()
-	if err := waitRunning(ctx, hooks.url, hybrid.url); err != nil {
+	if err := waitRunning(ctx, hooks.url, hybrid.url, relayed.url); err != nil {
 		return nil, err
 	}
 
@@ -151,7 +160,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 	emitted := make(chan struct{})
 	go func() {
 		defer close(emitted)
-		prov.run(ctx, start, map[string]string{"webhooks": hooks.url, "hybrid": hybrid.url})
+		prov.run(ctx, start, map[string]string{"webhooks": hooks.url, "hybrid": hybrid.url, "relay": relayed.url})
 	}()
 	deliveriesDone := make(chan struct{})
 	go func() {
@@ -181,8 +190,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 			finished = true
 		case <-tick.C:
 			if !cfg.quiet {
-				fmt.Fprintf(progress, "\r%5.1fs  emitted %4d/%d   delivered: polling %4d · webhooks %4d · hybrid %4d ",
-					time.Since(start).Seconds(), prov.emittedCount(), total, polling.count(), hooks.count(), hybrid.count())
+				fmt.Fprintf(progress, "\r%5.1fs  emitted %4d/%d   delivered: polling %4d · webhooks %4d · hybrid %4d · relay %4d ",
+					time.Since(start).Seconds(), prov.emittedCount(), total, polling.count(), hooks.count(), hybrid.count(), relayed.count())
 			}
 			select {
 			case <-deliveriesDone:
@@ -314,7 +323,10 @@ func (c *consumer) report(p *provider, emitted int) ConsumerReport {
 	r.DuplicatesSuppressed = c.dups.Load()
 	s := p.snapshot(c.name)
 	r.APIRequests, r.Webhooks = s.apiRequests, s.webhooks
-	r.Requests = s.apiRequests + s.webhooks
+	if c.feed != nil {
+		r.APIRequests += c.feed.Requests() // the consumer's long polls of the relay
+	}
+	r.Requests = r.APIRequests + s.webhooks
 	r.WebhooksLost, r.WebhooksUnrecovered = s.webhooksDropped, s.unrecovered
 	r.EmptyPolls, r.NotModified, r.RateLimited, r.Bytes = s.emptyPolls, s.notModified, s.rateLimited, s.bytes
 	r.perSecond = s.perSecond
@@ -364,7 +376,7 @@ func printTable(w io.Writer, r *Report) {
 	row("latency max", func(cr ConsumerReport) string { return dur(cr.LatencyMS.Max) })
 	row("latency mean", func(cr ConsumerReport) string { return dur(cr.LatencyMS.Mean) })
 	row("HTTP requests", func(cr ConsumerReport) string { return num(cr.Requests) })
-	row("  list API polls", func(cr ConsumerReport) string { return num(cr.APIRequests) })
+	row("  list API (or feed) polls", func(cr ConsumerReport) string { return num(cr.APIRequests) })
 	row("  webhooks received", func(cr ConsumerReport) string { return num(cr.Webhooks) })
 	row("webhooks lost in transit", func(cr ConsumerReport) string { return num(cr.WebhooksLost) })
 	row("empty polls", func(cr ConsumerReport) string { return num(cr.EmptyPolls) })
