@@ -376,7 +376,7 @@ func printTable(w io.Writer, r *Report) {
 	row("latency max", func(cr ConsumerReport) string { return dur(cr.LatencyMS.Max) })
 	row("latency mean", func(cr ConsumerReport) string { return dur(cr.LatencyMS.Mean) })
 	row("HTTP requests", func(cr ConsumerReport) string { return num(cr.Requests) })
-	row("  list API (or feed) polls", func(cr ConsumerReport) string { return num(cr.APIRequests) })
+	row("  API or feed polls", func(cr ConsumerReport) string { return num(cr.APIRequests) })
 	row("  webhooks received", func(cr ConsumerReport) string { return num(cr.Webhooks) })
 	row("webhooks lost in transit", func(cr ConsumerReport) string { return num(cr.WebhooksLost) })
 	row("empty polls", func(cr ConsumerReport) string { return num(cr.EmptyPolls) })
