@@ -92,7 +92,9 @@ func (l *deadList) all() []dedupe.Record {
 // newest 10,000 dead events.
 func (s *Stream) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, error) {
 	if in := s.inspector(); in != nil {
-		return in.List(ctx, f)
+		recs, err := in.List(ctx, f)
+		s.markInFlight(recs)
+		return recs, err
 	}
 	recs := s.dead().all()
 	s.mu.Lock()
@@ -108,6 +110,7 @@ func (s *Stream) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, er
 		}
 	}
 	slices.SortFunc(out, func(a, b dedupe.Record) int { return int(a.Seq - b.Seq) })
+	s.markInFlight(out)
 	limit := f.Limit
 	if limit <= 0 {
 		limit = dedupe.DefaultListLimit
@@ -179,6 +182,34 @@ func (s *Stream) Discard(ctx context.Context, key string) error {
 		return fmt.Errorf("intake: %q: %w", key, dedupe.ErrNotFound)
 	}
 	return nil
+}
+
+// markInFlight sets InFlight on the records of events out to a
+// subscriber of this stream now.
+func (s *Stream) markInFlight(recs []dedupe.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	out := map[string]bool{}
+	s.mu.Lock()
+	var live []*entry
+	for en := range s.live {
+		live = append(live, en)
+	}
+	s.mu.Unlock()
+	for _, en := range live {
+		for _, it := range en.items {
+			it.sub.mu.Lock()
+			sent := it.attempt > en.base && !it.done && it.sub.sentNow(it)
+			it.sub.mu.Unlock()
+			if sent {
+				out[en.key] = true
+			}
+		}
+	}
+	for i := range recs {
+		recs[i].InFlight = out[recs[i].Key]
+	}
 }
 
 func (s *Stream) inspector() dedupe.Inspector {

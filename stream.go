@@ -71,12 +71,13 @@ const (
 // starts and stops, which commits keys in batches, so that an Ack never
 // waits on the store.
 type Stream struct {
-	cfg  config
-	log  *slog.Logger
-	keys keeper // claims, commits and releases keys; keeps events if durable
-	rec  metric.Recorder
-	done *committer
-	logs logsample.Sampler // repeated errors: at most once a second per reason
+	cfg   config
+	log   *slog.Logger
+	keys  keeper          // claims, commits and releases keys; keeps events if durable
+	rec   metric.Recorder // stats, then the user's
+	stats *statsRecorder
+	done  *committer
+	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
 	adoptWake  chan struct{}              // pokes the adopter (a replay)
@@ -133,11 +134,13 @@ func New(opts ...Option) *Stream {
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
+	stats := newStatsRecorder(cfg.metrics)
 	s := &Stream{
 		cfg:       cfg,
 		log:       cfg.logger,
 		keys:      keys,
-		rec:       cfg.metrics,
+		rec:       stats,
+		stats:     stats,
 		live:      make(map[*entry]struct{}),
 		drained:   make(chan struct{}),
 		adoptWake: make(chan struct{}, 1),

@@ -318,6 +318,17 @@ func (sub *subscription) exhausted(it *item) bool {
 	return sub.cfg.maxAttempts > 0 && it.attempt >= sub.cfg.maxAttempts
 }
 
+// sentNow reports whether it is out to a reader: delivered, its lease
+// running, not waiting for a retry. sub.mu must be held.
+func (sub *subscription) sentNow(it *item) bool {
+	for _, t := range sub.timers {
+		if t.it == it && t.gen == it.gen {
+			return t.kind == timerLease
+		}
+	}
+	return false
+}
+
 // stale reports whether a prepared delivery must not be sent: its event
 // was acked, or it was superseded.
 func (sub *subscription) stale(d *Delivery) bool {

@@ -47,8 +47,9 @@ type Record struct {
 	Key      string      `json:"key"`
 	Seq      int64       `json:"seq"` // the order of arrival; List pages by it
 	State    RecordState `json:"state"`
-	Attempts int         `json:"attempts"`          // deliveries counted so far
-	Failure  *Failure    `json:"failure,omitempty"` // for a dead event
+	Attempts int         `json:"attempts"`            // deliveries counted so far
+	InFlight bool        `json:"in_flight,omitempty"` // out to a subscriber now (as the stream that lists it knows)
+	Failure  *Failure    `json:"failure,omitempty"`   // for a dead event
 	Event    event.Event `json:"event"`
 }
 

@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -132,9 +133,10 @@ func ContentID(e Event) string {
 // (a webhook accepted a request, a poller finished a poll) and when it
 // last failed, with the error's text. Zero times mean never.
 type Status struct {
-	LastSuccess time.Time `json:"last_success,omitzero"`
-	LastError   time.Time `json:"last_error,omitzero"`
-	Err         string    `json:"error,omitempty"`
+	LastSuccess time.Time        `json:"last_success,omitzero"`
+	LastError   time.Time        `json:"last_error,omitzero"`
+	Err         string           `json:"error,omitempty"`
+	Rejected    map[string]int64 `json:"rejected,omitempty"` // requests the source turned away, by reason
 }
 
 // Reporter is a source that reports its [Status]; the stream's health
@@ -151,6 +153,16 @@ type Reporter interface {
 type StatusRecorder struct {
 	success, failure atomic.Int64 // unix nanoseconds
 	err              atomic.Pointer[string]
+	rejected         sync.Map // reason → *atomic.Int64
+}
+
+// Rejected counts a request turned away for reason.
+func (r *StatusRecorder) Rejected(reason string) {
+	v, ok := r.rejected.Load(reason)
+	if !ok {
+		v, _ = r.rejected.LoadOrStore(reason, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
 }
 
 // Succeeded records a success now.
@@ -175,5 +187,12 @@ func (r *StatusRecorder) Status() Status {
 	if p := r.err.Load(); p != nil {
 		st.Err = *p
 	}
+	r.rejected.Range(func(k, v any) bool {
+		if st.Rejected == nil {
+			st.Rejected = map[string]int64{}
+		}
+		st.Rejected[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
 	return st
 }

@@ -358,6 +358,7 @@ func (h *Handler) holdForRoom(ctx context.Context, sink event.Sink, e event.Even
 }
 
 func (h *Handler) reject(w http.ResponseWriter, status int, reason string, err error) string {
+	h.status.Rejected(reason)
 	h.logRejection(status, reason, err)
 	http.Error(w, http.StatusText(status), status)
 	return reason
