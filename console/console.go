@@ -1,0 +1,453 @@
+// Package console is an admin page for a stream, to mount in your own
+// server: an overview of each source (accepted, duplicates, rejected by
+// reason, last success and last error, a rate chart), the queue against
+// its capacity, lists of queued, in-flight and dead events with paging and
+// filters, each event with its payload, attempts and error, and buttons to
+// replay or discard it. JSON endpoints under /api serve the same data and
+// actions to the intake CLI.
+//
+//	mux.Handle("/intake/", http.StripPrefix("/intake", console.New(stream)))
+//
+// Safe by default: it answers only loopback clients unless given an
+// authorization function ([WithAuthorize]), every action needs a CSRF
+// token (a form field the pages carry, or the X-Intake-CSRF header the
+// API needs), payloads are escaped, and the request headers a webhook
+// kept (its signature among them) are never shown. Pages are rendered
+// from html/template, embedded, and work with JavaScript off.
+package console
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/dedupe"
+)
+
+//go:embed templates/*.html
+var files embed.FS
+
+// Handler serves the console. Create it with [New].
+type Handler struct {
+	s         *intake.Stream
+	authorize func(*http.Request) bool
+	csrf      string
+	log       *slog.Logger
+	mux       *http.ServeMux
+	tmpl      *template.Template
+	pageSize  int
+}
+
+// Option configures a [Handler].
+type Option func(*Handler)
+
+// WithAuthorize sets the function that decides who may use the console
+// (your session check). Without it, only loopback clients may.
+func WithAuthorize(fn func(*http.Request) bool) Option { return func(h *Handler) { h.authorize = fn } }
+
+// WithLogger sets the logger. Defaults to [slog.Default].
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// CSRFHeader is the header an API action must carry, with the token a
+// GET of /api/token returns (a browser cannot send it cross-site).
+const CSRFHeader = "X-Intake-CSRF"
+
+// New returns the console of s.
+func New(s *intake.Stream, opts ...Option) *Handler {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := &Handler{s: s, csrf: hex.EncodeToString(b[:]), log: slog.Default(), mux: http.NewServeMux(), pageSize: 50}
+	for _, o := range opts {
+		o(h)
+	}
+	h.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
+		"ago":     ago,
+		"keyPath": url.PathEscape,
+		"spark":   spark,
+		"json":    prettyPayload,
+		"query":   query,
+	}).ParseFS(files, "templates/*.html"))
+	h.mux.HandleFunc("GET /{$}", h.overview)
+	h.mux.HandleFunc("GET /events", h.list)
+	h.mux.HandleFunc("GET /events/{key}", h.event)
+	h.mux.HandleFunc("POST /events/{key}/{action}", h.act)
+	h.mux.HandleFunc("GET /api/token", h.apiToken)
+	h.mux.HandleFunc("GET /api/overview", h.apiOverview)
+	h.mux.HandleFunc("GET /api/events", h.apiList)
+	h.mux.HandleFunc("GET /api/events/{key}", h.apiEvent)
+	h.mux.HandleFunc("POST /api/events/{key}/{action}", h.apiAct)
+	return h
+}
+
+// ServeHTTP implements [http.Handler].
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.allowed(r) {
+		http.Error(w, "the intake console answers loopback clients only, unless configured with console.WithAuthorize", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'")
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) allowed(r *http.Request) bool {
+	if h.authorize != nil {
+		return h.authorize(r)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (h *Handler) validCSRF(token string) bool {
+	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(h.csrf)) == 1
+}
+
+// overviewData is what the overview shows.
+type overviewData struct {
+	Health  intake.Health
+	Sources []sourceRow
+	Dead    int
+	CSRF    string
+}
+
+type sourceRow struct {
+	intake.SourceStats
+	LastSuccess, LastError time.Time
+	Err                    string
+	Turned                 []reasonCount // rejected by the stream or the source, by reason
+}
+
+type reasonCount struct {
+	Reason string
+	N      int64
+}
+
+func (h *Handler) overviewData(ctx context.Context) overviewData {
+	d := overviewData{Health: h.s.Health(), CSRF: h.csrf}
+	stats := map[string]intake.SourceStats{}
+	for _, st := range h.s.Stats() {
+		stats[st.Name] = st
+	}
+	seen := map[string]bool{}
+	add := func(name string, sh *intake.SourceHealth) {
+		seen[name] = true
+		row := sourceRow{SourceStats: stats[name]}
+		row.Name = name
+		rejected := map[string]int64{}
+		for k, v := range row.Rejected {
+			rejected[k] += v
+		}
+		if sh != nil {
+			row.LastSuccess, row.LastError, row.Err = sh.LastSuccess, sh.LastError, sh.Err
+			for k, v := range sh.Rejected {
+				rejected[k] += v
+			}
+		}
+		for k, v := range rejected {
+			row.Turned = append(row.Turned, reasonCount{k, v})
+		}
+		sort.Slice(row.Turned, func(i, j int) bool { return row.Turned[i].Reason < row.Turned[j].Reason })
+		d.Sources = append(d.Sources, row)
+	}
+	for i := range d.Health.Sources {
+		add(d.Health.Sources[i].Name, &d.Health.Sources[i])
+	}
+	for name := range stats {
+		if !seen[name] {
+			add(name, nil)
+		}
+	}
+	sort.Slice(d.Sources, func(i, j int) bool { return d.Sources[i].Name < d.Sources[j].Name })
+	if dead, err := h.s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: 1000}); err == nil {
+		d.Dead = len(dead)
+	}
+	return d
+}
+
+func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
+	h.render(w, "overview.html", h.overviewData(r.Context()))
+}
+
+// listData is one page of a list.
+type listData struct {
+	State, Source, Type string
+	Records             []dedupe.Record
+	Next                int64 // the After of the next page, 0 for none
+	CSRF                string
+	Health              intake.Health
+}
+
+func (h *Handler) filter(r *http.Request) (dedupe.Filter, string, error) {
+	q := r.URL.Query()
+	f := dedupe.Filter{Source: q.Get("source"), Type: q.Get("type"), Limit: h.pageSize}
+	state := q.Get("state")
+	switch state {
+	case "", "dead":
+		state, f.State = "dead", dedupe.Dead
+	case "queued", "in-flight":
+		f.State = dedupe.Queued
+	case "all":
+		f.State = 0
+	default:
+		return f, state, fmt.Errorf("state: dead, queued, in-flight or all")
+	}
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return f, state, errors.New("after: a seq from the previous page")
+		}
+		f.After = n
+	}
+	if s := q.Get("limit"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			f.Limit = min(n, 1000)
+		}
+	}
+	return f, state, nil
+}
+
+func (h *Handler) page(r *http.Request) (listData, error) {
+	f, state, err := h.filter(r)
+	if err != nil {
+		return listData{}, err
+	}
+	recs, err := h.s.List(r.Context(), f)
+	if err != nil {
+		return listData{}, err
+	}
+	d := listData{State: state, Source: f.Source, Type: f.Type, CSRF: h.csrf, Health: h.s.Health()}
+	if len(recs) == f.Limit {
+		d.Next = recs[len(recs)-1].Seq
+	}
+	for _, rec := range recs {
+		if state == "in-flight" && !rec.InFlight {
+			continue
+		}
+		d.Records = append(d.Records, shown(rec))
+	}
+	return d, nil
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	d, err := h.page(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.render(w, "list.html", d)
+}
+
+type eventData struct {
+	Record dedupe.Record
+	Meta   [][2]string
+	CSRF   string
+	Done   string // what was just done, from the redirect
+	Health intake.Health
+}
+
+func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
+	rec, err := h.s.Get(r.Context(), r.PathValue("key"))
+	if errors.Is(err, dedupe.ErrNotFound) {
+		h.render(w, "gone.html", map[string]any{"Key": r.PathValue("key"), "Done": r.URL.Query().Get("done"), "Health": h.s.Health()})
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	rec = shown(rec)
+	d := eventData{Record: rec, CSRF: h.csrf, Done: r.URL.Query().Get("done"), Health: h.s.Health()}
+	for k, v := range rec.Event.Meta {
+		d.Meta = append(d.Meta, [2]string{k, v})
+	}
+	sort.Slice(d.Meta, func(i, j int) bool { return d.Meta[i][0] < d.Meta[j][0] })
+	h.render(w, "event.html", d)
+}
+
+func (h *Handler) do(ctx context.Context, action, key string) error {
+	switch action {
+	case "replay":
+		return h.s.Replay(ctx, key)
+	case "discard":
+		return h.s.Discard(ctx, key)
+	}
+	return fmt.Errorf("unknown action %q: replay or discard", action)
+}
+
+func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
+	if !h.validCSRF(r.PostFormValue("csrf")) {
+		http.Error(w, "missing or wrong CSRF token: use the page's button", http.StatusForbidden)
+		return
+	}
+	key, action := r.PathValue("key"), r.PathValue("action")
+	if err := h.do(r.Context(), action, key); err != nil {
+		http.Error(w, err.Error(), status(err))
+		return
+	}
+	h.log.Info("console: "+action, "key", key)
+	http.Redirect(w, r, "../"+url.PathEscape(key)+"?done="+action, http.StatusSeeOther)
+}
+
+func status(err error) int {
+	if errors.Is(err, dedupe.ErrNotFound) {
+		return http.StatusNotFound
+	}
+	return http.StatusServiceUnavailable
+}
+
+// shown is a record as the console shows it: without the request headers
+// a webhook kept (its signature among them).
+func shown(r dedupe.Record) dedupe.Record {
+	if len(r.Event.Meta) == 0 {
+		return r
+	}
+	meta := make(map[string]string, len(r.Event.Meta))
+	for k, v := range r.Event.Meta {
+		if !strings.HasPrefix(k, "header:") {
+			meta[k] = v
+		}
+	}
+	r.Event.Meta = meta
+	return r
+}
+
+func (h *Handler) render(w http.ResponseWriter, name string, data any) {
+	var b bytes.Buffer
+	if err := h.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		h.log.Error("console: render", "template", name, "err", err)
+		http.Error(w, "render failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(b.Bytes())
+}
+
+// API.
+
+func (h *Handler) apiToken(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"token": h.csrf, "header": CSRFHeader})
+}
+
+func (h *Handler) apiOverview(w http.ResponseWriter, r *http.Request) {
+	d := h.overviewData(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"health": d.Health, "sources": h.s.Stats(), "dead": d.Dead})
+}
+
+func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
+	d, err := h.page(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": d.Records, "next": d.Next})
+}
+
+func (h *Handler) apiEvent(w http.ResponseWriter, r *http.Request) {
+	rec, err := h.s.Get(r.Context(), r.PathValue("key"))
+	if err != nil {
+		writeJSON(w, status(err), map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, shown(rec))
+}
+
+func (h *Handler) apiAct(w http.ResponseWriter, r *http.Request) {
+	if !h.validCSRF(r.Header.Get(CSRFHeader)) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "missing or wrong " + CSRFHeader + " header: GET /api/token"})
+		return
+	}
+	key, action := r.PathValue("key"), r.PathValue("action")
+	if err := h.do(r.Context(), action, key); err != nil {
+		writeJSON(w, status(err), map[string]string{"error": err.Error()})
+		return
+	}
+	h.log.Info("console: "+action, "key", key)
+	writeJSON(w, http.StatusOK, map[string]string{"done": action, "key": key})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Template helpers.
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t).Round(time.Second)
+	if d < time.Second {
+		return "just now"
+	}
+	return d.String() + " ago"
+}
+
+// prettyPayload is the payload indented when it is JSON, as text when it
+// is valid UTF-8, else a note of its size; html/template escapes it.
+func prettyPayload(p []byte) string {
+	var b bytes.Buffer
+	if json.Valid(p) && json.Indent(&b, p, "", "  ") == nil {
+		return b.String()
+	}
+	if s := string(p); strings.ToValidUTF8(s, "\uFFFD") == s {
+		return s
+	}
+	return fmt.Sprintf("(%d bytes, not text)", len(p))
+}
+
+// spark draws counts as an SVG polyline, 240×40.
+func spark(counts []int64) template.HTML {
+	var peak int64 = 1
+	for _, c := range counts {
+		peak = max(peak, c)
+	}
+	var pts strings.Builder
+	for i, c := range counts {
+		x := float64(i) * 240 / float64(max(len(counts)-1, 1))
+		y := 38 - float64(c)*36/float64(peak)
+		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
+	}
+	return template.HTML(`<svg class="spark" width="240" height="40" viewBox="0 0 240 40" role="img" aria-label="accepted per 10 s, last 10 minutes"><polyline fill="none" stroke="#17a2b8" stroke-width="1.5" points="` +
+		template.HTMLEscapeString(pts.String()) + `"/></svg>`)
+}
+
+// query builds a list URL's query.
+func query(state, source, typ string, after int64) string {
+	v := url.Values{}
+	v.Set("state", state)
+	if source != "" {
+		v.Set("source", source)
+	}
+	if typ != "" {
+		v.Set("type", typ)
+	}
+	if after > 0 {
+		v.Set("after", strconv.FormatInt(after, 10))
+	}
+	return v.Encode()
+}

@@ -1,0 +1,151 @@
+package console_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/console"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// setup runs a stream whose handler fails until fixed, with one dead
+// event whose payload holds a script and whose kept headers hold a
+// signature.
+func setup(t *testing.T) (*intake.Stream, *console.Handler, *atomic.Bool, *atomic.Int64) {
+	t.Helper()
+	s := intake.New(intake.WithLogger(quiet))
+	var fixed atomic.Bool
+	var handled atomic.Int64
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if !fixed.Load() {
+			return errors.New("boom <b>bold</b>")
+		}
+		handled.Add(1)
+		return nil
+	}, intake.WithMaxAttempts(1), intake.WithName("orders"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e := event.Event{Source: "shop", ID: "evt_1", Type: "order.paid",
+		Payload: []byte(`{"note":"<script>alert(1)</script>"}`),
+		Meta:    map[string]string{"header:X-Hub-Signature-256": "sha256=SIGNATURE-SHOULD-NOT-SHOW", "content-type": "application/json"}}
+	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
+		return len(d) == 1
+	}, 5*time.Second, time.Millisecond)
+	return s, console.New(s, console.WithLogger(quiet)), &fixed, &handled
+}
+
+func do(h http.Handler, method, target, remote string, body url.Values, hdr map[string]string) *httptest.ResponseRecorder {
+	var r *http.Request
+	if body != nil {
+		r = httptest.NewRequest(method, target, strings.NewReader(body.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		r = httptest.NewRequest(method, target, nil)
+	}
+	r.RemoteAddr = remote
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+const local = "127.0.0.1:50000"
+
+func TestPages(t *testing.T) {
+	_, h, fixed, handled := setup(t)
+	key := event.Key("shop", "evt_1")
+	w := do(h, "GET", "/", local, nil, nil)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Contains(t, w.Body.String(), "1 dead")
+	assert.Contains(t, w.Body.String(), ">shop<")
+	w = do(h, "GET", "/events?state=dead", local, nil, nil)
+	assert.Contains(t, w.Body.String(), "evt_1")
+	assert.Contains(t, w.Body.String(), "boom &lt;b&gt;bold&lt;/b&gt;")
+	w = do(h, "GET", "/events/"+url.PathEscape(key), local, nil, nil)
+	require.Equal(t, http.StatusOK, w.Code)
+	page := w.Body.String()
+	csrf := between(page, `name="csrf" value="`, `"`)
+	require.NotEmpty(t, csrf)
+
+	fixed.Store(true)
+	w = do(h, "POST", "/events/"+url.PathEscape(key)+"/replay", local, url.Values{"csrf": {csrf}}, nil)
+	assert.Equal(t, http.StatusSeeOther, w.Code, w.Body.String())
+	require.Eventually(t, func() bool { return handled.Load() == 1 }, 5*time.Second, time.Millisecond)
+}
+
+func between(s, from, to string) string {
+	_, rest, ok := strings.Cut(s, from)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, to)
+	return v
+}
+
+func TestSecurity(t *testing.T) {
+	_, h, _, _ := setup(t)
+	key := url.PathEscape(event.Key("shop", "evt_1"))
+
+	// Not from loopback, no authorization function: refused.
+	assert.Equal(t, http.StatusForbidden, do(h, "GET", "/", "203.0.113.7:4242", nil, nil).Code)
+	assert.Equal(t, http.StatusForbidden, do(h, "GET", "/api/events", "[2001:db8::1]:4242", nil, nil).Code)
+	authorized := console.New(intake.New(), console.WithAuthorize(func(r *http.Request) bool { return r.Header.Get("X-User") == "ops" }))
+	assert.Equal(t, http.StatusForbidden, do(authorized, "GET", "/", local, nil, nil).Code, "the function decides, loopback or not")
+	assert.Equal(t, http.StatusOK, do(authorized, "GET", "/", "203.0.113.7:4242", nil, map[string]string{"X-User": "ops"}).Code)
+
+	// Actions without the CSRF token: refused, nothing done.
+	assert.Equal(t, http.StatusForbidden, do(h, "POST", "/events/"+key+"/discard", local, url.Values{}, nil).Code)
+	assert.Equal(t, http.StatusForbidden, do(h, "POST", "/events/"+key+"/discard", local, url.Values{"csrf": {"guess"}}, nil).Code)
+	assert.Equal(t, http.StatusForbidden, do(h, "POST", "/api/events/"+key+"/discard", local, nil, nil).Code)
+	assert.Equal(t, http.StatusOK, do(h, "GET", "/api/events/"+key, local, nil, nil).Code, "still there")
+
+	// The payload's script is inert; the kept signature header is never shown.
+	for _, target := range []string{"/events/" + key, "/api/events/" + key, "/api/events?state=dead", "/events?state=dead"} {
+		body := do(h, "GET", target, local, nil, nil).Body.String()
+		assert.NotContains(t, body, "<script>", target)
+		assert.NotContains(t, body, "SIGNATURE-SHOULD-NOT-SHOW", target)
+		assert.NotContains(t, body, "X-Hub-Signature", target)
+	}
+	page := do(h, "GET", "/events/"+key, local, nil, nil).Body.String()
+	assert.Contains(t, page, "&lt;script&gt;alert(1)&lt;/script&gt;")
+
+	// The API with its token acts.
+	var tok struct{ Token string }
+	tokBody := do(h, "GET", "/api/token", local, nil, nil).Body.String()
+	tok.Token = between(tokBody, `"token": "`, `"`)
+	w := do(h, "POST", "/api/events/"+key+"/discard", local, nil, map[string]string{console.CSRFHeader: tok.Token})
+	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Equal(t, http.StatusNotFound, do(h, "GET", "/api/events/"+key, local, nil, nil).Code)
+	_ = fmt.Sprint
+}
+
+// A readiness banner shows while the stream is not ready.
+func TestReadinessBanner(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet))
+	s.Subscribe()
+	h := console.New(s)
+	assert.Contains(t, do(h, "GET", "/", local, nil, nil).Body.String(), `id="readiness"`, "not running yet")
+}
