@@ -306,7 +306,11 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("console: "+action, "key", key)
-	http.Redirect(w, r, "../"+url.PathEscape(key)+"?done="+action, http.StatusSeeOther)
+	// A relative Location, as is: the browser resolves it against the URL
+	// it asked for, prefix included (http.Redirect would resolve it
+	// against the path StripPrefix left).
+	w.Header().Set("Location", "../"+url.PathEscape(key)+"?done="+action)
+	w.WriteHeader(http.StatusSeeOther)
 }
 
 func status(err error) int {

@@ -1,0 +1,142 @@
+package browsertest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-rod/rod"
+	"github.com/go-rod/rod/lib/launcher"
+	"github.com/go-rod/rod/lib/proto"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/console"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+// chromium finds the browser, or skips (fails under CI=true) saying how
+// to install it.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no Chromium found; install it with `apt-get install -y chromium`"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// TestConsoleInABrowser loads the overview, follows the dead count to the
+// dead event the test made, opens it, clicks Replay, and sees the event
+// handled and gone from the dead list. It saves a screenshot of the
+// overview: to $INTAKE_SCREENSHOT_DIR when set (CI keeps it as an
+// artifact; the README's is docs/console.png), else to a temporary file,
+// and says where.
+func TestConsoleInABrowser(t *testing.T) {
+	browser := chromium(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := intake.New(intake.WithLogger(quiet))
+	var fixed atomic.Bool
+	var handled atomic.Int64
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if e.ID == "in_1042" && !fixed.Load() {
+			return errors.New(`customer "cus_9" not found`)
+		}
+		handled.Add(1)
+		return nil
+	}, intake.WithName("billing"), intake.WithMaxAttempts(3), intake.WithRetryBackoff(time.Millisecond, time.Millisecond))
+	mux := http.NewServeMux()
+	mux.Handle("/intake/", http.StripPrefix("/intake", console.New(s, console.WithLogger(quiet))))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i, id := range []string{"in_1040", "in_1041", "in_1042", "in_1043"} {
+		e := event.Event{Source: "stripe", ID: id, Type: "invoice.paid", Payload: []byte(`{"id":"` + id + `","amount":4200}`)}
+		if i%2 == 1 {
+			e.Source, e.Type = "github", "push"
+		}
+		for s.Put(ctx, e) != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for {
+		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
+		if len(d) == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("browser: %v", r)
+		}
+	}()
+	u := launcher.New().Bin(browser).NoSandbox(true).Headless(true).Leakless(false).MustLaunch()
+	b := rod.New().ControlURL(u).Timeout(60 * time.Second).MustConnect()
+	defer b.MustClose()
+	page := b.MustPage(srv.URL + "/intake/").MustSetViewport(1200, 700, 1, false)
+	page.MustElement("#dead-link")
+	overview := page.MustElement("main").MustText()
+	shot, err := page.Screenshot(true, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page.MustElement("#dead-link").MustClick()
+	page.MustElement("a.event-link").MustClick()
+	page.MustElement("#replay")
+	state := page.MustElement("#state").MustText()
+	errText := page.MustElement("#error").MustText()
+	dir := os.Getenv("INTAKE_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	path := filepath.Join(dir, "console.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the overview: %s", path)
+	if !strings.Contains(overview, "1 dead") || !strings.Contains(overview, "stripe") {
+		t.Fatalf("overview says:\n%s", overview)
+	}
+	if state != "dead" || !strings.Contains(errText, `customer "cus_9" not found`) {
+		t.Fatalf("event page: state %q, error %q", state, errText)
+	}
+
+	before := handled.Load()
+	fixed.Store(true)
+	page.MustElement("#replay").MustClick()
+	doneText := page.MustElement("#done").MustText()
+	if !strings.Contains(doneText, "replay") {
+		t.Fatalf("after the click: %q", doneText)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for handled.Load() == before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if handled.Load() == before {
+		t.Fatal("the replayed event was not handled")
+	}
+	deadList := page.MustNavigate(srv.URL + "/intake/events?state=dead").MustElement("table").MustText()
+	if strings.Contains(deadList, "in_1042") {
+		t.Fatalf("still listed as dead after the replay:\n%s", deadList)
+	}
+}
