@@ -25,6 +25,7 @@ Usage:
   intake relay   receive and verify webhooks publicly, keep them, serve them as a long-polled feed
   intake listen  long-poll a relay from behind a firewall; print each event or forward it
   intake send    sign a test webhook for a provider's scheme and send it
+  intake events  list, show, replay or discard the events a stream holds (a console, or the database)
 
 Run "intake <command> -h" for the flags of a command.
 `
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = listenCmd(ctx, args[1:], stdout, stderr)
 	case "send":
 		err = sendCmd(ctx, args[1:], stdout, stderr)
+	case "events":
+		err = eventsCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

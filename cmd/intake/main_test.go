@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,10 +18,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/console"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -214,4 +222,81 @@ func TestSendEveryScheme(t *testing.T) {
 		t.Errorf("unknown command: exit %d, want 2", code)
 	}
 	_ = bufio.NewReader
+}
+
+// TestEventsCommands: list, show, replay and discard, against a running
+// process's console and against the SQLite file itself.
+func TestEventsCommands(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "q.db")
+	b, err := sqlite.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := intake.New(intake.WithQueue(b), intake.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	var fixed atomic.Bool
+	var handled atomic.Int64
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if !fixed.Load() {
+			return errors.New("upstream 500")
+		}
+		handled.Add(1)
+		return nil
+	}, intake.WithMaxAttempts(1))
+	srv := httptest.NewServer(http.StripPrefix("/intake", console.New(s)))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, id := range []string{"a", "b"} {
+		e := event.Event{Source: "shop", ID: id, Type: "order.paid", Meta: map[string]string{"header:X-Sig": "SECRET-SIG"}}
+		for s.Put(ctx, e) != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for {
+		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
+		if len(d) == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cli := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"events"}, args...), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	out, code := cli("list", "--console", srv.URL+"/intake/")
+	if code != 0 || !strings.Contains(out, "4:shop:a") || !strings.Contains(out, "upstream 500") {
+		t.Fatalf("list via console (exit %d):\n%s", code, out)
+	}
+	out, code = cli("list", "--db", dbPath, "--state", "dead", "--source", "shop")
+	if code != 0 || !strings.Contains(out, "4:shop:b") {
+		t.Fatalf("list via the file (exit %d):\n%s", code, out)
+	}
+	out, code = cli("show", "--console", srv.URL+"/intake", "4:shop:a")
+	if code != 0 || !strings.Contains(out, `"state": 2`) && !strings.Contains(out, "upstream 500") || strings.Contains(out, "SECRET-SIG") {
+		t.Fatalf("show (exit %d):\n%s", code, out)
+	}
+	fixed.Store(true)
+	if out, code = cli("replay", "--console", srv.URL+"/intake", "4:shop:a"); code != 0 {
+		t.Fatalf("replay (exit %d): %s", code, out)
+	}
+	if out, code = cli("discard", "--db", dbPath, "4:shop:b"); code != 0 {
+		t.Fatalf("discard (exit %d): %s", code, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for handled.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if handled.Load() != 1 {
+		t.Fatal("the replayed event was not handled")
+	}
+	if out, code = cli("show", "--db", dbPath, "4:shop:b"); code != 1 || !strings.Contains(out, "no such event") {
+		t.Fatalf("show after discard (exit %d): %s", code, out)
+	}
+	if _, code = cli("show", "--db", dbPath); code != 2 {
+		t.Fatalf("show without a key: exit %d, want 2", code)
+	}
 }
