@@ -3,11 +3,19 @@ package postgres_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/console"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
 )
 
@@ -58,4 +66,58 @@ func BenchmarkClaim(b *testing.B) {
 func BenchmarkPutAck(b *testing.B) {
 	pool := testPool(b)
 	intaketest.PutAck(b, newBackend(b, pool, testPrefix(b, pool)))
+}
+
+// BenchmarkConsoleDeadPage loads the console's page of dead events with
+// 100,000 of them stored, the first page and one deep in (after seq
+// 90,000), next to the bare SELECT of the same page, in the same run:
+// pages go by seq through the index of dead events, with no full scan.
+//
+//	go test ./backend/postgres -run x -bench ConsoleDeadPage -benchtime 200x
+func BenchmarkConsoleDeadPage(b *testing.B) {
+	pool := testPool(b)
+	prefix := testPrefix(b, pool)
+	be := newBackend(b, pool, prefix)
+	ctx := context.Background()
+	enc, _ := event.Event{ID: "evt", Source: "shop", Type: "order.paid", Payload: []byte(`{"amount":4200}`)}.MarshalBinary()
+	fj, _ := json.Marshal(dedupe.Failure{Err: "customer not found", Attempts: 5, Subscription: "orders"})
+	if _, err := pool.Exec(ctx, `INSERT INTO `+prefix+`keys (hash, state, expires_at, seq, key, event, source, type, attempts, failure)
+		SELECT sha256(('k' || g)::bytea), 3, now() + interval '1 day', g, ('k' || g)::bytea, $1, 'shop'::bytea, 'order.paid'::bytea, 5, $2
+		FROM generate_series(1, 100000) AS g`, enc, fj); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE `+prefix+`keys`); err != nil {
+		b.Fatal(err)
+	}
+	h := console.New(intake.New(intake.WithQueue(be), intake.WithLogger(quiet)), console.WithLogger(quiet))
+	for _, after := range []int64{0, 90_000} {
+		b.Run(fmt.Sprintf("page=after-%d/impl=bare-select", after), func(b *testing.B) {
+			for range b.N {
+				rows, err := pool.Query(ctx, `SELECT key, seq, state, attempts, failure, event FROM `+prefix+`keys
+					WHERE seq IS NOT NULL AND state = 3 AND seq > $1 ORDER BY seq LIMIT 50`, after)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				rows.Close()
+				if n != 50 {
+					b.Fatalf("%d rows", n)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("page=after-%d/impl=console", after), func(b *testing.B) {
+			for range b.N {
+				r := httptest.NewRequest(http.MethodGet, fmt.Sprintf("/events?state=dead&after=%d", after), nil)
+				r.RemoteAddr = "127.0.0.1:1"
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "next page") {
+					b.Fatalf("%d", w.Code)
+				}
+			}
+		})
+	}
 }
