@@ -127,7 +127,7 @@ func (h *Handler) validCSRF(token string) bool {
 type overviewData struct {
 	Health  intake.Health
 	Sources []sourceRow
-	Dead    int
+	Dead    string // "3", or "1000+" past what the overview counts
 	CSRF    string
 }
 
@@ -179,8 +179,14 @@ func (h *Handler) overviewData(ctx context.Context) overviewData {
 		}
 	}
 	sort.Slice(d.Sources, func(i, j int) bool { return d.Sources[i].Name < d.Sources[j].Name })
-	if dead, err := h.s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: 1000}); err == nil {
-		d.Dead = len(dead)
+	// Counted up to 1,000, so that the overview stays one indexed read.
+	const most = 1000
+	d.Dead = "?"
+	if dead, err := h.s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: most + 1}); err == nil {
+		d.Dead = strconv.Itoa(len(dead))
+		if len(dead) > most {
+			d.Dead = strconv.Itoa(most) + "+"
+		}
 	}
 	return d
 }

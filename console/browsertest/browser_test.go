@@ -93,7 +93,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	u := launcher.New().Bin(browser).NoSandbox(true).Headless(true).Leakless(false).MustLaunch()
 	b := rod.New().ControlURL(u).Timeout(60 * time.Second).MustConnect()
 	defer b.MustClose()
-	page := b.MustPage(srv.URL + "/intake/").MustSetViewport(1200, 700, 1, false)
+	page := b.MustPage(srv.URL+"/intake/").MustSetViewport(1200, 700, 1, false)
 	page.MustElement("#dead-link")
 	overview := page.MustElement("main").MustText()
 	shot, err := page.Screenshot(true, &proto.PageCaptureScreenshot{Format: proto.PageCaptureScreenshotFormatPng})
