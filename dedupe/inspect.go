@@ -2,7 +2,9 @@ package dedupe
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/intakehq/intake/event"
@@ -89,3 +91,31 @@ type Inspector interface {
 // DefaultListLimit is the number of records List returns when Filter.Limit
 // is 0.
 const DefaultListLimit = 100
+
+// StoredRecord builds a [Record] from the columns a queue keeps: the
+// key's bytes, the seq, whether it is dead, the attempts, the failure as
+// [Failure.MarshalJSON] wrote it (or nothing), and the event as
+// [event.Event.MarshalBinary] wrote it. Backends share it so that every
+// one reads the same way what it stored.
+func StoredRecord(key []byte, seq int64, dead bool, attempts int, failure, enc []byte) (Record, error) {
+	r := Record{Key: string(key), Seq: seq, State: Queued, Attempts: attempts}
+	if dead {
+		r.State = Dead
+	}
+	if len(failure) > 0 {
+		r.Failure = new(Failure)
+		if err := json.Unmarshal(failure, r.Failure); err != nil {
+			return r, fmt.Errorf("dedupe: failure of %q: %w", key, err)
+		}
+	}
+	if err := r.Event.UnmarshalBinary(enc); err != nil {
+		return r, fmt.Errorf("dedupe: event of %q: %w", key, err)
+	}
+	return r, nil
+}
+
+// MarshalJSON encodes f as the queues store it.
+func (f Failure) MarshalJSON() ([]byte, error) {
+	type plain Failure
+	return json.Marshal(plain(f))
+}

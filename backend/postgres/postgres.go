@@ -553,18 +553,7 @@ func scanRecord(row pgx.Row) (dedupe.Record, error) {
 	if err := row.Scan(&key, &r.Seq, &state, &attempts, &failure, &enc); err != nil {
 		return r, err
 	}
-	r.Key, r.Attempts = string(key), int(attempts)
-	r.State = dedupe.Queued
-	if state == stateDead {
-		r.State = dedupe.Dead
-	}
-	if len(failure) > 0 {
-		r.Failure = new(dedupe.Failure)
-		if err := json.Unmarshal(failure, r.Failure); err != nil {
-			return r, err
-		}
-	}
-	return r, r.Event.UnmarshalBinary(enc)
+	return dedupe.StoredRecord(key, r.Seq, state == stateDead, int(attempts), failure, enc)
 }
 
 func nullBytes(s string) []byte {

@@ -905,18 +905,7 @@ func scanRecord(row scanner) (dedupe.Record, error) {
 	if err := row.Scan(&key, &r.Seq, &state, &r.Attempts, &failure, &enc); err != nil {
 		return r, err
 	}
-	r.Key = string(key)
-	r.State = dedupe.Queued
-	if state == stateDead {
-		r.State = dedupe.Dead
-	}
-	if len(failure) > 0 {
-		r.Failure = new(dedupe.Failure)
-		if err := json.Unmarshal(failure, r.Failure); err != nil {
-			return r, err
-		}
-	}
-	return r, r.Event.UnmarshalBinary(enc)
+	return dedupe.StoredRecord(key, r.Seq, state == stateDead, r.Attempts, failure, enc)
 }
 
 func nullBytes(s string) any {
