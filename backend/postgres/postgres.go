@@ -307,10 +307,14 @@ func (b *Backend) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-// Extend implements [dedupe.Queue].
+// Extend implements [dedupe.Queue]. Renewing (a positive lease) writes
+// nothing: a holder keeps its queued events as long as its advisory lock,
+// that is its process, lives, so rewriting every held row each interval
+// (slow and lock-heavy with a large backlog) buys nothing. A lease of zero
+// gives the events back, adoptable at once.
 func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration) error {
-	if len(keys) == 0 {
-		return nil
+	if len(keys) == 0 || lease > 0 {
+		return ctx.Err()
 	}
 	if _, err := b.pool.Exec(ctx, b.q.extend, hashes(keys), micros(max(lease, 0)), b.holder); err != nil {
 		return fmt.Errorf("postgres: extend: %w", err)
