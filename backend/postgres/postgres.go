@@ -66,6 +66,7 @@ type Backend struct {
 
 	feedOnce sync.Once
 	feed     *Feed
+	enq      *enqueuer
 	q        queries
 	calls    atomic.Int64
 }
@@ -101,6 +102,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, err
 	if err := b.takeLock(ctx); err != nil {
 		return nil, err
 	}
+	b.enq = newEnqueuer(b)
 	return b, nil
 }
 
@@ -150,6 +152,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 // that what it still holds is adopted by peers at once, and closes the
 // pool if [Open] made it.
 func (b *Backend) Close() error {
+	b.enq.close()
 	if b.feed != nil {
 		b.feed.close()
 	}
@@ -244,8 +247,7 @@ func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease 
 	if err := validDuration(lease); err != nil {
 		return 0, err
 	}
-	enc, _ := e.MarshalBinary() // never fails
-	return b.claim(ctx, b.q.enqueue, key, micros(lease), b.holder, []byte(key), enc, []byte(e.Source), []byte(e.Type))
+	return b.enq.enqueue(ctx, key, e, lease)
 }
 
 // claim runs a claiming statement: it answers 0 when it claimed the key,

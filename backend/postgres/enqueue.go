@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+// Group commit of enqueues: concurrent Enqueue calls wait in a queue; one
+// goroutine takes what is waiting (up to maxEnqueueBatch), answers the
+// keys already live with one read that takes no lock and writes nothing,
+// and claims the rest with one multi-row INSERT … ON CONFLICT in key
+// order. Each caller returns once its row is committed. A lone call takes
+// the one-statement path.
+
+const maxEnqueueBatch = 256
+
+type enqueueReq struct {
+	hash, key, enc, source, typ []byte
+	lease                       int64 // microseconds
+	ctx                         context.Context
+	st                          dedupe.State
+	err                         error
+	done                        chan struct{}
+}
+
+type enqueuer struct {
+	b       *Backend
+	reqs    chan *enqueueReq
+	stop    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+}
+
+func newEnqueuer(b *Backend) *enqueuer {
+	e := &enqueuer{b: b, reqs: make(chan *enqueueReq, 4*maxEnqueueBatch), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go e.loop()
+	return e
+}
+
+func (e *enqueuer) close() {
+	e.once.Do(func() { close(e.stop) })
+	<-e.stopped
+}
+
+// errBackendClosed is returned by an Enqueue after Close.
+var errBackendClosed = errors.New("postgres: backend closed")
+
+func (e *enqueuer) enqueue(ctx context.Context, key string, ev event.Event, lease time.Duration) (dedupe.State, error) {
+	enc, _ := ev.MarshalBinary()
+	r := &enqueueReq{hash: hash(key), key: []byte(key), enc: enc, source: []byte(ev.Source), typ: []byte(ev.Type),
+		lease: micros(lease), ctx: ctx, done: make(chan struct{})}
+	select {
+	case e.reqs <- r:
+	case <-e.stop:
+		return 0, errBackendClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	<-r.done // once handed over, it is written or failed: wait, so a stored event is never reported unstored
+	return r.st, r.err
+}
+
+func (e *enqueuer) loop() {
+	defer close(e.stopped)
+	for {
+		var first *enqueueReq
+		select {
+		case first = <-e.reqs:
+		case <-e.stop:
+			for {
+				select {
+				case r := <-e.reqs:
+					e.run([]*enqueueReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*enqueueReq{first}
+	fill:
+		for len(batch) < maxEnqueueBatch {
+			select {
+			case r := <-e.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		e.run(batch)
+	}
+}
+
+// run writes a batch and answers every request in it.
+func (e *enqueuer) run(batch []*enqueueReq) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	b := e.b
+	var live []*enqueueReq
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.err = r.ctx.Err()
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 1 {
+		r := live[0]
+		r.st, r.err = b.claim(r.ctx, b.q.enqueue, string(r.key), r.lease, b.holder, r.key, r.enc, r.source, r.typ)
+		return
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b.maybeCleanup(ctx)
+
+	// Within a batch, a key's first request goes to the database; the
+	// others wait for its answer (a second row for one key would fail the
+	// statement).
+	first := map[string]*enqueueReq{}
+	var uniq []*enqueueReq
+	for _, r := range live {
+		if _, ok := first[string(r.hash)]; !ok {
+			first[string(r.hash)] = r
+			uniq = append(uniq, r)
+		}
+	}
+	hashes := make([][]byte, len(uniq))
+	for i, r := range uniq {
+		hashes[i] = r.hash
+	}
+	// Keys already live are answered by a read: no lock, no WAL.
+	states := map[string]int16{}
+	rows, err := b.pool.Query(ctx, b.q.liveStates, hashes)
+	if err == nil {
+		for rows.Next() {
+			var h []byte
+			var st int16
+			if err = rows.Scan(&h, &st); err != nil {
+				break
+			}
+			states[string(h)] = st
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		for _, r := range live {
+			r.err = fmt.Errorf("postgres: claim: %w", err)
+		}
+		return
+	}
+	var todo []*enqueueReq
+	for _, r := range uniq {
+		if st, ok := states[string(r.hash)]; ok {
+			r.st = answer(st)
+			continue
+		}
+		todo = append(todo, r)
+	}
+	if len(todo) > 0 {
+		e.insert(ctx, todo)
+	}
+	for _, r := range live {
+		f := first[string(r.hash)]
+		if f == r {
+			continue
+		}
+		r.st, r.err = f.st, f.err
+		if r.st == dedupe.Claimed {
+			r.st = dedupe.Pending // the first of the batch holds it
+		}
+	}
+}
+
+func answer(st int16) dedupe.State {
+	switch st {
+	case 0:
+		return dedupe.Claimed
+	case stateDone:
+		return dedupe.Done
+	}
+	return dedupe.Pending
+}
+
+// insert claims todo in one statement, rows in key order (a fixed lock
+// order against concurrent batches); those it could not claim are read
+// again, and any that changed meanwhile take the one-statement path.
+func (e *enqueuer) insert(ctx context.Context, todo []*enqueueReq) {
+	b := e.b
+	sortByHash(todo)
+	n := len(todo)
+	hs, keys, encs, srcs, typs := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	leases := make([]int64, n)
+	for i, r := range todo {
+		hs[i], keys[i], encs[i], srcs[i], typs[i], leases[i] = r.hash, r.key, r.enc, r.source, r.typ, r.lease
+	}
+	rows, err := b.pool.Query(ctx, b.q.enqueueMany, hs, leases, b.holder, keys, encs, srcs, typs)
+	claimed := map[string]bool{}
+	if err == nil {
+		for rows.Next() {
+			var h []byte
+			if err = rows.Scan(&h); err != nil {
+				break
+			}
+			claimed[string(h)] = true
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		for _, r := range todo {
+			r.err = fmt.Errorf("postgres: claim: %w", err)
+		}
+		return
+	}
+	for _, r := range todo {
+		if claimed[string(r.hash)] {
+			r.st = dedupe.Claimed
+			continue
+		}
+		// Taken by a concurrent claim since the read: its state as it is
+		// now, through the one-statement path.
+		r.st, r.err = b.claim(r.ctx, b.q.enqueue, string(r.key), r.lease, b.holder, r.key, r.enc, r.source, r.typ)
+	}
+}
+
+func sortByHash(rs []*enqueueReq) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && string(rs[j].hash) < string(rs[j-1].hash); j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
