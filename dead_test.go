@@ -105,3 +105,33 @@ func TestDeadLettersKeptListedReplayedDiscarded(t *testing.T) {
 		assert.ErrorIs(c, s.Put(ctx, event.Event{Source: "shop", ID: "o1"}), event.ErrDuplicate)
 	}, time.Second, time.Millisecond)
 }
+
+// PutMany answers each event as Put would, in order.
+func TestPutMany(t *testing.T) {
+	leak.Check(t)
+	s := intake.New(intake.WithLogger(quiet))
+	var mu sync.Mutex
+	got := map[string]int{}
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		mu.Lock()
+		got[e.ID]++
+		mu.Unlock()
+		return nil
+	})
+	run(t, s)
+	ctx := context.Background()
+	require.NoError(t, s.Put(ctx, event.Event{Source: "p", ID: "old"}))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["old"] == 1 }, time.Second, time.Millisecond)
+	var errs []error
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		errs = s.PutMany(ctx, []event.Event{
+			{Source: "p", ID: "a"}, {Source: "p", ID: "old"}, {Source: "", ID: "x"}, {Source: "p", ID: "b"}, {Source: "p", ID: "a"},
+		})
+		assert.NoError(c, errs[0])
+		assert.ErrorIs(c, errs[1], event.ErrDuplicate, "old was handled and committed")
+	}, time.Second, time.Millisecond)
+	assert.ErrorIs(t, errs[2], event.ErrInvalid)
+	assert.NoError(t, errs[3])
+	assert.Error(t, errs[4], "the second a of the page is a duplicate of the first")
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["a"] == 1 && got["b"] == 1 }, time.Second, time.Millisecond)
+}

@@ -22,6 +22,7 @@ func WithQueue(q dedupe.Queue) Option { return func(c *config) { c.queue = q } }
 // alone, or a durable queue that keeps the events too.
 type keeper interface {
 	claim(ctx context.Context, key string, e *event.Event, lease time.Duration) (dedupe.State, error)
+	claimMany(ctx context.Context, keys []string, events []event.Event, lease time.Duration) ([]dedupe.State, []error)
 	commit(ctx context.Context, keys []string, retain time.Duration) error
 	// bury keeps en as dead with f instead of committing it.
 	bury(ctx context.Context, en *entry, f dedupe.Failure, retain time.Duration) error
@@ -47,6 +48,14 @@ func (k storeKeeper) bury(ctx context.Context, en *entry, f dedupe.Failure, _ ti
 
 func (k storeKeeper) claim(ctx context.Context, key string, _ *event.Event, lease time.Duration) (dedupe.State, error) {
 	return k.s.Claim(ctx, key, lease)
+}
+
+func (k storeKeeper) claimMany(ctx context.Context, keys []string, _ []event.Event, lease time.Duration) ([]dedupe.State, []error) {
+	sts, errs := make([]dedupe.State, len(keys)), make([]error, len(keys))
+	for i, key := range keys {
+		sts[i], errs[i] = k.s.Claim(ctx, key, lease)
+	}
+	return sts, errs
 }
 
 // commit commits each key; a retry after an error commits again those
@@ -80,6 +89,18 @@ type queueKeeper struct{ q dedupe.Queue }
 
 func (k queueKeeper) claim(ctx context.Context, key string, e *event.Event, lease time.Duration) (dedupe.State, error) {
 	return k.q.Enqueue(ctx, key, *e, lease)
+}
+
+// claimMany enqueues in one step where the queue can take many.
+func (k queueKeeper) claimMany(ctx context.Context, keys []string, events []event.Event, lease time.Duration) ([]dedupe.State, []error) {
+	if bq, ok := k.q.(dedupe.BatchQueue); ok {
+		return bq.EnqueueMany(ctx, keys, events, lease)
+	}
+	sts, errs := make([]dedupe.State, len(keys)), make([]error, len(keys))
+	for i, key := range keys {
+		sts[i], errs[i] = k.q.Enqueue(ctx, key, events[i], lease)
+	}
+	return sts, errs
 }
 
 func (k queueKeeper) commit(ctx context.Context, keys []string, retain time.Duration) error {

@@ -180,6 +180,42 @@ func (s *Stream) Add(sources ...event.Source) {
 // The retryable errors come in an [*event.RetryError] with a suggested
 // delay; ErrDuplicate and ErrInvalid do not. Put implements [event.Sink].
 func (s *Stream) Put(ctx context.Context, e event.Event) error {
+	if err := s.precheck(&e); err != nil {
+		return err
+	}
+	key := e.Key()
+	st, err := s.keys.claim(ctx, key, &e, s.cfg.claimLease)
+	return s.settle(e, key, st, err)
+}
+
+// PutMany stores events as Put would, answering each in order; their
+// claims share one step where the durable queue can take many
+// ([dedupe.BatchQueue]): a poller's page in one statement. It implements
+// [event.BatchSink].
+func (s *Stream) PutMany(ctx context.Context, events []event.Event) []error {
+	errs := make([]error, len(events))
+	var idx []int
+	var keys []string
+	var evs []event.Event
+	for i := range events {
+		e := events[i]
+		if errs[i] = s.precheck(&e); errs[i] != nil {
+			continue
+		}
+		idx, keys, evs = append(idx, i), append(keys, e.Key()), append(evs, e)
+	}
+	if len(idx) == 0 {
+		return errs
+	}
+	sts, cerrs := s.keys.claimMany(ctx, keys, evs, s.cfg.claimLease)
+	for j, i := range idx {
+		errs[i] = s.settle(evs[j], keys[j], sts[j], cerrs[j])
+	}
+	return errs
+}
+
+// precheck refuses what cannot be put now, and sets Received.
+func (s *Stream) precheck(e *event.Event) error {
 	if e.ID == "" || e.Source == "" {
 		return fmt.Errorf("%w: id %q, source %q", event.ErrInvalid, e.ID, e.Source)
 	}
@@ -195,12 +231,14 @@ func (s *Stream) Put(ctx context.Context, e event.Event) error {
 		s.rec.Count(metric.Rejected, e.Source, "closed", 1)
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrClosed)
 	}
-
 	if e.Received.IsZero() {
 		e.Received = time.Now()
 	}
-	key := e.Key()
-	st, err := s.keys.claim(ctx, key, &e, s.cfg.claimLease)
+	return nil
+}
+
+// settle answers a claim: a duplicate, a refusal, or an event to admit.
+func (s *Stream) settle(e event.Event, key string, st dedupe.State, err error) error {
 	switch {
 	case errors.Is(err, event.ErrInvalid):
 		s.rec.Count(metric.Rejected, e.Source, "invalid", 1)

@@ -61,6 +61,14 @@ type Queue interface {
 	Inspector
 }
 
+// BatchQueue is a [Queue] that can take many events in one step: the
+// stream uses it for [event.BatchSink] puts (a poller's page). Each event
+// is answered as Enqueue would answer it.
+type BatchQueue interface {
+	Queue
+	EnqueueMany(ctx context.Context, keys []string, events []event.Event, lease time.Duration) ([]State, []error)
+}
+
 // Stored is an event kept by a [Queue], with its idempotency key and the
 // attempts counted so far.
 type Stored struct {

@@ -92,6 +92,14 @@ type Sink interface {
 	Put(ctx context.Context, e Event) error
 }
 
+// BatchSink is a [Sink] that can store many events in one step. PutMany
+// answers each event as Put would, in order; the events may be stored in
+// any order. A poller uses it for a page when its sink is one.
+type BatchSink interface {
+	Sink
+	PutMany(ctx context.Context, events []Event) []error
+}
+
 // SinkFunc adapts a function to a [Sink].
 type SinkFunc func(ctx context.Context, e Event) error
 

@@ -598,9 +598,8 @@ func (p *Poller) save(ctx context.Context, cursor string) error {
 // not stored.
 func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Event) error {
 	now := time.Now()
-	var full *backoff.ExponentialBackOff
-	for i := range events {
-		e := events[i]
+	page := make([]event.Event, len(events))
+	for i, e := range events {
 		if e.ID == "" {
 			e.ID = event.ContentID(e)
 		}
@@ -611,8 +610,23 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 		if e.Received.IsZero() {
 			e.Received = now
 		}
+		page[i] = e
+	}
+	// A sink that stores many at once gets the page in one call; what it
+	// could not take now (a full queue) is put again one by one below.
+	var first []error
+	if bs, ok := sink.(event.BatchSink); ok && len(page) > 1 {
+		first = bs.PutMany(ctx, page)
+	}
+	var full *backoff.ExponentialBackOff
+	for i, e := range page {
+		var err error
+		if first != nil {
+			err = first[i]
+		} else {
+			err = sink.Put(ctx, e)
+		}
 		for {
-			err := sink.Put(ctx, e)
 			switch {
 			case err == nil:
 				p.stats.events.Add(1)
@@ -634,6 +648,7 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 				if !sleep(ctx, min(full.NextBackOff(), limit)) {
 					return ctx.Err()
 				}
+				err = sink.Put(ctx, e)
 				continue
 			default:
 				return fmt.Errorf("poller: put event %s: %w", e.ID, err)

@@ -717,3 +717,52 @@ func TestInvalidEventIsSkippedNotRetried(t *testing.T) {
 	assert.Zero(t, p.Stats().Errors)
 	assert.Contains(t, snk.ids(), "b")
 }
+
+// batchSink is a sink that stores many at once, and counts its calls.
+type batchSink struct {
+	sink
+	many, one atomic.Int64
+}
+
+func (b *batchSink) PutMany(ctx context.Context, events []event.Event) []error {
+	b.many.Add(1)
+	errs := make([]error, len(events))
+	for i, e := range events {
+		errs[i] = b.sink.Put(ctx, e)
+	}
+	return errs
+}
+
+func (b *batchSink) Put(ctx context.Context, e event.Event) error {
+	b.one.Add(1)
+	return b.sink.Put(ctx, e)
+}
+
+// A page goes to a batch sink in one call; an event it could not take
+// (a full queue) is put again on its own.
+func TestPageToABatchSink(t *testing.T) {
+	leak.Check(t)
+	var full atomic.Int64
+	snk := &batchSink{sink: sink{fail: func(e event.Event) error {
+		if e.ID == "e3" && full.Add(1) <= 2 {
+			return event.RetryAfter(time.Millisecond, event.ErrQueueFull)
+		}
+		return nil
+	}}}
+	fetch := func(ctx context.Context, cursor string) ([]event.Event, string, error) {
+		if cursor != "" {
+			return nil, "", nil
+		}
+		var page []event.Event
+		for i := range 10 {
+			page = append(page, event.Event{ID: fmt.Sprint("e", i)})
+		}
+		return page, "e9", nil
+	}
+	p := poller.New("api", pageOf(fetch), poller.Every(time.Hour), poller.WithLogger(quiet))
+	stop := start(t, p, snk)
+	require.Eventually(t, func() bool { return len(snk.ids()) == 10 }, 5*time.Second, time.Millisecond)
+	stop()
+	assert.Equal(t, int64(1), snk.many.Load(), "one call for the page")
+	assert.Equal(t, int64(2), snk.one.Load(), "e3 put again until there was room")
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/poller"
 )
 
 // BenchmarkClaim compares the backend's Claim with a bare INSERT … ON
@@ -118,6 +121,61 @@ func BenchmarkConsoleDeadPage(b *testing.B) {
 					b.Fatalf("%d", w.Code)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkPollBacklog drains a backlog of b.N events, in pages of 100,
+// through a poller into a stream on the Postgres queue with an acking
+// handler: the page put with PutMany (one statement a page) next to the
+// same poller putting each event on its own, in the same run.
+//
+//	go test ./backend/postgres -run x -bench PollBacklog -benchtime 20000x
+func BenchmarkPollBacklog(b *testing.B) {
+	for _, mode := range []string{"put-many", "put-each"} {
+		b.Run("sink="+mode, func(b *testing.B) {
+			pool := testPool(b)
+			s := intake.New(intake.WithQueue(newBackend(b, pool, testPrefix(b, pool))), intake.WithLogger(quiet), intake.WithQueueSize(4096))
+			var handled atomic.Int64
+			all := make(chan struct{})
+			n := int64(b.N)
+			s.Handle(func(context.Context, event.Event) error {
+				if handled.Add(1) == n {
+					close(all)
+				}
+				return nil
+			}, intake.WithWorkers(8))
+			fetch := poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) {
+				from, _ := strconv.Atoi(cursor)
+				to := min(from+100, b.N)
+				var pg poller.Page
+				for i := from; i < to; i++ {
+					pg.Events = append(pg.Events, event.Event{ID: strconv.Itoa(i), Type: "t", Payload: []byte(`{"n":1}`)})
+				}
+				pg.Next, pg.More = strconv.Itoa(to), to < b.N
+				return pg, nil
+			})
+			var sink event.Sink = s
+			if mode == "put-each" {
+				sink = event.SinkFunc(s.Put) // hides PutMany
+			}
+			p := poller.New("backlog", fetch, poller.Every(time.Hour), poller.WithMaxPages(1<<20), poller.WithLogger(quiet))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			for errors.Is(s.Put(ctx, event.Event{Source: "warm", ID: "up"}), event.ErrNotRunning) {
+				time.Sleep(time.Millisecond)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			pdone := make(chan error, 1)
+			go func() { pdone <- p.Run(ctx, sink) }()
+			<-all
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			cancel()
+			<-pdone
+			<-done
 		})
 	}
 }

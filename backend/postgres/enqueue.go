@@ -31,14 +31,14 @@ type enqueueReq struct {
 
 type enqueuer struct {
 	b       *Backend
-	reqs    chan *enqueueReq
+	reqs    chan []*enqueueReq // one call's requests: one, or a page
 	stop    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
 }
 
 func newEnqueuer(b *Backend) *enqueuer {
-	e := &enqueuer{b: b, reqs: make(chan *enqueueReq, 4*maxEnqueueBatch), stop: make(chan struct{}), stopped: make(chan struct{})}
+	e := &enqueuer{b: b, reqs: make(chan []*enqueueReq, 4*maxEnqueueBatch), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go e.loop()
 	return e
 }
@@ -52,42 +52,60 @@ func (e *enqueuer) close() {
 var errBackendClosed = errors.New("postgres: backend closed")
 
 func (e *enqueuer) enqueue(ctx context.Context, key string, ev event.Event, lease time.Duration) (dedupe.State, error) {
-	enc, _ := ev.MarshalBinary()
-	r := &enqueueReq{hash: hash(key), key: []byte(key), enc: enc, source: []byte(ev.Source), typ: []byte(ev.Type),
-		lease: micros(lease), ctx: ctx, done: make(chan struct{})}
-	select {
-	case e.reqs <- r:
-	case <-e.stop:
-		return 0, errBackendClosed
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	sts, errs := e.enqueueMany(ctx, []string{key}, []event.Event{ev}, lease)
+	return sts[0], errs[0]
+}
+
+// enqueueMany hands the events to the writer together, so that they share
+// a batch, and waits for every answer.
+func (e *enqueuer) enqueueMany(ctx context.Context, keys []string, evs []event.Event, lease time.Duration) ([]dedupe.State, []error) {
+	rs := make([]*enqueueReq, len(keys))
+	for i, key := range keys {
+		enc, _ := evs[i].MarshalBinary()
+		rs[i] = &enqueueReq{hash: hash(key), key: []byte(key), enc: enc, source: []byte(evs[i].Source), typ: []byte(evs[i].Type),
+			lease: micros(lease), ctx: ctx, done: make(chan struct{})}
 	}
-	<-r.done // once handed over, it is written or failed: wait, so a stored event is never reported unstored
-	return r.st, r.err
+	sts, errs := make([]dedupe.State, len(rs)), make([]error, len(rs))
+	var err error
+	select {
+	case e.reqs <- rs:
+	case <-e.stop:
+		err = errBackendClosed
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	for i, r := range rs {
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		<-r.done // once handed over, it is written or failed: wait, so a stored event is never reported unstored
+		sts[i], errs[i] = r.st, r.err
+	}
+	return sts, errs
 }
 
 func (e *enqueuer) loop() {
 	defer close(e.stopped)
 	for {
-		var first *enqueueReq
+		var batch []*enqueueReq
 		select {
-		case first = <-e.reqs:
+		case batch = <-e.reqs:
 		case <-e.stop:
 			for {
 				select {
-				case r := <-e.reqs:
-					e.run([]*enqueueReq{r})
+				case rs := <-e.reqs:
+					e.run(rs)
 				default:
 					return
 				}
 			}
 		}
-		batch := []*enqueueReq{first}
 	fill:
 		for len(batch) < maxEnqueueBatch {
 			select {
-			case r := <-e.reqs:
-				batch = append(batch, r)
+			case rs := <-e.reqs:
+				batch = append(batch, rs...)
 			default:
 				break fill
 			}

@@ -250,6 +250,19 @@ func (b *Backend) Enqueue(ctx context.Context, key string, e event.Event, lease 
 	return b.enq.enqueue(ctx, key, e, lease)
 }
 
+// EnqueueMany implements [dedupe.BatchQueue]: the events share one batch
+// (a page of a poller in one statement), each answered as Enqueue would.
+func (b *Backend) EnqueueMany(ctx context.Context, keys []string, events []event.Event, lease time.Duration) ([]dedupe.State, []error) {
+	if err := validDuration(lease); err != nil {
+		errs := make([]error, len(keys))
+		for i := range errs {
+			errs[i] = err
+		}
+		return make([]dedupe.State, len(keys)), errs
+	}
+	return b.enq.enqueueMany(ctx, keys, events, lease)
+}
+
 // claim runs a claiming statement: it answers 0 when it claimed the key,
 // or the state of the row that stopped it.
 func (b *Backend) claim(ctx context.Context, sql, key string, args ...any) (dedupe.State, error) {

@@ -41,6 +41,7 @@ func RunQueue(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 		{"ResendOfADeadKeyIsClaimed", resendDead},
 		{"AttemptsCountedOnAdoption", attemptsOnAdoption},
 		{"ListFiltersAndPages", listFilters},
+		{"EnqueueManyAnswersEach", enqueueMany},
 		{"ReleaseForgetsEverything", releaseForgets},
 		{"RetentionExpiry", retention},
 		{"CanceledContext", canceled},
@@ -594,5 +595,44 @@ func listFilters(t *testing.T, holder func() dedupe.Queue) {
 	rest, err := q.List(context.Background(), dedupe.Filter{Source: src, Type: "a", After: as[1].Seq})
 	if err != nil || len(rest) != 1 || rest[0].Key != ks[3] {
 		t.Fatalf("type a, next page: %v %v", rest, err)
+	}
+}
+
+// enqueueMany: a BatchQueue answers each event of a batch as Enqueue
+// would: new ones claimed, a key twice in the batch claimed once, live
+// ones pending or done. (Queues that are not BatchQueues skip it.)
+func enqueueMany(t *testing.T, holder func() dedupe.Queue) {
+	q, ok := holder().(dedupe.BatchQueue)
+	if !ok {
+		t.Skip("not a dedupe.BatchQueue")
+	}
+	done, pending, fresh := key(t, "many-done"), key(t, "many-pending"), key(t, "many-new")
+	enqueue(t, q, done, long, dedupe.Claimed)
+	if err := q.CommitMany(context.Background(), []string{done}, long); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, pending, long, dedupe.Claimed)
+	keys := []string{fresh, done, pending, fresh}
+	evs := []event.Event{ev(fresh), ev(done), ev(pending), ev(fresh)}
+	for i := range 200 { // a page larger than any one statement
+		k := key(t, fmt.Sprint("many-", i))
+		keys, evs = append(keys, k), append(evs, ev(k))
+	}
+	sts, errs := q.EnqueueMany(context.Background(), keys, evs, long)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("EnqueueMany %d: %v", i, err)
+		}
+	}
+	if sts[0] != dedupe.Claimed || sts[1] != dedupe.Done || sts[2] != dedupe.Pending || sts[3] != dedupe.Pending {
+		t.Fatalf("states %v %v %v %v, want claimed done pending pending", sts[0], sts[1], sts[2], sts[3])
+	}
+	for i, st := range sts[4:] {
+		if st != dedupe.Claimed {
+			t.Fatalf("event %d of the page: %v", i, st)
+		}
+	}
+	if r := get(t, q, fresh); r.State != dedupe.Queued || r.Event.ID != fresh {
+		t.Fatalf("stored %+v", r)
 	}
 }
