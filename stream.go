@@ -260,18 +260,26 @@ func (s *Stream) settle(e event.Event, key string, st dedupe.State, err error) e
 		return event.RetryAfter(s.cfg.retryAfter, event.ErrPending)
 	}
 
+	// A resend of a dead event: it lives again. Out of the dead list
+	// before it is admitted, since once admitted it may die again at once.
+	var wasDead dedupe.Record
+	var had bool
+	sk, memory := s.keys.(storeKeeper)
+	if memory {
+		wasDead, had = sk.dead.remove(key)
+	}
 	en := &entry{ev: e, key: key, start: time.Now()}
 	if err := s.admit(en); err != nil {
 		s.release(en.key)
+		if had {
+			sk.dead.add(wasDead) // not taken after all: still dead
+		}
 		reason := "closed"
 		if errors.Is(err, event.ErrQueueFull) {
 			reason = "full"
 		}
 		s.rec.Count(metric.Rejected, e.Source, reason, 1)
 		return event.RetryAfter(s.cfg.retryAfter, err)
-	}
-	if sk, ok := s.keys.(storeKeeper); ok {
-		sk.dead.remove(key) // a resend of a dead event: it lives again
 	}
 	s.rec.Count(metric.Accepted, e.Source, "", 1)
 	return nil
@@ -345,7 +353,9 @@ func (s *Stream) committed(batch []*entry) {
 	s.mu.Unlock()
 	now := time.Now()
 	for _, en := range batch {
-		s.rec.Count(metric.Committed, en.ev.Source, "", 1)
+		if en.failure.Load() == nil && !en.discarded.Load() { // buried or released: not committed
+			s.rec.Count(metric.Committed, en.ev.Source, "", 1)
+		}
 		s.rec.Observe(metric.Processing, en.ev.Source, now.Sub(en.start))
 	}
 	s.rec.Gauge(metric.QueueDepth, "", float64(depth))

@@ -48,10 +48,13 @@ func setup(t *testing.T) (*intake.Stream, *console.Handler, *atomic.Bool, *atomi
 		Payload: []byte(`{"note":"<script>alert(1)</script>"}`),
 		Meta:    map[string]string{"header:X-Hub-Signature-256": "sha256=SIGNATURE-SHOULD-NOT-SHOW", "content-type": "application/json"}}
 	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, time.Second, time.Millisecond)
-	require.Eventually(t, func() bool {
+	if !assert.Eventually(t, func() bool {
 		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
 		return len(d) == 1
-	}, 5*time.Second, time.Millisecond)
+	}, 5*time.Second, time.Millisecond) {
+		all, _ := s.List(ctx, dedupe.Filter{})
+		t.Fatalf("not dead: %+v\nhealth %+v\nstats %+v", all, s.Health(), s.Stats())
+	}
 	return s, console.New(s, console.WithLogger(quiet)), &fixed, &handled
 }
 
