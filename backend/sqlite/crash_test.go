@@ -303,7 +303,7 @@ func poisonChild(dbPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	go func() {
-		for {
+		for os.Getenv("INTAKE_POISON_PUT") == "1" {
 			err := s.Put(ctx, event.Event{Source: "api", ID: "poison", Payload: []byte(`{"crash":true}`)})
 			if _, retry := event.RetryDelay(err); !retry || ctx.Err() != nil {
 				return // stored, or pending (held by a predecessor), or dead
@@ -329,6 +329,11 @@ func TestPoisonEventDiesAcrossKills(t *testing.T) {
 	for ; runs < 8; runs++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "INTAKE_SQLITE_CHILD=poison", "INTAKE_DB="+db)
+		if runs == 0 {
+			// Only the first process receives the event: a later put of it
+			// would be a provider's resend, which brings a dead event back.
+			cmd.Env = append(cmd.Env, "INTAKE_POISON_PUT=1")
+		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -349,15 +354,8 @@ func TestPoisonEventDiesAcrossKills(t *testing.T) {
 		<-done
 		break
 	}
-	switch {
-	case runs < 3:
-		t.Errorf("the process was killed %d times; the event cannot be dead before 3 attempts", runs)
-	case runs == 8:
-		t.Errorf("still killing the process after 8 runs: the attempts are not counted")
-	case runs > 3:
-		// Seen once, under a full parallel test run: a kill whose attempt
-		// was not counted. The event still ends dead; logged to be chased.
-		t.Logf("warning: killed %d times, not 3", runs)
+	if runs != 3 {
+		t.Errorf("the process was killed %d times, want 3 (WithMaxAttempts)", runs)
 	}
 	b, err := sqlite.Open(db)
 	if err != nil {
