@@ -135,3 +135,34 @@ func TestPutMany(t *testing.T) {
 	assert.Error(t, errs[4], "the second a of the page is a duplicate of the first")
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["a"] == 1 && got["b"] == 1 }, time.Second, time.Millisecond)
 }
+
+// List marks an event InFlight while a delivery of it is out to a reader,
+// and not while it waits for a retry.
+func TestListMarksInFlight(t *testing.T) {
+	leak.Check(t)
+	s := intake.New(intake.WithLogger(quiet))
+	ch := s.Subscribe(intake.WithSources("p"), intake.WithRetryBackoff(300*time.Millisecond, 300*time.Millisecond))
+	run(t, s)
+	ctx := context.Background()
+	inFlight := func() bool {
+		recs, err := s.List(ctx, dedupe.Filter{Source: "p"})
+		return err == nil && len(recs) == 1 && recs[0].InFlight
+	}
+	require.NoError(t, s.Put(ctx, event.Event{Source: "p", ID: "1"}))
+
+	d := <-ch
+	require.Eventually(t, inFlight, 5*time.Second, time.Millisecond, "delivered, not acked")
+	d.Nack(errors.New("try again"))
+	recs, err := s.List(ctx, dedupe.Filter{Source: "p"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.False(t, recs[0].InFlight, "nacked, waiting for its retry")
+	d = <-ch
+	assert.Equal(t, 2, d.Attempt)
+	require.Eventually(t, inFlight, 5*time.Second, time.Millisecond, "redelivered")
+	d.Ack()
+	require.Eventually(t, func() bool {
+		recs, err := s.List(ctx, dedupe.Filter{Source: "p"})
+		return err == nil && len(recs) == 0
+	}, 5*time.Second, time.Millisecond, "acked events leave the list")
+}

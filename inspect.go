@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/intakehq/intake/dedupe"
-	"github.com/intakehq/intake/event"
 )
 
 // defaultDeadCapacity bounds the dead events the in-memory default keeps.
@@ -231,5 +230,3 @@ func (s *Stream) liveEntry(key string) *entry {
 	}
 	return nil
 }
-
-var _ = event.Event{}

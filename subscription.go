@@ -91,6 +91,7 @@ type item struct {
 	attempt int       // deliveries so far (from the entry's base)
 	first   time.Time // the first delivery here
 	gen     uint64    // bumped by each delivery, nack and lease expiry
+	leased  uint64    // the gen whose lease timer runs: out to a reader while it equals gen
 	done    bool
 }
 
@@ -319,14 +320,11 @@ func (sub *subscription) exhausted(it *item) bool {
 }
 
 // sentNow reports whether it is out to a reader: delivered, its lease
-// running, not waiting for a retry. sub.mu must be held.
+// running, not waiting for a retry. Every nack, lease expiry and
+// redelivery bumps gen, so a lease is current only while leased equals
+// gen. sub.mu must be held.
 func (sub *subscription) sentNow(it *item) bool {
-	for _, t := range sub.timers {
-		if t.it == it && t.gen == it.gen {
-			return t.kind == timerLease
-		}
-	}
-	return false
+	return it.gen != 0 && it.leased == it.gen
 }
 
 // stale reports whether a prepared delivery must not be sent: its event
@@ -370,6 +368,7 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 				sub.mu.Lock()
 				if d.it.gen == d.gen && !d.it.done {
 					heap.Push(&sub.timers, timed{at: time.Now().Add(sub.cfg.ackTimeout), it: d.it, gen: d.gen, kind: timerLease})
+					d.it.leased = d.gen
 					sub.compactTimers()
 				}
 				sub.mu.Unlock()

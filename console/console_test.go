@@ -3,7 +3,6 @@ package console_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -142,7 +141,6 @@ func TestSecurity(t *testing.T) {
 	w := do(h, "POST", "/api/events/"+key+"/discard", local, nil, map[string]string{console.CSRFHeader: tok.Token})
 	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assert.Equal(t, http.StatusNotFound, do(h, "GET", "/api/events/"+key, local, nil, nil).Code)
-	_ = fmt.Sprint
 }
 
 // A readiness banner shows while the stream is not ready.

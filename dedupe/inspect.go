@@ -94,7 +94,7 @@ const DefaultListLimit = 100
 
 // StoredRecord builds a [Record] from the columns a queue keeps: the
 // key's bytes, the seq, whether it is dead, the attempts, the failure as
-// [Failure.MarshalJSON] wrote it (or nothing), and the event as
+// encoding/json wrote it (or nothing), and the event as
 // [event.Event.MarshalBinary] wrote it. Backends share it so that every
 // one reads the same way what it stored.
 func StoredRecord(key []byte, seq int64, dead bool, attempts int, failure, enc []byte) (Record, error) {
@@ -112,10 +112,4 @@ func StoredRecord(key []byte, seq int64, dead bool, attempts int, failure, enc [
 		return r, fmt.Errorf("dedupe: event of %q: %w", key, err)
 	}
 	return r, nil
-}
-
-// MarshalJSON encodes f as the queues store it.
-func (f Failure) MarshalJSON() ([]byte, error) {
-	type plain Failure
-	return json.Marshal(plain(f))
 }

@@ -5,14 +5,11 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/intakehq/intake/event"
 )
 
 // Handler serves a feed to long-polling consumers: GET with after, limit
@@ -260,6 +257,3 @@ func writeItem(b *bytes.Buffer, it Item) {
 // metaHeader is webhook.MetaHeader: the Meta key prefix of kept request
 // headers. (Not imported, to keep this package free of the webhook one.)
 const metaHeader = "header:"
-
-var _ = errors.New
-var _ = event.Event{}

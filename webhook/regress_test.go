@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -198,5 +197,3 @@ func TestStandardWebhooksCompleteSetWins(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "msg_1", e.ID)
 }
-
-var _ = event.Event{}

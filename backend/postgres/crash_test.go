@@ -94,30 +94,7 @@ func TestCrashKeepsOddEventsByteExact(t *testing.T) {
 	prefix := testPrefix(t, pool)
 	newBackend(t, pool, prefix) // create the tables before the child does
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "INTAKE_PG_CHILD=1", "INTAKE_PG_PREFIX="+prefix)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	said := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		said <- strings.TrimSpace(line)
-	}()
-	select {
-	case line := <-said:
-		if line != "STORED" {
-			t.Fatalf("child said %q", line)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the child could not store the events in 20 s (a refusal retried forever?)")
-	}
+	cmd := startChild(t, "1", prefix, 20*time.Second)
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
@@ -283,20 +260,7 @@ func TestReplicaAdoptsAKilledPeerFast(t *testing.T) {
 	go func() { done <- b.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "INTAKE_PG_CHILD=hold", "INTAKE_PG_PREFIX="+prefix)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "STORED" {
-		t.Fatalf("child said %q, %v", line, err)
-	}
+	cmd := startChild(t, "hold", prefix, 60*time.Second)
 	time.Sleep(1500 * time.Millisecond) // the live peer keeps what it holds
 	mu.Lock()
 	early := len(handled)
@@ -387,4 +351,36 @@ func TestSlowLiveHolderKeepsItsClaims(t *testing.T) {
 	if handled["a"] != 1 || handled["b"] != 0 {
 		t.Fatalf("handled by a %d times, by b %d times; want a once, b never", handled["a"], handled["b"])
 	}
+}
+
+// startChild runs this test binary as a child in mode (INTAKE_PG_CHILD) on
+// the tables under prefix and waits up to limit for it to say STORED: its
+// events are in Postgres. The child is killed when the test ends.
+func startChild(t *testing.T, mode, prefix string, limit time.Duration) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "INTAKE_PG_CHILD="+mode, "INTAKE_PG_PREFIX="+prefix)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	said := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		said <- strings.TrimSpace(line)
+	}()
+	select {
+	case line := <-said:
+		if line != "STORED" {
+			t.Fatalf("child said %q", line)
+		}
+	case <-time.After(limit):
+		t.Fatalf("the child could not store its events in %v (a refusal retried forever?)", limit)
+	}
+	return cmd
 }

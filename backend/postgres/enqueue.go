@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -258,9 +260,5 @@ func (e *enqueuer) insert(ctx context.Context, todo []*enqueueReq) {
 }
 
 func sortByHash(rs []*enqueueReq) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && string(rs[j].hash) < string(rs[j-1].hash); j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
+	slices.SortFunc(rs, func(a, b *enqueueReq) int { return bytes.Compare(a.hash, b.hash) })
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -221,7 +220,6 @@ func TestSendEveryScheme(t *testing.T) {
 	if code := run(context.Background(), []string{"bogus"}, &out, &errb); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
 	}
-	_ = bufio.NewReader
 }
 
 // TestEventsCommands: list, show, replay and discard, against a running

@@ -439,13 +439,6 @@ func buryKeeps(t *testing.T, holder func() dedupe.Queue) {
 	if got := adopt(t, b, 10, long); len(got) != 0 {
 		t.Fatalf("adopted a dead event: %v", keysOf(got))
 	}
-	enqueueOther := func(q dedupe.Queue) dedupe.State {
-		st, err := q.Enqueue(context.Background(), k, ev(k), long)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
 	dead, err := b.List(context.Background(), dedupe.Filter{State: dedupe.Dead, Source: "conformance"})
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +453,6 @@ func buryKeeps(t *testing.T, holder func() dedupe.Queue) {
 	if hasKey(queued, k) {
 		t.Fatal("a dead event listed as queued")
 	}
-	_ = enqueueOther
 }
 
 func sameFailure(a, b dedupe.Failure) bool {
