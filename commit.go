@@ -22,7 +22,7 @@ type committer struct {
 	s    *Stream
 	mu   sync.Mutex
 	todo []*entry
-	keys map[string]struct{} // of the entries added and not yet committed
+	keys map[string]struct{} // of the acked entries added and not yet committed
 	wake chan struct{}
 }
 
@@ -30,11 +30,15 @@ func newCommitter(s *Stream) *committer {
 	return &committer{s: s, keys: make(map[string]struct{}), wake: make(chan struct{}, 1)}
 }
 
-// add hands en, acked by every subscription, to the committer.
+// add hands en, which every subscription is done with, to the committer.
+// Only an acked entry's key counts as done meanwhile: a dead or discarded
+// one was not handled, and a resend of it must be told to come back.
 func (c *committer) add(en *entry) {
 	c.mu.Lock()
 	c.todo = append(c.todo, en)
-	c.keys[en.key] = struct{}{}
+	if en.failure.Load() == nil && !en.discarded.Load() {
+		c.keys[en.key] = struct{}{}
+	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:

@@ -166,3 +166,81 @@ func TestListMarksInFlight(t *testing.T) {
 		return err == nil && len(recs) == 0
 	}, 5*time.Second, time.Millisecond, "acked events leave the list")
 }
+
+// A resend of a dead event that dies again at once is listed as dead
+// again (it leaves the dead list before it is admitted, so its second
+// death cannot be undone by the first one's removal), and a dead event is
+// counted as dead, never as committed.
+func TestResentDeadEventThatDiesAgainStaysListed(t *testing.T) {
+	leak.Check(t)
+	s := intake.New(intake.WithLogger(quiet))
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		return intake.Permanent(errors.New("always refused"))
+	}, intake.WithSources("p"), intake.WithWorkers(8))
+	run(t, s)
+	ctx := context.Background()
+	const n, rounds = 500, 5
+	for round := 1; round <= rounds; round++ {
+		for i := range n {
+			// A resend may find the previous death not yet released.
+			require.Eventually(t, func() bool {
+				return !errors.Is(s.Put(ctx, event.Event{Source: "p", ID: fmt.Sprint(i)}), event.ErrPending)
+			}, 10*time.Second, time.Millisecond)
+		}
+		require.Eventually(t, func() bool {
+			return statsOf(s, "p").Dead == int64(round*n)
+		}, 10*time.Second, time.Millisecond, "round %d", round)
+		require.Eventually(t, func() bool {
+			recs, err := s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: 2 * n})
+			return err == nil && len(recs) == n
+		}, 10*time.Second, time.Millisecond, "round %d: every resent event is dead again", round)
+	}
+	st := statsOf(s, "p")
+	assert.Equal(t, int64(rounds*n), st.Accepted)
+	assert.Zero(t, st.Committed, "dead events are not committed")
+}
+
+// gatedRelease is a store whose first Release waits for open.
+type gatedRelease struct {
+	dedupe.Store
+	once    sync.Once
+	entered chan struct{}
+	open    chan struct{}
+}
+
+func (g *gatedRelease) Release(ctx context.Context, key string) error {
+	g.once.Do(func() { close(g.entered); <-g.open })
+	return g.Store.Release(ctx, key)
+}
+
+// A resend that arrives while a dead event's key is still being released
+// is told to come back (pending), not that the event is done: it was
+// never handled, and the resend brings it back once the key is free.
+func TestResendDuringBurialIsPendingNotDone(t *testing.T) {
+	leak.Check(t)
+	store := &gatedRelease{Store: dedupe.NewMemory(), entered: make(chan struct{}), open: make(chan struct{})}
+	s := intake.New(intake.WithLogger(quiet), intake.WithStore(store))
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		return intake.Permanent(errors.New("refused"))
+	}, intake.WithSources("p"))
+	run(t, s)
+	ctx := context.Background()
+	e := event.Event{Source: "p", ID: "1"}
+	require.NoError(t, s.Put(ctx, e))
+	<-store.entered // dead, its key not yet released
+	err := s.Put(ctx, e)
+	assert.ErrorIs(t, err, event.ErrPending)
+	assert.NotErrorIs(t, err, event.ErrDuplicate)
+	close(store.open)
+	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, 5*time.Second, time.Millisecond, "the resend is taken once the key is free")
+	require.Eventually(t, func() bool { return statsOf(s, "p").Dead == 2 }, 5*time.Second, time.Millisecond)
+}
+
+func statsOf(s *intake.Stream, source string) intake.SourceStats {
+	for _, st := range s.Stats() {
+		if st.Name == source {
+			return st
+		}
+	}
+	return intake.SourceStats{}
+}
