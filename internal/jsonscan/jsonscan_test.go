@@ -3,7 +3,9 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 )
 
 func fields(t *testing.T, data string) (map[string]string, error) {
@@ -141,4 +143,94 @@ func compact(b []byte) []byte {
 		return b
 	}
 	return buf.Bytes()
+}
+
+func TestArray(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{`[]`, nil, false},
+		{` [ 1 , "a]" , {"b":[2]} , null ] `, []string{`1`, `"a]"`, `{"b":[2]}`, `null`}, false},
+		{`[1,]`, []string{`1`}, true},
+		{`[1 2]`, []string{`1`}, true},
+		{`{"a":1}`, nil, true},
+		{`[`, nil, true},
+	} {
+		var got []string
+		err := Array([]byte(tc.in), func(v []byte) bool { got = append(got, string(v)); return false })
+		if (err != nil) != tc.err {
+			t.Errorf("Array(%q) error = %v, want error %v", tc.in, err, tc.err)
+		}
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("Array(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	v, ok := Field([]byte(`{"a":1,"b":{"c":2}}`), "b")
+	if !ok || string(v) != `{"c":2}` {
+		t.Errorf("Field = %q, %v", v, ok)
+	}
+	if _, ok := Field([]byte(`{"a":1}`), "b"); ok {
+		t.Error("Field found a missing key")
+	}
+}
+
+func FuzzArray(f *testing.F) {
+	for _, s := range []string{`[]`, `[1,"a",{"b":[2]},null]`, `[[],[[]]]`, `[1,]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got [][]byte
+		err := Array(data, func(v []byte) bool { got = append(got, v); return false })
+		var want []json.RawMessage
+		if json.Unmarshal(data, &want) != nil || want == nil {
+			return // not a JSON array: only no panic is required
+		}
+		if err != nil {
+			t.Fatalf("valid array %q: %v", data, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d elements, encoding/json has %d in %q", len(got), len(want), data)
+		}
+		for i := range got {
+			if string(compact(got[i])) != string(compact(want[i])) {
+				t.Fatalf("element %d = %q, encoding/json has %q", i, got[i], want[i])
+			}
+		}
+	})
+}
+
+func TestTime(t *testing.T) {
+	for _, s := range []string{"2022-07-13T20:30:59.037339943Z", "2023-11-14T22:13:20Z", "2024-03-20T10:07:35.590857Z",
+		"2021-04-26T17:36:27.458+02:00", "2021-04-26t17:36:27-05:30", "2020-02-29T00:00:00Z"} {
+		got, ok := Time([]byte(`"` + s + `"`))
+		want, err := time.Parse(time.RFC3339Nano, strings.Replace(s, "t", "T", 1))
+		if !ok || err != nil || !got.Equal(want) {
+			t.Errorf("Time(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, err)
+		}
+	}
+	for _, s := range []string{`""`, `"2022-07-13"`, `"2022-07-13T20:30:59"`, `"2022-13-13T20:30:59Z"`, `"2021-02-30T00:00:00Z"`,
+		`"2022-07-13T20:30:59.Z"`, `"2022-07-13T20:30:59+0200"`, `2022`, `"2022-07-13T20:30:59ZZ"`} {
+		if got, ok := Time([]byte(s)); ok {
+			t.Errorf("Time(%s) = %v, want not ok", s, got)
+		}
+	}
+}
+
+func FuzzTime(f *testing.F) {
+	for _, s := range []string{`"2022-07-13T20:30:59.037339943Z"`, `"2021-04-26T17:36:27.458+02:00"`, `"2021-02-30T00:00:00Z"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := Time(raw)
+		if !ok {
+			return
+		}
+		// What Time accepts, time.Parse reads the same.
+		want, err := time.Parse(time.RFC3339Nano, strings.ToUpper(string(raw[1:len(raw)-1])))
+		if err != nil || !got.Equal(want) {
+			t.Fatalf("Time(%s) = %v; time.Parse: %v, %v", raw, got, want, err)
+		}
+	})
 }
