@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -17,14 +18,36 @@ import (
 // specification, which Svix and many providers follow.
 //
 // The request carries webhook-id, webhook-timestamp (unix seconds) and
-// webhook-signature, a space-separated list of "v1,<base64>" entries; the
-// svix-id, svix-timestamp and svix-signature headers are accepted instead.
-// The signed content is id "." timestamp "." body, under HMAC-SHA256 with
-// the key that follows "whsec_" in the secret, base64-decoded. Entries of
-// other versions (v1a) are ignored. The event's ID is the webhook-id, its
-// Type and Time the payload's "type" and "timestamp" fields when present.
+// webhook-signature, a space-separated list of "<version>,<base64>"
+// entries; the svix-id, svix-timestamp and svix-signature headers are
+// accepted instead. The signed content is id "." timestamp "." body. A
+// secret "whsec_…" (or bare base64) is a symmetric key: v1 entries are its
+// HMAC-SHA256. A key "whpk_…" is an Ed25519 public key, base64 after the
+// prefix: v1a entries are its signatures. Secrets of both kinds may be
+// mixed; entries of other versions are ignored. The event's ID is the
+// webhook-id, its Type and Time the payload's "type" and "timestamp"
+// fields when present.
 func StandardWebhooks(secrets ...string) *Scheme {
-	s := newScheme("standard-webhooks", secrets, decodeWhsec, sha256.New, verifyStandard)
+	var macs, pubs []string
+	for _, sec := range secrets {
+		if strings.HasPrefix(sec, "whpk_") {
+			pubs = append(pubs, sec)
+		} else {
+			macs = append(macs, sec)
+		}
+	}
+	s := newScheme("standard-webhooks", macs, decodeWhsec, sha256.New, verifyStandard)
+	if len(macs) == 0 && len(pubs) > 0 {
+		s.bad = nil // only public keys
+	}
+	if len(pubs) > 0 && s.bad == nil {
+		s.addEd25519Keys(pubs, func(k string) ([]byte, error) {
+			return base64.StdEncoding.DecodeString(strings.TrimPrefix(k, "whpk_"))
+		}, `"whpk_" and the base64 of 32 bytes`)
+	}
+	if s.bad != nil {
+		s.keys, s.edKeys = nil, nil
+	}
 	s.headers = []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature", "Svix-Id", "Svix-Timestamp", "Svix-Signature"}
 	return s
 }
@@ -53,6 +76,9 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 		return event.Event{}, err
 	}
 	var set sigSet
+	var ed [2]sigBuf // v1a: the first two entries (one, two while a key rotates)
+	var eds [2][]byte
+	ned := 0
 	sawV1 := false
 	for _, hv := range sigs {
 		// Entries are separated by spaces; a hand-rolled split, since
@@ -65,17 +91,29 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 				entry, rest = rest, ""
 			}
 			version, value, _ := strings.Cut(entry, ",")
-			if version != "v1" {
-				continue
+			switch {
+			case version == "v1" && len(s.keys) > 0:
+				sawV1 = true
+				set.addBase64(value)
+			case version == "v1a" && len(s.edKeys) > 0:
+				sawV1 = true
+				if ned < len(eds) {
+					if sig, ok := decodeBase64(&ed[ned], value); ok {
+						eds[ned] = sig
+						ned++
+					}
+				}
 			}
-			sawV1 = true
-			set.add(decodeBase64, value)
 		}
 	}
-	switch {
-	case !sawV1:
+	if !sawV1 {
 		return event.Event{}, ErrMalformedSignature
-	case !set.verify(s.keys, body, id, ".", ts, "."):
+	}
+	ok := set.n > 0 && set.verify(s.keys, body, id, ".", ts, ".")
+	for _, sig := range eds[:ned] {
+		ok = ok || verifyEd25519(s.edKeys, sig, body, id, ".", ts, ".")
+	}
+	if !ok {
 		return event.Event{}, ErrSignatureMismatch
 	}
 	e := event.Event{ID: id, Payload: body}
@@ -84,9 +122,7 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 		case "type":
 			e.Type, _ = jsonscan.String(v)
 		case "timestamp":
-			if str, ok := jsonscan.String(v); ok {
-				e.Time, _ = time.Parse(time.RFC3339Nano, str)
-			}
+			e.Time, _ = jsonscan.Time(v)
 		}
 		return e.Type != "" && !e.Time.IsZero()
 	})
@@ -108,4 +144,25 @@ func SignStandardWebhooks(secret, id string, ts time.Time, body []byte) (http.He
 	h.Set("Webhook-Timestamp", t)
 	h.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(mac))
 	return h, nil
+}
+
+// SignStandardWebhooksEd25519 returns the webhook-id, webhook-timestamp
+// and webhook-signature headers for body, signed at ts with the Ed25519
+// private key: a "v1a" entry, which a verifier given the public key
+// ("whpk_" and base64, see [StandardWebhooksPublicKey]) accepts.
+func SignStandardWebhooksEd25519(key ed25519.PrivateKey, id string, ts time.Time, body []byte) http.Header {
+	t := strconv.FormatInt(ts.Unix(), 10)
+	msg := make([]byte, 0, len(id)+len(t)+2+len(body))
+	msg = append(append(append(append(append(msg, id...), '.'), t...), '.'), body...)
+	h := http.Header{}
+	h.Set("Webhook-Id", id)
+	h.Set("Webhook-Timestamp", t)
+	h.Set("Webhook-Signature", "v1a,"+base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg)))
+	return h
+}
+
+// StandardWebhooksPublicKey returns the "whpk_" form of an Ed25519 public
+// key, as [StandardWebhooks] takes it.
+func StandardWebhooksPublicKey(pub ed25519.PublicKey) string {
+	return "whpk_" + base64.StdEncoding.EncodeToString(pub)
 }

@@ -67,7 +67,7 @@ func verifyStripe(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	}
 	var set sigSet
 	for _, v := range v1s[:n] {
-		set.add(decodeHex, v)
+		set.addHex(v)
 	}
 	if !set.verify(s.keys, body, ts, ".") {
 		return event.Event{}, ErrSignatureMismatch

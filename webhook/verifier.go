@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -88,11 +90,33 @@ type Scheme struct {
 	headers      []string // the request headers the scheme reads
 	tolerance    time.Duration
 	now          func() time.Time
-	verify       func(s *Scheme, h http.Header, body []byte) (event.Event, error)
+	verify       func(s *Scheme, r *Request) (event.Event, error)
+	verifyHB     func(s *Scheme, h http.Header, body []byte) (event.Event, error) // schemes that read the headers and body alone
+
+	edKeys []ed25519.PublicKey // Ed25519 schemes: Discord, Standard Webhooks v1a
+	ecKeys []*ecdsa.PublicKey  // ECDSA schemes: SendGrid
+	tokens [][]byte            // compared in constant time: GitLab, Meta's verify token, Graph's clientState
+
+	get       bool   // the provider sends a GET handshake: the handler accepts GET
+	needsURL  bool   // the signature covers the URL (Twilio, Square)
+	publicURL string // WithPublicURL: the URL the provider was given
+	forwarded bool   // WithForwardedHeaders: trust X-Forwarded-Proto and -Host
+	// ack, when set, is the answer to a stored (or duplicate) event in
+	// place of the handler's 202 or 200: Discord's deferred responses.
+	ack func(e event.Event) *Reply
 }
 
 func newScheme(name string, secrets []string, decode func(string) ([]byte, error), hf func() hash.Hash,
 	verify func(*Scheme, http.Header, []byte) (event.Event, error)) *Scheme {
+	s := newRequestScheme(name, secrets, decode, hf, nil)
+	s.verifyHB = verify
+	return s
+}
+
+// newRequestScheme is newScheme for a scheme that needs more of the
+// request than its headers and body: its method, URL or query.
+func newRequestScheme(name string, secrets []string, decode func(string) ([]byte, error), hf func() hash.Hash,
+	verify func(*Scheme, *Request) (event.Event, error)) *Scheme {
 	s := &Scheme{name: name, tolerance: DefaultTolerance, now: time.Now, verify: verify}
 	if len(secrets) == 0 {
 		s.bad = ErrNoSecret
@@ -118,12 +142,38 @@ func newScheme(name string, secrets []string, decode func(string) ([]byte, error
 	return s
 }
 
-// Verify implements [Verifier].
+// Verify implements [Verifier]: it verifies a POST with these headers and
+// body. Schemes that sign the URL (Twilio, Square) need it: they verify
+// through [Scheme.VerifyRequest], which the handler calls, or through
+// Verify when pinned with [Scheme.WithPublicURL].
 func (s *Scheme) Verify(h http.Header, body []byte) (event.Event, error) {
 	if s.bad != nil {
 		return event.Event{}, s.bad
 	}
-	return s.verify(s, h, body)
+	if s.verifyHB != nil {
+		return s.verifyHB(s, h, body)
+	}
+	return s.verify(s, &Request{Method: http.MethodPost, Header: h, Body: body})
+}
+
+// VerifyRequest implements [RequestVerifier].
+func (s *Scheme) VerifyRequest(r *Request) (event.Event, error) {
+	if s.bad != nil {
+		return event.Event{}, s.bad
+	}
+	if s.verifyHB != nil {
+		return s.verifyHB(s, r.Header, r.Body)
+	}
+	return s.verify(s, r)
+}
+
+// Methods returns the HTTP methods the scheme's provider uses: POST, and
+// GET for the providers whose handshake is a GET (Meta).
+func (s *Scheme) Methods() []string {
+	if s.get {
+		return []string{http.MethodGet, http.MethodPost}
+	}
+	return []string{http.MethodPost}
 }
 
 // Name returns the scheme's name, such as "stripe".
@@ -159,7 +209,11 @@ func (s *Scheme) checkTime(ts string) (time.Time, error) {
 	if err != nil || sec < 0 {
 		return time.Time{}, ErrMalformedSignature
 	}
-	t := time.Unix(sec, 0)
+	return s.checkTimeAt(time.Unix(sec, 0))
+}
+
+// checkTimeAt checks a signed time against the tolerance.
+func (s *Scheme) checkTimeAt(t time.Time) (time.Time, error) {
 	if d := s.now().Sub(t); d > s.tolerance || d < -s.tolerance {
 		return time.Time{}, ErrTimestamp
 	}
@@ -200,22 +254,38 @@ func newMACKey(key []byte, hf func() hash.Hash) *macKey {
 // it are not tried, so a header of thousands costs no more than eight.
 const maxSignatures = 8
 
-// sigSet holds up to maxSignatures decoded signatures of one request.
+// sigSet holds up to maxSignatures decoded signatures of one request. It
+// keeps lengths, not slices of its own buffers, so that it stays on the
+// caller's stack.
 type sigSet struct {
 	bufs [maxSignatures]sigBuf
-	sigs [maxSignatures][]byte
+	lens [maxSignatures]uint8
 	n    int
 }
 
-// add decodes value into the set; it reports false when the value does
-// not decode, or when the set is full and the value was not tried.
-func (s *sigSet) add(decode func(*sigBuf, string) ([]byte, bool), value string) bool {
+// addHex decodes a hex value into the set; it reports false when the
+// value does not decode, or when the set is full and the value was not
+// tried.
+func (s *sigSet) addHex(value string) bool {
 	if s.n == maxSignatures {
 		return false
 	}
-	sig, ok := decode(&s.bufs[s.n], value)
+	sig, ok := decodeHex(&s.bufs[s.n], value)
+	return s.keep(len(sig), ok)
+}
+
+// addBase64 is addHex for a base64 value.
+func (s *sigSet) addBase64(value string) bool {
+	if s.n == maxSignatures {
+		return false
+	}
+	sig, ok := decodeBase64(&s.bufs[s.n], value)
+	return s.keep(len(sig), ok)
+}
+
+func (s *sigSet) keep(n int, ok bool) bool {
 	if ok {
-		s.sigs[s.n] = sig
+		s.lens[s.n] = uint8(n)
 		s.n++
 	}
 	return ok
@@ -234,8 +304,8 @@ func (s *sigSet) verify(keys []*macKey, body []byte, pre ...string) bool {
 	for _, k := range keys {
 		st := k.pool.Get().(*macState)
 		sum := st.mac(body, pre)
-		for _, sig := range s.sigs[:s.n] {
-			ok |= subtle.ConstantTimeCompare(sum, sig)
+		for i := range s.n {
+			ok |= subtle.ConstantTimeCompare(sum, s.bufs[i][:s.lens[i]])
 		}
 		k.pool.Put(st)
 	}

@@ -43,6 +43,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,10 @@ type Handler struct {
 	keep     []string     // request headers kept in Meta
 	keepSet  bool
 	sink     atomic.Pointer[sinkRef]
-	logs     logsample.Sampler // repeated records: at most once a second per reason
+	get      bool                     // the verifier answers GET handshakes
+	allow    string                   // the Allow header of a 405
+	ack      func(event.Event) *Reply // the scheme's own answer to a stored event
+	logs     logsample.Sampler        // repeated records: at most once a second per reason
 	status   event.StatusRecorder
 }
 
@@ -162,6 +166,16 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 	for _, o := range opts {
 		o(h)
 	}
+	h.allow = http.MethodPost
+	if m, ok := v.(interface{ Methods() []string }); ok {
+		h.get = slices.Contains(m.Methods(), http.MethodGet)
+		if h.get {
+			h.allow = "GET, POST"
+		}
+	}
+	if sc, ok := v.(*Scheme); ok {
+		h.ack = sc.ack
+	}
 	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
 		h.guard = dedupe.NewMemory()
 	}
@@ -201,7 +215,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve answers the request and returns the reason recorded in metrics.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time) string {
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		if r.Method == http.MethodGet && h.get {
+			// A handshake (Meta's hub.challenge): answered whether or
+			// not the stream runs, as the provider checks the endpoint
+			// when it is configured. It never produces an event.
+			return h.handshake(w, r)
+		}
+		w.Header().Set("Allow", h.allow)
 		return h.reject(w, http.StatusMethodNotAllowed, "method", nil)
 	}
 	// Not running: answer before reading anything, the provider retries.
@@ -218,21 +238,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		return h.reject(w, http.StatusBadRequest, "read", err)
 	}
 
-	e, err := h.v.Verify(r.Header, body)
+	e, err := h.verify(r, body)
 	if err != nil {
-		var reply *Reply
-		if errors.As(err, &reply) {
-			if reply.ContentType != "" {
-				w.Header().Set("Content-Type", reply.ContentType)
-			}
-			w.WriteHeader(reply.Status)
-			_, _ = w.Write(reply.Body)
-			return "reply"
-		}
-		if errors.Is(err, ErrMalformed) {
-			return h.reject(w, http.StatusBadRequest, "malformed", err)
-		}
-		return h.reject(w, http.StatusUnauthorized, reasonOf(err), err)
+		return h.refuse(w, err)
 	}
 	if e.Payload == nil {
 		e.Payload = body
@@ -305,7 +313,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	switch {
 	case err == nil:
 		h.status.Succeeded()
-		w.WriteHeader(http.StatusAccepted)
+		if !h.writeAck(w, e) {
+			w.WriteHeader(http.StatusAccepted)
+		}
 		if h.log.Enabled(r.Context(), slog.LevelDebug) {
 			h.log.Debug("webhook: accepted", "source", h.name, "id", e.ID, "type", e.Type)
 		}
@@ -315,7 +325,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		return "accepted"
 	case errors.Is(err, event.ErrDuplicate):
 		h.status.Succeeded()
-		w.WriteHeader(http.StatusOK)
+		if !h.writeAck(w, e) {
+			w.WriteHeader(http.StatusOK)
+		}
 		return "duplicate"
 	case errors.Is(err, event.ErrPending):
 		d, _ := event.RetryDelay(err)
@@ -336,6 +348,64 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	}
 	d, _ := event.RetryDelay(err)
 	return h.retryLater(w, http.StatusServiceUnavailable, reason, d)
+}
+
+// verify runs the verifier on the request: the whole request when it is a
+// [RequestVerifier], else its headers and body.
+func (h *Handler) verify(r *http.Request, body []byte) (event.Event, error) {
+	if rv, ok := h.v.(RequestVerifier); ok {
+		return rv.VerifyRequest(&Request{Method: r.Method, URL: requestURL(r), Header: r.Header, Body: body})
+	}
+	return h.v.Verify(r.Header, body)
+}
+
+// refuse answers a request whose verification did not produce an event:
+// a handshake's reply, or a rejection.
+func (h *Handler) refuse(w http.ResponseWriter, err error) string {
+	var reply *Reply
+	if errors.As(err, &reply) {
+		writeReply(w, reply)
+		return "reply"
+	}
+	if errors.Is(err, ErrMalformed) {
+		return h.reject(w, http.StatusBadRequest, "malformed", err)
+	}
+	return h.reject(w, http.StatusUnauthorized, reasonOf(err), err)
+}
+
+// handshake answers a GET to a scheme whose provider sends one.
+func (h *Handler) handshake(w http.ResponseWriter, r *http.Request) string {
+	_, err := h.verify(r, nil)
+	if err == nil {
+		// A verifier that made an event of a GET: nothing is stored
+		// from a GET.
+		err = malformed("a GET carries no event")
+	}
+	return h.refuse(w, err)
+}
+
+// writeAck writes the scheme's own answer to a stored event, when it has
+// one, and reports whether it did.
+func (h *Handler) writeAck(w http.ResponseWriter, e event.Event) bool {
+	if h.ack == nil {
+		return false
+	}
+	reply := h.ack(e)
+	if reply == nil {
+		return false
+	}
+	writeReply(w, reply)
+	return true
+}
+
+func writeReply(w http.ResponseWriter, reply *Reply) {
+	if reply.ContentType != "" {
+		w.Header().Set("Content-Type", reply.ContentType)
+	}
+	// A challenge is echoed: never let a browser sniff it into HTML.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(reply.Status)
+	_, _ = w.Write(reply.Body)
 }
 
 // holdForRoom puts e again until it is accepted, the hold expires or the
