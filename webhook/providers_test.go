@@ -755,3 +755,37 @@ func (p probing) VerifyRequest(r *webhook.Request) (event.Event, error) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// A challenge sent to a scheme whose provider has no handshake is not
+// answered: a signed one is an ordinary event (or refused), never echoed.
+func TestNoHandshakeWhereNone(t *testing.T) {
+	handshakes := map[string]bool{"slack": true, "discord": true, "zoom": true, "twitch": true}
+	challenges := [][]byte{
+		[]byte(`{"type":"url_verification","challenge":"echo-me","id":"x","event_id":"x","event":{"id":"x"},"webhookTimestamp":1700000000000}`),
+		[]byte(`{"event":"endpoint.url_validation","payload":{"plainToken":"echo-me"},"id":"x","event_id":"x"}`),
+		[]byte(`{"type":1,"challenge":"echo-me","id":"x","event_id":"x"}`),
+	}
+	for _, sc := range schemes() {
+		if handshakes[sc.name] {
+			continue
+		}
+		v := sc.verifier(sc.secret).WithClock(clock)
+		for _, b := range challenges {
+			h := sc.sign(sc.secret, b)
+			if sc.name == "twilio" { // its pinned URL carries the table body's hash
+				v = webhook.Twilio(sc.secret).WithPublicURL(webhook.TwilioBodyURL(twilioBase, b))
+			}
+			_, err := v.Verify(h, b)
+			var reply *webhook.Reply
+			if errors.As(err, &reply) {
+				t.Errorf("%s answered a challenge: %d %q", sc.name, reply.Status, reply.Body)
+			}
+			if err != nil && !errors.Is(err, webhook.ErrMalformed) {
+				t.Errorf("%s: signed challenge body refused with %v", sc.name, err)
+			}
+		}
+	}
+	// A GET with Meta's parameters to any scheme but Meta's is 405, and
+	// Graph's validationToken means nothing to the others (covered by
+	// TestHandlerHandshakes and the row above).
+}

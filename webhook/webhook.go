@@ -12,7 +12,12 @@
 //
 // What a request gets:
 //
-//   - 405 unless its method is POST.
+//   - 405 unless its method is POST, or GET for a scheme whose provider
+//     checks the endpoint with a GET (Meta's hub.challenge).
+//   - A handshake the provider sends before any event (Slack's, Discord's,
+//     Zoom's, Twitch's challenges when their signature verifies; Meta's
+//     GET with the verify token; Graph's validationToken) is answered as
+//     the provider requires, and stores nothing.
 //   - 413 if its body is over the limit (1 MiB by default); the body is read
 //     through [http.MaxBytesReader] and never beyond the limit.
 //   - 400 if the body cannot be read, or the verified request lacks what the
