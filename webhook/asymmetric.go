@@ -73,8 +73,14 @@ func (s *Scheme) addEd25519Keys(keys []string, decode func(string) ([]byte, erro
 	}
 }
 
-// hashPool holds SHA-256 states for the ECDSA schemes.
-var hashPool = sync.Pool{New: func() any { return sha256.New() }}
+// hashPool holds SHA-256 states for the ECDSA schemes, with a scratch
+// buffer for the parts before the body (a conversion would allocate).
+var hashPool = sync.Pool{New: func() any { return &hashState{h: sha256.New()} }}
+
+type hashState struct {
+	h       hash.Hash
+	scratch []byte
+}
 
 // verifyECDSA reports whether der is an ASN.1 ECDSA signature, under any
 // of keys, of the SHA-256 of the concatenation of pre and body.
@@ -82,15 +88,17 @@ func verifyECDSA(keys []*ecdsa.PublicKey, der, body []byte, pre ...string) bool 
 	if len(der) == 0 {
 		return false
 	}
-	h := hashPool.Get().(hash.Hash)
-	h.Reset()
+	st := hashPool.Get().(*hashState)
+	st.h.Reset()
+	st.scratch = st.scratch[:0]
 	for _, p := range pre {
-		h.Write([]byte(p))
+		st.scratch = append(st.scratch, p...)
 	}
-	h.Write(body)
+	st.h.Write(st.scratch)
+	st.h.Write(body)
 	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	hashPool.Put(h)
+	st.h.Sum(sum[:0])
+	hashPool.Put(st)
 	ok := false
 	for _, k := range keys {
 		if ecdsa.VerifyASN1(k, sum[:], der) {

@@ -128,7 +128,7 @@ func BenchmarkVerifyRatio(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				allocs := testing.AllocsPerRun(100, verify)
+				allocs, rawAllocs := testing.AllocsPerRun(100, verify), testing.AllocsPerRun(100, raw)
 				const batch = 100
 				var rawT, verT time.Duration
 				for done := 0; done < b.N; done += batch {
@@ -146,6 +146,7 @@ func BenchmarkVerifyRatio(b *testing.B) {
 				b.ReportMetric(float64(verT)/float64(rawT), "×raw")
 				b.ReportMetric(float64(verT.Nanoseconds())/float64(b.N), "verify-ns/op")
 				b.ReportMetric(allocs, "verify-allocs/op")
+				b.ReportMetric(rawAllocs, "raw-allocs/op")
 			})
 		}
 	}
