@@ -358,6 +358,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 // verify runs the verifier on the request: the whole request when it is a
 // [RequestVerifier], else its headers and body.
 func (h *Handler) verify(r *http.Request, body []byte) (event.Event, error) {
+	if sc, ok := h.v.(*Scheme); ok && sc.verifyHB != nil {
+		return sc.Verify(r.Header, body) // headers and body are all it reads: no URL to build
+	}
 	if rv, ok := h.v.(RequestVerifier); ok {
 		return rv.VerifyRequest(&Request{Method: r.Method, URL: requestURL(r), Header: r.Header, Body: body})
 	}
