@@ -26,28 +26,38 @@ func Slack(secrets ...string) *Scheme {
 	return s
 }
 
-func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
-	hv, ts := first(h, "X-Slack-Signature"), first(h, "X-Slack-Request-Timestamp")
+// verifyV0 checks the signature Slack introduced and Zoom copied: the
+// sigHeader is "v0=" and the hex HMAC of "v0:" timestamp ":" body, the
+// timestamp (unix seconds) in tsHeader. It returns the timestamp.
+func verifyV0(s *Scheme, h http.Header, sigHeader, tsHeader string, body []byte) (string, error) {
+	hv, ts := first(h, sigHeader), first(h, tsHeader)
 	switch {
 	case hv == "":
-		return event.Event{}, missingHeader("X-Slack-Signature")
+		return "", missingHeader(sigHeader)
 	case ts == "":
-		return event.Event{}, missingHeader("X-Slack-Request-Timestamp")
+		return "", missingHeader(tsHeader)
 	}
 	value, ok := strings.CutPrefix(hv, "v0=")
 	if !ok {
-		return event.Event{}, ErrMalformedSignature
+		return "", ErrMalformedSignature
 	}
 	if _, err := s.checkTime(ts); err != nil {
-		return event.Event{}, err
+		return "", err
 	}
 	var buf sigBuf
 	sig, valid := decodeHex(&buf, value)
 	if !valid {
-		return event.Event{}, ErrMalformedSignature
+		return "", ErrMalformedSignature
 	}
 	if !verifyAny(s.keys, sig, body, "v0:", ts, ":") {
-		return event.Event{}, ErrSignatureMismatch
+		return "", ErrSignatureMismatch
+	}
+	return ts, nil
+}
+
+func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
+	if _, err := verifyV0(s, h, "X-Slack-Signature", "X-Slack-Request-Timestamp", body); err != nil {
+		return event.Event{}, err
 	}
 	// Collect the raw values first and convert only what is used: the
 	// inner event's type wins over the outer one.

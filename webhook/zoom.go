@@ -30,31 +30,13 @@ func Zoom(secretTokens ...string) *Scheme {
 }
 
 func verifyZoom(s *Scheme, h http.Header, body []byte) (event.Event, error) {
-	hv, ts := first(h, "X-Zm-Signature"), first(h, "X-Zm-Request-Timestamp")
-	switch {
-	case hv == "":
-		return event.Event{}, missingHeader("X-Zm-Signature")
-	case ts == "":
-		return event.Event{}, missingHeader("X-Zm-Request-Timestamp")
-	}
-	value, ok := strings.CutPrefix(hv, "v0=")
-	if !ok {
-		return event.Event{}, ErrMalformedSignature
-	}
-	if _, err := s.checkTime(ts); err != nil {
+	ts, err := verifyV0(s, h, "X-Zm-Signature", "X-Zm-Request-Timestamp", body)
+	if err != nil {
 		return event.Event{}, err
-	}
-	var buf sigBuf
-	sig, valid := decodeHex(&buf, value)
-	if !valid {
-		return event.Event{}, ErrMalformedSignature
-	}
-	if !verifyAny(s.keys, sig, body, "v0:", ts, ":") {
-		return event.Event{}, ErrSignatureMismatch
 	}
 	e := event.Event{Payload: body}
 	var payload []byte
-	err := jsonscan.Object(body, func(k, v []byte) bool {
+	err = jsonscan.Object(body, func(k, v []byte) bool {
 		switch string(k) {
 		case "event":
 			e.Type, _ = jsonscan.String(v)
@@ -77,6 +59,8 @@ func verifyZoom(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 			return event.Event{}, malformed("url_validation without a plainToken")
 		}
 		// The key that verified the request answers it.
+		var buf sigBuf
+		sig, _ := decodeHex(&buf, strings.TrimPrefix(first(h, "X-Zm-Signature"), "v0="))
 		for _, k := range s.keys {
 			if verifyAny([]*macKey{k}, sig, body, "v0:", ts, ":") {
 				reply, _ := json.Marshal(map[string]string{
