@@ -100,8 +100,16 @@ func TestConsoleInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page.MustElement("#dead-link").MustClick()
-	page.MustElement("a.event-link").MustClick()
+	// A click that navigates: wait for the new page before reading it, or
+	// a query can land on the document being replaced ("Inspected target
+	// navigated or closed").
+	follow := func(selector string) {
+		wait := page.MustWaitNavigation()
+		page.MustElement(selector).MustClick()
+		wait()
+	}
+	follow("#dead-link")
+	follow("a.event-link")
 	page.MustElement("#replay")
 	state := page.MustElement("#state").MustText()
 	errText := page.MustElement("#error").MustText()
@@ -123,7 +131,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	before := handled.Load()
 	fixed.Store(true)
-	page.MustElement("#replay").MustClick()
+	follow("#replay")
 	doneText := page.MustElement("#done").MustText()
 	if !strings.Contains(doneText, "replay") {
 		t.Fatalf("after the click: %q", doneText)
