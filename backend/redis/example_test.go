@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"context"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -19,5 +20,21 @@ func Example() {
 	stream := intake.New(intake.WithStore(store), intake.WithClaimLease(10*time.Minute))
 	_ = poller.WithLease(store.Lease(), 30*time.Second)
 	_ = poller.WithCheckpoint(store.Checkpoint())
+	_ = stream
+}
+
+// A durable queue in Redis: what a webhook was answered 2xx for survives
+// a crash of the process (a replica, or the restarted process, adopts it)
+// and, with AOF and appendfsync always, of Redis itself.
+func ExampleNewQueue() {
+	ctx := context.Background()
+	client := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379"})
+	defer client.Close()
+	q, err := intakeredis.NewQueue(ctx, client)
+	if err != nil {
+		return // Redis unreachable
+	}
+	defer q.Close() // ends the heartbeat: a replica adopts what is left at once
+	stream := intake.New(intake.WithQueue(q))
 	_ = stream
 }

@@ -7,7 +7,7 @@
 // in-memory queue (the default), and size the claim lease
 // ([intake.WithClaimLease]) for the time an event waits and is handled,
 // since a replica that crashes leaves its claims until they expire. For a
-// durable queue use the Postgres or SQLite backend.
+// durable queue, events stored with their keys, use [NewQueue].
 //
 //	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 //	store := intakeredis.New(client)
