@@ -20,7 +20,11 @@ import (
 // order. Each caller returns once its row is committed. A lone call takes
 // the one-statement path.
 
-const maxEnqueueBatch = 256
+const (
+	maxEnqueueBatch = 256
+	enqueueWriters  = 2 // batches in flight at most
+	minSecondBatch  = 4 // requests a second batch waits for while the first is in flight
+)
 
 type enqueueReq struct {
 	hash, key, enc, source, typ []byte
@@ -87,22 +91,19 @@ func (e *enqueuer) enqueueMany(ctx context.Context, keys []string, evs []event.E
 	return sts, errs
 }
 
+// loop gathers requests into batches and writes them, at most
+// enqueueWriters at a time: while one batch commits, the next gathers.
+// A second batch starts only once it has minSecondBatch requests (or the
+// first is done), so that a light load is not split into batches of one
+// that each cost a commit. Each batch locks its rows in hash order, so two
+// never wait on each other in a cycle.
 func (e *enqueuer) loop() {
 	defer close(e.stopped)
+	finished := make(chan struct{}, enqueueWriters)
+	inflight := 0
+	var batch []*enqueueReq
 	for {
-		var batch []*enqueueReq
-		select {
-		case batch = <-e.reqs:
-		case <-e.stop:
-			for {
-				select {
-				case rs := <-e.reqs:
-					e.run(rs)
-				default:
-					return
-				}
-			}
-		}
+		// Take what waits, up to a batch.
 	fill:
 		for len(batch) < maxEnqueueBatch {
 			select {
@@ -112,7 +113,38 @@ func (e *enqueuer) loop() {
 				break fill
 			}
 		}
-		e.run(batch)
+		if len(batch) > 0 && (inflight == 0 || (inflight < enqueueWriters && len(batch) >= minSecondBatch)) {
+			inflight++
+			go func(b []*enqueueReq) {
+				e.run(b)
+				finished <- struct{}{}
+			}(batch)
+			batch = nil
+			continue
+		}
+		select {
+		case rs := <-e.reqs:
+			batch = append(batch, rs...)
+		case <-finished:
+			inflight--
+		case <-e.stop:
+			for ; inflight > 0; inflight-- {
+				<-finished
+			}
+			for {
+				select {
+				case rs := <-e.reqs:
+					batch = append(batch, rs...)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				e.run(batch)
+			}
+			return
+		}
 	}
 }
 

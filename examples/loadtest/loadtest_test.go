@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,5 +37,60 @@ func TestPollLoadSmall(t *testing.T) {
 	}
 	if len(polls) != 2 || polls[1].Events != 1000 || polls[1].Requests < 10 || polls[1].PerSecond <= 0 {
 		t.Fatalf("%+v", polls)
+	}
+}
+
+// The durable targets on the real servers — intake on Postgres (one
+// replica and three) and Redis, and the River receiver — each handle every
+// acknowledged delivery once; and the backlog drains once on both. When a
+// server is missing the test skips saying how to start it, except under
+// CI=true, where it fails.
+func TestDurableTargetsSmall(t *testing.T) {
+	srv := connect(context.Background(), envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"))
+	defer srv.close()
+	if srv.pg == nil || srv.redis == nil {
+		msg := fmt.Sprintf("%v; start PostgreSQL with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and Redis with `redis-server --daemonize yes`", srv.notes)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	results, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, servers: srv, only: "queue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results2, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, servers: srv, only: "River"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, r := range append(results, results2[1:]...) {
+		names[r.Target] = true
+		if r.Non2xx != 0 {
+			t.Errorf("%s: %d requests without a 2xx", r.Target, r.Non2xx)
+		}
+		if strings.HasPrefix(r.Target, "bare") {
+			continue
+		}
+		if !r.Counted || r.Unique == 0 || r.TwiceAll != 0 || r.LostAll != 0 {
+			t.Errorf("%s: %d unique acknowledged, %d handled twice, %d lost (counted %v)", r.Target, r.Unique, r.TwiceAll, r.LostAll, r.Counted)
+		}
+	}
+	for _, want := range []string{"intake, Postgres queue", "intake, Postgres queue, 3 replicas", "intake, Redis queue", "River: verify, Insert (unique by delivery), worker"} {
+		if !names[want] {
+			t.Errorf("no %q target in %v", want, names)
+		}
+	}
+	bs, err := backlogLoad(srv, 2000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 2 {
+		t.Fatalf("%d backlog lines", len(bs))
+	}
+	for _, b := range bs {
+		if b.Twice != 0 || b.Lost != 0 || b.DrainPerSecond <= 0 || b.LoadPerSecond <= 0 {
+			t.Errorf("%+v", b)
+		}
 	}
 }

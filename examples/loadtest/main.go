@@ -51,6 +51,8 @@ type config struct {
 	work     time.Duration
 	size     int
 	rounds   int
+	servers  *servers // nil: no durable targets
+	only     string   // run only the targets whose name contains it (and the bare one)
 }
 
 // Result is one target's line.
@@ -64,6 +66,20 @@ type Result struct {
 	P999us    int64   `json:"p999_us"`
 	Non2xx    int64   `json:"non_2xx"`
 	Status5xx int64   `json:"status_5xx"`
+
+	// For the targets whose consumer is counted: the unique deliveries
+	// acknowledged, how fast they were handled (from the load's start to
+	// the last one handled), and, in this round and in every round, how
+	// many were handled twice or never.
+	Counted            bool    `json:"counted"`
+	Unique             int     `json:"unique_acknowledged,omitempty"`
+	ProcessedPerSecond float64 `json:"processed_per_second,omitempty"`
+	Twice              int     `json:"handled_twice"`
+	Lost               int     `json:"lost"`
+	TwiceAll           int     `json:"handled_twice_all_rounds"`
+	LostAll            int     `json:"lost_all_rounds"`
+	// Postgres targets: transactions committed per unique event.
+	CommitsPerEvent float64 `json:"commits_per_event,omitempty"`
 }
 
 func main() {
@@ -76,19 +92,33 @@ func main() {
 	flag.IntVar(&cfg.size, "size", 1024, "body size in bytes")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds over all targets; each line is the target's median round")
 	asJSON := flag.Bool("json", false, "print JSON")
+	pgDSN := flag.String("postgres", envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL for the Postgres and River targets; empty: none")
+	redisAddr := flag.String("redis", envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"), "Redis for the Redis target; empty: none")
+	flag.StringVar(&cfg.only, "only", "", "run only the targets whose name contains this (the bare one always runs)")
+	backlog := flag.Int("backlog", 0, "also drain a backlog of this many events on Postgres, intake against River (0: none)")
 	flag.Parse()
+	cfg.servers = connect(context.Background(), *pgDSN, *redisAddr)
+	defer cfg.servers.close()
+	for _, n := range cfg.servers.notes {
+		fmt.Fprintln(os.Stderr, "loadtest:", n)
+	}
 
 	results, err := run(cfg)
+	var backlogs []BacklogResult
+	if err == nil && *backlog > 0 && cfg.servers.pg != nil {
+		backlogs, err = backlogLoad(cfg.servers, *backlog, cfg.rounds)
+	}
 	if err == nil {
 		var polls []PollResult
 		polls, err = pollLoad(cfg.n * 5)
 		if err == nil && *asJSON {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
-			_ = enc.Encode(map[string]any{"webhooks": results, "polling": polls})
+			_ = enc.Encode(map[string]any{"webhooks": results, "backlog": backlogs, "polling": polls})
 			return
 		}
 		defer printPolls(polls)
+		defer printBacklogs(backlogs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
@@ -96,11 +126,37 @@ func main() {
 	}
 	fmt.Printf("intake loadtest: %d-byte signed webhooks, %d keep-alive clients, %.0f%% duplicates, up to %d requests or %s per target and round,\n%d rounds (median shown), on 127.0.0.1\n\n",
 		cfg.size, cfg.clients, 100*cfg.dup, cfg.n, cfg.duration, cfg.rounds)
-	fmt.Printf("  %-44s %9s %9s %6s %9s %9s %9s %8s\n", "target", "requests", "req/s", "×bare", "p50", "p99", "p999", "non-2xx")
+	fmt.Printf("  %-52s %9s %9s %6s %8s %8s %8s %8s %11s %9s %8s\n", "target", "requests", "req/s", "×bare", "p50", "p99", "p999", "non-2xx", "handled/s", "commits/ev", "twice/lost")
 	for _, r := range results {
-		fmt.Printf("  %-44s %9d %9.0f %6.2f %9s %9s %9s %8d\n", r.Target, r.Requests, r.PerSecond, r.Ratio,
-			us(r.P50us), us(r.P99us), us(r.P999us), r.Non2xx)
+		handled, commits, once := "", "", ""
+		if r.Counted {
+			handled = fmt.Sprintf("%.0f", r.ProcessedPerSecond)
+			once = fmt.Sprintf("%d/%d", r.TwiceAll, r.LostAll)
+		}
+		if r.CommitsPerEvent > 0 {
+			commits = fmt.Sprintf("%.2f", r.CommitsPerEvent)
+		}
+		fmt.Printf("  %-52s %9d %9.0f %6.2f %8s %8s %8s %8d %11s %9s %8s\n", r.Target, r.Requests, r.PerSecond, r.Ratio,
+			us(r.P50us), us(r.P99us), us(r.P999us), r.Non2xx, handled, commits, once)
 	}
+	for _, r := range results {
+		if strings.HasPrefix(r.Target, "River") {
+			fmt.Printf("\n  against the River receiver (median rounds): ")
+			for _, o := range results {
+				if strings.Contains(o.Target, "Postgres") {
+					fmt.Printf("%s %.2f× req/s, %.2f× handled/s; ", o.Target, o.PerSecond/r.PerSecond, o.ProcessedPerSecond/r.ProcessedPerSecond)
+				}
+			}
+			fmt.Println()
+		}
+	}
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
 }
 
 func printPolls(polls []PollResult) {
@@ -118,6 +174,14 @@ func us(v int64) string {
 	return fmt.Sprintf("%dµs", v)
 }
 
+// target is one receiver under load: setup starts it and returns its
+// handler, the counter its consumer counts into (nil: not counted), and
+// how to stop it.
+type target struct {
+	name  string
+	setup func() (http.Handler, *counter, func(), error)
+}
+
 func run(cfg config) ([]Result, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir, err := os.MkdirTemp("", "intake-loadtest-")
@@ -126,51 +190,62 @@ func run(cfg config) ([]Result, error) {
 	}
 	defer os.RemoveAll(dir)
 
-	type target struct {
-		name  string
-		setup func() (http.Handler, func(), error)
-	}
-	intakeTarget := func(opts []intake.Option, work time.Duration) func() (http.Handler, func(), error) {
-		return func() (http.Handler, func(), error) {
+	intakeTarget := func(opts []intake.Option, work time.Duration) func() (http.Handler, *counter, func(), error) {
+		return func() (http.Handler, *counter, func(), error) {
 			s := intake.New(append([]intake.Option{intake.WithLogger(quiet), intake.WithQueueSize(1 << 20),
 				intake.WithDrainTimeout(time.Millisecond)}, opts...)...)
 			h := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet))
 			s.Add(h)
+			var c *counter
+			if work == 0 {
+				c = newCounter()
+			}
 			s.Handle(func(ctx context.Context, e event.Event) error {
 				if work > 0 {
 					select {
 					case <-time.After(work):
 					case <-ctx.Done():
 					}
+					return nil
 				}
+				c.add(e.ID)
 				return nil
 			}, intake.WithWorkers(8))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- s.Run(ctx) }()
-			return h, func() { cancel(); <-done }, nil
+			return h, c, func() { cancel(); <-done }, nil
 		}
 	}
 	targets := []target{
-		{"bare net/http: read body, 200 (the ceiling)", func() (http.Handler, func(), error) {
+		{"bare net/http: read body, 200 (the ceiling)", func() (http.Handler, *counter, func(), error) {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
 				w.WriteHeader(http.StatusOK)
-			}), func() {}, nil
+			}), nil, func() {}, nil
 		}},
 		{"intake, memory stream", intakeTarget(nil, 0)},
 		{fmt.Sprintf("intake, memory stream, %s subscriber", cfg.work), intakeTarget(nil, cfg.work)},
-		{"intake, SQLite queue (synchronous=FULL)", func() (http.Handler, func(), error) {
-			q, err := sqlite.Open(filepath.Join(dir, "loadtest.db"))
+		{"intake, SQLite queue (synchronous=FULL)", func() (http.Handler, *counter, func(), error) {
+			q, err := sqlite.Open(filepath.Join(dir, fmt.Sprintf("loadtest-%d.db", time.Now().UnixNano())))
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
-			h, stop, _ := intakeTarget([]intake.Option{intake.WithQueue(q)}, 0)()
-			return h, func() { stop(); q.Close() }, nil
+			h, c, stop, _ := intakeTarget([]intake.Option{intake.WithQueue(q)}, 0)()
+			return h, c, func() { stop(); q.Close() }, nil
 		}},
-		{fmt.Sprintf("naive: verify, then %s of work inline", cfg.work), func() (http.Handler, func(), error) {
-			return naive(cfg.work), func() {}, nil
+		{fmt.Sprintf("naive: verify, then %s of work inline", cfg.work), func() (http.Handler, *counter, func(), error) {
+			return naive(cfg.work), nil, func() {}, nil
 		}},
+	}
+	if cfg.servers != nil {
+		targets = append(targets, durableTargets(cfg.servers, quiet)...)
+	}
+	if cfg.only != "" {
+		// The bare handler stays: the ratios are to it.
+		targets = slices.DeleteFunc(targets, func(t target) bool {
+			return !strings.HasPrefix(t.name, "bare") && !strings.Contains(t.name, cfg.only)
+		})
 	}
 	// Rounds interleave the targets so that a slow spell of the machine
 	// does not fall on one target only; each target's line is its median
@@ -178,11 +253,28 @@ func run(cfg config) ([]Result, error) {
 	rounds := make([][]Result, len(targets))
 	for round := range max(cfg.rounds, 1) {
 		for i, t := range targets {
-			h, stop, err := t.setup()
+			h, c, stop, err := t.setup()
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
-			r, err := load(cfg, h)
+			var before int64
+			if cfg.servers != nil && cfg.servers.pg != nil {
+				before = xactCommits(cfg.servers.pg)
+			}
+			r, acked, start, err := load(cfg, h)
+			if err == nil && c != nil {
+				// Exactly once: every delivery acknowledged is handled, once.
+				var last time.Time
+				r.Twice, r.Lost, last = c.settle(acked, time.Minute)
+				r.Counted = true
+				if len(acked) > 0 {
+					r.Unique = len(acked)
+					r.ProcessedPerSecond = float64(len(acked)) / last.Sub(start).Seconds()
+				}
+				if before > 0 && (strings.Contains(t.name, "Postgres") || strings.Contains(t.name, "River")) {
+					r.CommitsPerEvent = float64(xactCommits(cfg.servers.pg)-before-1) / float64(max(len(acked), 1))
+				}
+			}
 			stop()
 			if err != nil {
 				return nil, fmt.Errorf("%s, round %d: %w", t.name, round+1, err)
@@ -195,6 +287,11 @@ func run(cfg config) ([]Result, error) {
 	for _, rs := range rounds {
 		slices.SortFunc(rs, func(a, b Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
 		results = append(results, rs[len(rs)/2])
+		// Exactly once in every round, not only the median one.
+		for _, r := range rs {
+			results[len(results)-1].TwiceAll += r.Twice
+			results[len(results)-1].LostAll += r.Lost
+		}
 	}
 	for i := range results {
 		results[i].Ratio = results[i].PerSecond / results[0].PerSecond
@@ -223,11 +320,13 @@ func naive(work time.Duration) http.Handler {
 	})
 }
 
-// load serves h on 127.0.0.1 and sends it the configured load.
-func load(cfg config, h http.Handler) (Result, error) {
+// load serves h on 127.0.0.1 and sends it the configured load. It returns
+// the deliveries answered 2xx (the target said they are stored) and when
+// the load started.
+func load(cfg config, h http.Handler) (Result, map[string]bool, time.Time, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, time.Time{}, err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
@@ -254,13 +353,14 @@ func load(cfg config, h http.Handler) (Result, error) {
 			}
 		}
 		if i > 500 {
-			return Result{}, fmt.Errorf("target never became ready")
+			return Result{}, nil, time.Time{}, fmt.Errorf("target never became ready")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 
 	var next, non2xx, fivexx atomic.Int64
 	lat := make([][]time.Duration, cfg.clients)
+	ackedBy := make([][]string, cfg.clients)
 	deadline := time.Now().Add(cfg.duration)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -291,6 +391,9 @@ func load(cfg config, h http.Handler) (Result, error) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				lat[c] = append(lat[c], time.Since(t0))
+				if resp.StatusCode/100 == 2 {
+					ackedBy[c] = append(ackedBy[c], delivery)
+				}
 				// 409: the same delivery is being processed, a duplicate.
 				if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
 					non2xx.Add(1)
@@ -306,11 +409,17 @@ func load(cfg config, h http.Handler) (Result, error) {
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	if len(all) == 0 {
-		return Result{}, fmt.Errorf("no request completed")
+		return Result{}, nil, start, fmt.Errorf("no request completed")
+	}
+	acked := map[string]bool{}
+	for _, ds := range ackedBy {
+		for _, d := range ds {
+			acked[d] = true
+		}
 	}
 	q := func(f float64) int64 { return all[min(len(all)-1, int(f*float64(len(all))))].Microseconds() }
 	return Result{Requests: len(all), PerSecond: float64(len(all)) / elapsed.Seconds(),
-		P50us: q(0.5), P99us: q(0.99), P999us: q(0.999), Non2xx: non2xx.Load(), Status5xx: fivexx.Load()}, nil
+		P50us: q(0.5), P99us: q(0.99), P999us: q(0.999), Non2xx: non2xx.Load(), Status5xx: fivexx.Load()}, acked, start, nil
 }
 
 func signed(id string, body []byte) http.Header {

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/postgres"
+	intakeredis "github.com/intakehq/intake/backend/redis"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/webhook"
+)
+
+// servers are the database servers the durable targets use; a nil one is
+// not reachable and its targets are left out, with a note.
+type servers struct {
+	pg    *pgxpool.Pool
+	dsn   string
+	redis *goredis.Client
+	notes []string
+}
+
+func connect(ctx context.Context, dsn, redisAddr string) *servers {
+	s := &servers{dsn: dsn}
+	if dsn != "" {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		pool, err := pgxpool.New(cctx, dsn)
+		if err == nil {
+			err = pool.Ping(cctx)
+		}
+		cancel()
+		if err != nil {
+			s.notes = append(s.notes, "PostgreSQL targets left out: "+err.Error())
+			if pool != nil {
+				pool.Close()
+			}
+		} else {
+			s.pg = pool
+		}
+	}
+	if redisAddr != "" {
+		c := goredis.NewClient(&goredis.Options{Addr: redisAddr})
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := c.Ping(cctx).Err()
+		cancel()
+		if err != nil {
+			s.notes = append(s.notes, "Redis target left out: "+err.Error())
+			c.Close()
+		} else {
+			s.redis = c
+		}
+	}
+	return s
+}
+
+func (s *servers) close() {
+	if s.pg != nil {
+		s.pg.Close()
+	}
+	if s.redis != nil {
+		s.redis.Close()
+	}
+}
+
+// counter counts what a target's consumer handled, by delivery id.
+type counter struct {
+	mu   sync.Mutex
+	seen map[string]int
+	last time.Time
+}
+
+func newCounter() *counter { return &counter{seen: map[string]int{}} }
+
+func (c *counter) add(id string) {
+	c.mu.Lock()
+	c.seen[id]++
+	c.last = time.Now()
+	c.mu.Unlock()
+}
+
+// settle waits until every acknowledged delivery is handled (or limit
+// passes) and says how many were handled twice or not at all, and when
+// the last was handled.
+func (c *counter) settle(acked map[string]bool, limit time.Duration) (twice, lost int, last time.Time) {
+	deadline := time.Now().Add(limit)
+	for {
+		c.mu.Lock()
+		missing := 0
+		for id := range acked {
+			if c.seen[id] == 0 {
+				missing++
+			}
+		}
+		c.mu.Unlock()
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range acked {
+		switch n := c.seen[id]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			twice++
+		}
+	}
+	for id, n := range c.seen {
+		if n > 1 && !acked[id] {
+			twice++
+		}
+	}
+	return twice, lost, c.last
+}
+
+// pgPrefix returns a table prefix of a round's own, and a function that
+// drops its tables.
+func pgPrefix(pool *pgxpool.Pool) (string, func()) {
+	p := fmt.Sprintf("lt%d_", time.Now().UnixNano()%1e12)
+	return p, func() {
+		ctx := context.Background()
+		rows, err := pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, p+"%")
+		if err != nil {
+			return
+		}
+		var names []string
+		for rows.Next() {
+			var n string
+			if rows.Scan(&n) == nil {
+				names = append(names, n)
+			}
+		}
+		rows.Close()
+		for _, n := range names {
+			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS "`+n+`" CASCADE`)
+		}
+		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS "`+p+`keys_seq"`)
+	}
+}
+
+// intakeStream runs a stream on q whose acking handler counts each event.
+func intakeStream(q dedupe.Queue, c *counter, quiet *slog.Logger) (*webhook.Handler, func()) {
+	s := intake.New(intake.WithLogger(quiet), intake.WithQueue(q), intake.WithQueueSize(1<<20), intake.WithDrainTimeout(time.Millisecond))
+	h := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
+	s.Add(h)
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		c.add(e.ID)
+		return nil
+	}, intake.WithWorkers(16))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	return h, func() { cancel(); <-done }
+}
+
+// roundRobin spreads requests over handlers, as a load balancer in front
+// of replicas does.
+type roundRobin struct {
+	hs []http.Handler
+	n  atomic.Uint64
+}
+
+func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rr.hs[rr.n.Add(1)%uint64(len(rr.hs))].ServeHTTP(w, r)
+}
+
+// durableTargets are the targets on real servers: intake on Postgres (one
+// replica and three), on Redis, and a receiver built the way a user
+// without intake would build it on River.
+func durableTargets(srv *servers, quiet *slog.Logger) []target {
+	var ts []target
+	if srv.pg != nil {
+		for _, replicas := range []int{1, 3} {
+			name := "intake, Postgres queue"
+			if replicas > 1 {
+				name = fmt.Sprintf("intake, Postgres queue, %d replicas", replicas)
+			}
+			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
+				prefix, drop := pgPrefix(srv.pg)
+				c := newCounter()
+				rr := &roundRobin{}
+				var stops []func()
+				for range replicas {
+					b, err := postgres.Open(context.Background(), srv.dsn, postgres.WithPrefix(prefix))
+					if err != nil {
+						drop()
+						return nil, nil, nil, err
+					}
+					h, stop := intakeStream(b, c, quiet)
+					rr.hs = append(rr.hs, h)
+					stops = append(stops, func() { stop(); b.Close() })
+				}
+				return rr, c, func() {
+					for _, stop := range stops {
+						stop()
+					}
+					drop()
+				}, nil
+			}})
+		}
+		ts = append(ts, target{name: "River: verify, Insert (unique by delivery), worker", setup: func() (http.Handler, *counter, func(), error) {
+			return riverReceiver(srv.pg, quiet)
+		}})
+	}
+	if srv.redis != nil {
+		ts = append(ts, target{name: "intake, Redis queue", setup: func() (http.Handler, *counter, func(), error) {
+			prefix := fmt.Sprintf("{lt%d}:", time.Now().UnixNano())
+			q, err := intakeredis.NewQueue(context.Background(), srv.redis, intakeredis.WithQueuePrefix(prefix))
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			c := newCounter()
+			h, stop := intakeStream(q, c, quiet)
+			return h, c, func() {
+				stop()
+				q.Close()
+				ctx := context.Background()
+				iter := srv.redis.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+				for iter.Next(ctx) {
+					srv.redis.Del(ctx, iter.Val())
+				}
+			}, nil
+		}})
+	}
+	return ts
+}
+
+// WebhookArgs is the River job of one delivery: unique by its id.
+type WebhookArgs struct {
+	Delivery string `json:"delivery" river:"unique"`
+	Event    string `json:"event"`
+	Body     []byte `json:"body"`
+}
+
+// Kind implements river.JobArgs.
+func (WebhookArgs) Kind() string { return "webhook" }
+
+// webhookWorker handles a delivery: it counts it.
+type webhookWorker struct {
+	river.WorkerDefaults[WebhookArgs]
+	c *counter
+}
+
+func (w *webhookWorker) Work(_ context.Context, job *river.Job[WebhookArgs]) error {
+	w.c.add(job.Args.Delivery)
+	return nil
+}
+
+// riverSchema is where the River targets keep their tables.
+const riverSchema = "intake_loadtest_river"
+
+// riverClient migrates River's schema (once) and empties its jobs, and
+// returns a client whose workers count into c, tuned: 100 workers, a
+// short fetch cooldown, completed jobs kept (so that uniqueness covers
+// deliveries already handled, as intake's retention does).
+func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slog.Logger) (*river.Client[pgx.Tx], error) {
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+riverSchema); err != nil {
+		return nil, err
+	}
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: riverSchema, Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, `TRUNCATE `+riverSchema+`.river_job`); err != nil {
+		return nil, err
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &webhookWorker{c: c})
+	return river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:            riverSchema,
+		Logger:            quiet,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
+		Workers:           workers,
+		FetchCooldown:     5 * time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
+	})
+}
+
+// riverReceiver is the receiver a user without intake builds on River:
+// verify the signature, Insert a job unique by the delivery id (a
+// duplicate is answered 200), a worker handles it.
+func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger) (http.Handler, *counter, func(), error) {
+	ctx := context.Background()
+	c := newCounter()
+	client, err := riverClient(ctx, pool, c, quiet)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := client.Start(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		if !hmac.Equal([]byte("sha256="+hex.EncodeToString(mac.Sum(nil))), []byte(r.Header.Get("X-Hub-Signature-256"))) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		res, err := client.Insert(r.Context(), WebhookArgs{Delivery: r.Header.Get("X-GitHub-Delivery"), Event: r.Header.Get("X-GitHub-Event"), Body: body},
+			&river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}})
+		if err != nil {
+			http.Error(w, "not stored", http.StatusServiceUnavailable)
+			return
+		}
+		if res.UniqueSkippedAsDuplicate {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	return h, c, func() {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_ = client.Stop(sctx)
+	}, nil
+}
+
+// xactCommits returns the server's transaction id counter: the number of
+// write transactions begun so far, each one a commit and a WAL flush (read
+// and rolled-back ones take none). Unlike pg_stat_database it is exact at
+// once; reading it takes one id, which the callers' differences include.
+func xactCommits(pool *pgxpool.Pool) int64 {
+	var n int64
+	_ = pool.QueryRow(context.Background(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&n)
+	return n
+}
