@@ -84,20 +84,35 @@ WHERE hash = ANY($1) AND holder = $3 AND state = 1`,
 
 		// Adoptable: given back (no holder), or held by a holder whose
 		// advisory lock is free (its process is gone). A live holder keeps
-		// its events however long it pauses; $4 is the lock class.
+		// its events however long it pauses; $4 is the lock class. The
+		// holders are found by a skip scan of keys_held (one index probe
+		// per holder), and only the rows of the ones gone, and those given
+		// back, are read: a live holder's backlog, however large, is not.
 		adopt: `
-WITH live AS MATERIALIZED (
+WITH RECURSIVE holders AS (
+	(SELECT holder FROM {p}keys WHERE state = 1 AND seq IS NOT NULL AND holder IS NOT NULL ORDER BY holder LIMIT 1)
+	UNION ALL
+	SELECT (SELECT k.holder FROM {p}keys k WHERE k.state = 1 AND k.seq IS NOT NULL AND k.holder > h.holder ORDER BY k.holder LIMIT 1)
+	FROM holders h WHERE h.holder IS NOT NULL
+), live AS MATERIALIZED (
 	SELECT objid::bigint::text AS holder FROM pg_locks
 	WHERE locktype = 'advisory' AND classid = $4::int::oid AND objsubid = 2 AND granted
+), gone AS MATERIALIZED (
+	SELECT holder FROM holders WHERE holder IS NOT NULL AND holder NOT IN (SELECT holder FROM live)
+), candidates AS (
+	(SELECT hash, seq FROM {p}keys WHERE state = 1 AND seq IS NOT NULL AND holder IS NULL ORDER BY seq LIMIT $3)
+	UNION ALL
+	SELECT c.hash, c.seq FROM gone g CROSS JOIN LATERAL (
+		SELECT hash, seq FROM {p}keys WHERE state = 1 AND seq IS NOT NULL AND holder = g.holder ORDER BY seq LIMIT $3
+	) c
 )
 UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond',
 	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END
 FROM (
 	SELECT hash FROM {p}keys
-	WHERE state = 1 AND seq IS NOT NULL
-		AND (holder IS NULL OR holder NOT IN (SELECT holder FROM live))
-	ORDER BY seq
-	LIMIT $3
+	WHERE hash IN (SELECT hash FROM candidates ORDER BY seq LIMIT $3)
+		AND state = 1 AND seq IS NOT NULL
+		AND (holder IS NULL OR holder IN (SELECT holder FROM gone))
 	FOR UPDATE SKIP LOCKED
 ) AS picked
 WHERE k.hash = picked.hash

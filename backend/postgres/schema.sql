@@ -23,11 +23,22 @@ CREATE TABLE IF NOT EXISTS {p}keys (
     failure     bytea
 );
 
--- Expired keys are found through this index, in bounded batches.
-CREATE INDEX IF NOT EXISTS {p}keys_expires_at ON {p}keys (expires_at);
+-- Expired keys that can be deleted (no queued event) are found through
+-- this index, in bounded batches: queued events whose claim expired (a
+-- live holder's renewal writes nothing) are not in it, so that cleanup
+-- never reads a large backlog. It replaces an index on expires_at alone.
+DROP INDEX IF EXISTS {p}keys_expires_at;
+CREATE INDEX IF NOT EXISTS {p}keys_expirable ON {p}keys (expires_at) WHERE seq IS NULL OR state = 3;
 
--- Queued events in order, for adoption.
-CREATE INDEX IF NOT EXISTS {p}keys_queued ON {p}keys (seq) WHERE state = 1 AND seq IS NOT NULL;
+-- Queued events are indexed by holder (below), not by seq alone: an
+-- index in seq order drew adoption into reading a live holder's whole
+-- backlog to find the few rows of a dead one.
+DROP INDEX IF EXISTS {p}keys_queued;
+
+-- Queued events by holder, in order: adoption finds the holders (a skip
+-- scan over this index), and reads only those of holders that are gone
+-- and those given back (holder NULL).
+CREATE INDEX IF NOT EXISTS {p}keys_held ON {p}keys (holder, seq) WHERE state = 1 AND seq IS NOT NULL;
 
 -- Dead events in order, for inspection.
 CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
