@@ -1,14 +1,19 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/intakehq/intake/backend/sqlite"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 	"github.com/intakehq/intake/relay"
@@ -87,4 +92,42 @@ func TestEarlierSchemaRefused(t *testing.T) {
 
 func TestFeedConformance(t *testing.T) {
 	relaytest.RunFeed(t, func(t *testing.T) relay.Feed { return open(t, filepath.Join(t.TempDir(), "feed.db")).Feed() })
+}
+
+// Releases that arrive together are written together: 300 concurrent
+// releases of queued events leave each key free, and no other key
+// touched.
+func TestConcurrentReleasesBatched(t *testing.T) {
+	b := open(t, filepath.Join(t.TempDir(), "release.db"))
+	ctx := context.Background()
+	keep := event.Key("rel", "keep")
+	if st, err := b.Enqueue(ctx, keep, event.Event{ID: "keep", Source: "rel"}, time.Minute); err != nil || st != dedupe.Claimed {
+		t.Fatal(st, err)
+	}
+	keys := make([]string, 300)
+	for i := range keys {
+		keys[i] = event.Key("rel", fmt.Sprint(i))
+		if st, err := b.Enqueue(ctx, keys[i], event.Event{ID: fmt.Sprint(i), Source: "rel"}, time.Minute); err != nil || st != dedupe.Claimed {
+			t.Fatal(st, err)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Release(ctx, k); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, k := range keys {
+		if st, err := b.Enqueue(ctx, k, event.Event{ID: k, Source: "rel"}, time.Minute); err != nil || st != dedupe.Claimed {
+			t.Fatalf("%s after release: %v %v", k, st, err)
+		}
+	}
+	if st, err := b.Enqueue(ctx, keep, event.Event{ID: "keep", Source: "rel"}, time.Minute); err != nil || st != dedupe.Pending {
+		t.Fatalf("a key not released: %v %v", st, err)
+	}
 }

@@ -251,8 +251,13 @@ type op struct {
 	fn     func(tx *sql.Tx, now int64) error
 	claim  *claimArgs
 	commit *commitArgs
-	state  dedupe.State // a claim's answer
-	done   chan error
+	// release is a key to release when isRelease is set: consecutive
+	// releases in a batch are one DELETE, as consecutive commits are one
+	// INSERT.
+	release   string
+	isRelease bool
+	state     dedupe.State // a claim's answer
+	done      chan error
 }
 
 type claimArgs struct {
@@ -373,6 +378,11 @@ func (b *Backend) runTx(ops []*op) error {
 				j++
 			}
 			err = b.commitMany(tx, now, ops[i:j])
+		case ops[i].isRelease:
+			for j < len(ops) && ops[j].isRelease {
+				j++
+			}
+			err = b.releaseMany(tx, ops[i:j])
 		default:
 			err = ops[i].fn(tx, now)
 		}
@@ -554,14 +564,38 @@ func (b *Backend) CommitMany(ctx context.Context, keys []string, retain time.Dur
 	return nil
 }
 
-// Release implements [dedupe.Store] and [dedupe.Queue].
+// Release implements [dedupe.Store] and [dedupe.Queue]: releases waiting
+// together are one statement, in one group commit with what else waits.
 func (b *Backend) Release(ctx context.Context, key string) error {
-	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
-		_, err := tx.Stmt(b.stmts.release).Exec([]byte(key))
-		return err
-	})
-	if err != nil {
+	if err := b.submit(ctx, &op{release: key, isRelease: true}); err != nil {
 		return fmt.Errorf("sqlite: release: %w", err)
+	}
+	return nil
+}
+
+// releaseMany deletes the pending keys of ops, up to 400 a statement.
+func (b *Backend) releaseMany(tx *sql.Tx, ops []*op) error {
+	if len(ops) == 1 {
+		_, err := tx.Stmt(b.stmts.release).Exec([]byte(ops[0].release))
+		return err
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 400)
+		var q strings.Builder
+		q.WriteString(`DELETE FROM ` + b.t.keys + ` WHERE state = 1 AND key IN (`)
+		args := make([]any, 0, n)
+		for i := range n {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteByte('?')
+			args = append(args, []byte(ops[i].release))
+		}
+		q.WriteByte(')')
+		if _, err := tx.Exec(q.String(), args...); err != nil {
+			return err
+		}
+		ops = ops[n:]
 	}
 	return nil
 }
