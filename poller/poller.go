@@ -645,7 +645,7 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 				if full == nil {
 					full = newBackoff(time.Millisecond, time.Second)
 				}
-				if !sleep(ctx, min(full.NextBackOff(), limit)) {
+				if !sleepFor(ctx, min(full.NextBackOff(), limit)) {
 					return ctx.Err()
 				}
 				err = sink.Put(ctx, e)
@@ -721,6 +721,9 @@ func (p *Poller) jittered() time.Duration {
 	}
 	return max(d, time.Millisecond)
 }
+
+// sleepFor is sleep, replaced in tests that record the waits.
+var sleepFor = sleep
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
