@@ -589,16 +589,19 @@ func (p *Poller) save(ctx context.Context, cursor string) error {
 	return p.cfg.checkpoint.Save(ctx, p.name, cursor)
 }
 
-// deliver puts events in order. A full queue is waited out, the same event
-// put again after a wait that grows from 1 ms to the stream's suggested
-// delay, at most 1 second (the suggestion is sized for remote senders; the
-// poller is local and can look again sooner); a duplicate counts as
-// delivered; an event the stream refuses as invalid is skipped. Any other
-// error stops the page so that the cursor stays before the event that was
-// not stored.
+// deliver stores a page. A sink that stores many at once gets the page in
+// one call; what a full queue refused is put again after a wait that grows
+// from 1 ms to the stream's suggested delay (at most 1 second: the
+// suggestion is sized for remote senders, and the poller is local and can
+// look again sooner), starting over whenever the queue took something —
+// all that is left at once, not one event after another, so that a page
+// meeting a full queue waits once per refusal, not once per event. A
+// duplicate counts as delivered; an event the stream refuses as invalid
+// is skipped. Any other error stops the page, so that the cursor stays
+// before what was not stored.
 func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Event) error {
 	now := time.Now()
-	page := make([]event.Event, len(events))
+	pending := make([]event.Event, len(events))
 	for i, e := range events {
 		if e.ID == "" {
 			e.ID = event.ContentID(e)
@@ -610,24 +613,32 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 		if e.Received.IsZero() {
 			e.Received = now
 		}
-		page[i] = e
+		pending[i] = e
 	}
-	// A sink that stores many at once gets the page in one call; what it
-	// could not take now (a full queue) is put again one by one below.
-	var first []error
-	if bs, ok := sink.(event.BatchSink); ok && len(page) > 1 {
-		first = bs.PutMany(ctx, page)
-	}
+	bs, batch := sink.(event.BatchSink)
 	var full *backoff.ExponentialBackOff
-	for i, e := range page {
-		var err error
-		if first != nil {
-			err = first[i]
+	for len(pending) > 0 {
+		var errs []error
+		if batch && len(pending) > 1 {
+			errs = bs.PutMany(ctx, pending)
 		} else {
-			err = sink.Put(ctx, e)
+			// One at a time, up to the first refusal for a full queue:
+			// what follows it would be refused too.
+			errs = make([]error, len(pending))
+			for i, e := range pending {
+				errs[i] = sink.Put(ctx, e)
+				if errors.Is(errs[i], event.ErrQueueFull) {
+					for j := i + 1; j < len(pending); j++ {
+						errs[j] = errs[i]
+					}
+					break
+				}
+			}
 		}
-		for {
-			switch {
+		var again []event.Event
+		var fullErr error
+		for i, e := range pending {
+			switch err := errs[i]; {
 			case err == nil:
 				p.stats.events.Add(1)
 			case errors.Is(err, event.ErrDuplicate), errors.Is(err, event.ErrPending):
@@ -638,26 +649,28 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 				p.stats.invalid.Add(1)
 				p.logs.Log(p.cfg.log, slog.LevelError, "invalid", "poller: event refused as invalid; skipped", "source", p.name, "id", e.ID, "err", err)
 			case errors.Is(err, event.ErrQueueFull):
-				limit := time.Second
-				if d, ok := event.RetryDelay(err); ok && d > 0 {
-					limit = min(d, limit)
-				}
-				if full == nil {
-					full = newBackoff(time.Millisecond, time.Second)
-				}
-				if !sleepFor(ctx, min(full.NextBackOff(), limit)) {
-					return ctx.Err()
-				}
-				err = sink.Put(ctx, e)
-				continue
+				again = append(again, e)
+				fullErr = err
 			default:
 				return fmt.Errorf("poller: put event %s: %w", e.ID, err)
 			}
-			if full != nil {
-				full.Reset()
-			}
-			break
 		}
+		if len(again) == 0 {
+			return nil
+		}
+		if full == nil {
+			full = newBackoff(time.Millisecond, time.Second)
+		} else if len(again) < len(pending) {
+			full.Reset() // the queue took something: look again soon
+		}
+		limit := time.Second
+		if d, ok := event.RetryDelay(fullErr); ok && d > 0 {
+			limit = min(d, limit)
+		}
+		if !sleepFor(ctx, min(full.NextBackOff(), limit)) {
+			return ctx.Err()
+		}
+		pending = again
 	}
 	return nil
 }
