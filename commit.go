@@ -81,6 +81,7 @@ func (c *committer) run(stop <-chan struct{}) {
 	for {
 		batch := failed
 		if batch == nil {
+			c.linger(stop)
 			batch = c.take()
 		}
 		if batch == nil {
@@ -107,6 +108,45 @@ func (c *committer) run(stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// Lingering: with a durable queue every commit is a transaction, and a
+// batch of a few keys costs about what a batch of hundreds does. Nobody
+// waits for a commit (Ack has returned), so a small batch waits up to
+// commitLinger for more keys, up to lingerBatch of them: fewer, larger
+// commits, a few milliseconds later. The memory store does not linger.
+const (
+	commitLinger = 5 * time.Millisecond
+	lingerBatch  = 128
+)
+
+// linger waits, while fewer than lingerBatch keys wait to be committed,
+// up to commitLinger for more; it returns at once when none wait.
+func (c *committer) linger(stop <-chan struct{}) {
+	if c.s.cfg.queue == nil {
+		return
+	}
+	n := c.pending()
+	if n == 0 || n >= lingerBatch {
+		return
+	}
+	t := time.NewTimer(commitLinger)
+	defer t.Stop()
+	for c.pending() < lingerBatch {
+		select {
+		case <-c.wake:
+		case <-t.C:
+			return
+		case <-stop:
+			return
+		}
+	}
+}
+
+func (c *committer) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.todo)
 }
 
 // flush makes a last attempt, bounded in time, at what is left; entries

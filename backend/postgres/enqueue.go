@@ -23,7 +23,7 @@ import (
 const (
 	maxEnqueueBatch = 256
 	enqueueWriters  = 2 // batches in flight at most
-	minSecondBatch  = 4 // requests a second batch waits for while the first is in flight
+	minSecondBatch  = 8 // requests a second batch waits for while the first is in flight
 )
 
 type enqueueReq struct {
