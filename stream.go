@@ -568,7 +568,9 @@ func (s *Stream) renew(stop <-chan struct{}) {
 }
 
 // adopt runs while the stream runs with a durable queue: at start, then
-// every second (or every third of the claim lease, if shorter), it adopts
+// every second (or every third of the claim lease, if shorter), and at
+// once when the queue says another holder gave events back or closed
+// ([dedupe.Waker]: Postgres's NOTIFY), it adopts
 // events whose holder is gone (this process before a crash, or another
 // replica; the backends tell a dead holder from a slow one by a lock its
 // process holds), up to half the free room of the queue and 1,000 at a
@@ -578,6 +580,10 @@ func (s *Stream) renew(stop <-chan struct{}) {
 func (s *Stream) adopt(ctx context.Context) {
 	q := s.cfg.queue
 	every := max(min(s.cfg.claimLease/3, time.Second), time.Millisecond)
+	var ready <-chan struct{} // another holder says there is something to adopt
+	if w, ok := q.(dedupe.Waker); ok {
+		ready = w.AdoptReady()
+	}
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		n := min(max(s.cfg.queueSize-s.queued, 0)/2, 1000)
@@ -614,6 +620,8 @@ func (s *Stream) adopt(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-s.adoptWake:
+			t.Stop()
+		case <-ready:
 			t.Stop()
 		}
 	}

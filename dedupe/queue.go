@@ -76,3 +76,13 @@ type Stored struct {
 	Event    event.Event
 	Attempts int
 }
+
+// Waker is a [Queue] that can tell its holder when there may be events to
+// adopt before the holder's next look: another holder gave events back or
+// closed, or an operator replayed one. The channel receives at most one
+// pending signal; a holder that gets it adopts at once. A holder that
+// crashed sends nothing: its events are found by the regular look (every
+// second in the stream).
+type Waker interface {
+	AdoptReady() <-chan struct{}
+}

@@ -66,6 +66,11 @@ type Backend struct {
 
 	feedOnce sync.Once
 	feed     *Feed
+
+	wakeOnce sync.Once // AdoptReady's listener
+	wakeCh   chan struct{}
+	wakeStop context.CancelFunc
+	wakeDone chan struct{}
 	enq      *enqueuer
 	q        queries
 	calls    atomic.Int64
@@ -156,13 +161,16 @@ func (b *Backend) Close() error {
 	if b.feed != nil {
 		b.feed.close()
 	}
+	b.stopAdoptListener()
 	b.lockMu.Lock()
 	var err error
 	if b.lock != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = b.lock.Close(ctx)
-		cancel()
 		b.lock = nil
+		// Its events are adoptable now: tell the other holders.
+		b.notifyAdopt(ctx)
+		cancel()
 	}
 	b.lockMu.Unlock()
 	if b.owned {
@@ -334,6 +342,7 @@ func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration
 	if _, err := b.pool.Exec(ctx, b.q.extend, hashes(keys), micros(max(lease, 0)), b.holder); err != nil {
 		return fmt.Errorf("postgres: extend: %w", err)
 	}
+	b.notifyAdopt(ctx)
 	return nil
 }
 
@@ -540,6 +549,9 @@ func (b *Backend) Replay(ctx context.Context, key string) error {
 	tag, err := b.pool.Exec(ctx, b.q.replay, hash(key))
 	if err != nil {
 		return fmt.Errorf("postgres: replay: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		b.notifyAdopt(ctx)
 	}
 	if tag.RowsAffected() == 0 {
 		if _, err := b.Get(ctx, key); err != nil {
