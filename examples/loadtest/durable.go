@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -312,15 +308,8 @@ func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger) (http.Handler, *count
 		return nil, nil, nil, err
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if err != nil {
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
-		}
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		if !hmac.Equal([]byte("sha256="+hex.EncodeToString(mac.Sum(nil))), []byte(r.Header.Get("X-Hub-Signature-256"))) {
-			http.Error(w, "bad signature", http.StatusUnauthorized)
+		body, ok := verified(w, r)
+		if !ok {
 			return
 		}
 		res, err := client.Insert(r.Context(), WebhookArgs{Delivery: r.Header.Get("X-GitHub-Delivery"), Event: r.Header.Get("X-GitHub-Event"), Body: body},
