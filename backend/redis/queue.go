@@ -50,6 +50,11 @@ type Queue struct {
 	done chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup // the writers
+
+	wakeOnce sync.Once // AdoptReady's subscription
+	wakeCh   chan struct{}
+	pubsub   *goredis.PubSub
+	wakeDone chan struct{}
 }
 
 // QueueOption configures a [Queue].
@@ -156,9 +161,11 @@ func (q *Queue) Close() error {
 			}
 			break
 		}
+		q.stopAdoptListener()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		err = q.c.Del(ctx, q.liveKey()).Err()
+		q.notifyAdopt(ctx) // its events are adoptable now
 		if q.owned {
 			err = errors.Join(err, q.c.Close())
 		}
@@ -532,6 +539,7 @@ func (q *Queue) Extend(ctx context.Context, keys []string, lease time.Duration) 
 	if err := giveBackScript.Run(ctx, q.c, []string{q.prefix + "free"}, args...).Err(); err != nil {
 		return fmt.Errorf("redis: give back: %w", err)
 	}
+	q.notifyAdopt(ctx)
 	return nil
 }
 
@@ -580,7 +588,9 @@ func (q *Queue) Replay(ctx context.Context, key string) error {
 		if _, err := q.Get(ctx, key); err != nil {
 			return err // not found
 		}
+		return nil
 	}
+	q.notifyAdopt(ctx)
 	return nil
 }
 
