@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -96,7 +97,19 @@ func main() {
 	redisAddr := flag.String("redis", envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"), "Redis for the Redis target; empty: none")
 	flag.StringVar(&cfg.only, "only", "", "run only the targets whose name contains this (the bare one always runs)")
 	backlog := flag.Int("backlog", 0, "also drain a backlog of this many events on Postgres, intake against River (0: none)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cfg.servers = connect(context.Background(), *pgDSN, *redisAddr)
 	defer cfg.servers.close()
 	for _, n := range cfg.servers.notes {
