@@ -187,44 +187,7 @@ func (e *enqueuer) run(batch []*enqueueReq) {
 			uniq = append(uniq, r)
 		}
 	}
-	hashes := make([][]byte, len(uniq))
-	for i, r := range uniq {
-		hashes[i] = r.hash
-	}
-	// Keys already live are answered by a read: no lock, no WAL.
-	states := map[string]int16{}
-	rows, err := b.pool.Query(ctx, b.q.liveStates, hashes)
-	if err == nil {
-		for rows.Next() {
-			var h []byte
-			var st int16
-			if err = rows.Scan(&h, &st); err != nil {
-				break
-			}
-			states[string(h)] = st
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-	}
-	if err != nil {
-		for _, r := range live {
-			r.err = fmt.Errorf("postgres: claim: %w", err)
-		}
-		return
-	}
-	var todo []*enqueueReq
-	for _, r := range uniq {
-		if st, ok := states[string(r.hash)]; ok {
-			r.st = answer(st)
-			continue
-		}
-		todo = append(todo, r)
-	}
-	if len(todo) > 0 {
-		e.insert(ctx, todo)
-	}
+	e.write(ctx, uniq)
 	for _, r := range live {
 		f := first[string(r.hash)]
 		if f == r {
@@ -247,10 +210,11 @@ func answer(st int16) dedupe.State {
 	return dedupe.Pending
 }
 
-// insert claims todo in one statement, rows in key order (a fixed lock
-// order against concurrent batches); those it could not claim are read
-// again, and any that changed meanwhile take the one-statement path.
-func (e *enqueuer) insert(ctx context.Context, todo []*enqueueReq) {
+// write answers the keys of todo already live and claims the others, in
+// one statement (one round trip), rows in hash order (a fixed lock order
+// against concurrent batches); a key taken by a concurrent claim
+// meanwhile takes the one-statement path.
+func (e *enqueuer) write(ctx context.Context, todo []*enqueueReq) {
 	b := e.b
 	sortByHash(todo)
 	n := len(todo)
@@ -259,15 +223,16 @@ func (e *enqueuer) insert(ctx context.Context, todo []*enqueueReq) {
 	for i, r := range todo {
 		hs[i], keys[i], encs[i], srcs[i], typs[i], leases[i] = r.hash, r.key, r.enc, r.source, r.typ, r.lease
 	}
-	rows, err := b.pool.Query(ctx, b.q.enqueueMany, hs, leases, b.holder, keys, encs, srcs, typs)
-	claimed := map[string]bool{}
+	states := make(map[string]int16, n)
+	rows, err := b.pool.Query(ctx, b.q.enqueueBatch, hs, leases, b.holder, keys, encs, srcs, typs)
 	if err == nil {
 		for rows.Next() {
 			var h []byte
-			if err = rows.Scan(&h); err != nil {
+			var st int16
+			if err = rows.Scan(&h, &st); err != nil {
 				break
 			}
-			claimed[string(h)] = true
+			states[string(h)] = st
 		}
 		rows.Close()
 		if err == nil {
@@ -281,8 +246,8 @@ func (e *enqueuer) insert(ctx context.Context, todo []*enqueueReq) {
 		return
 	}
 	for _, r := range todo {
-		if claimed[string(r.hash)] {
-			r.st = dedupe.Claimed
+		if st, ok := states[string(r.hash)]; ok {
+			r.st = answer(st)
 			continue
 		}
 		// Taken by a concurrent claim since the read: its state as it is

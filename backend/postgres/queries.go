@@ -7,7 +7,7 @@ import "strings"
 type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	checkSchema, bury, list, get, replay, discard                  string
-	liveStates, enqueueMany                                        string
+	enqueueBatch                                                   string
 	loadCheckpoint, saveCheckpoint                                 string
 	acquire, renew, releaseLease                                   string
 }
@@ -49,26 +49,31 @@ SELECT state FROM {p}keys WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
 
 		state: `SELECT state FROM {p}keys WHERE hash = $1`,
 
-		// The keys of a batch that are live: pending or done, unexpired, or
-		// pending with an event (adopted, not replaced). Not dead.
-		liveStates: `
-SELECT hash, state FROM {p}keys
-WHERE hash = ANY($1) AND state <> 3 AND (expires_at > now() OR seq IS NOT NULL)`,
-
-		// A batch of enqueues in one statement, rows in the order given
-		// (sorted by hash); returns the hashes claimed.
-		enqueueMany: `
-INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type)
-SELECT t.hash, 1, now() + t.lease * interval '1 microsecond', $3, nextval('{p}keys_seq'), t.key, t.event, t.source, t.type
-FROM unnest($1::bytea[], $2::bigint[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[]) WITH ORDINALITY
-	AS t(hash, lease, key, event, source, type, ord)
-ORDER BY t.ord
-ON CONFLICT (hash) DO UPDATE
-	SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
-		key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
-		attempts = 0, failure = NULL
-	WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
-RETURNING k.hash`,
+		// A batch in one round trip: the keys already live are answered by
+		// the read (no lock, no WAL: state as it is), the rest claimed by
+		// one multi-row insert in the order given (sorted by hash); state 0
+		// is claimed. A key in neither was taken by a concurrent claim.
+		enqueueBatch: `
+WITH live AS MATERIALIZED (
+	SELECT hash, state FROM {p}keys
+	WHERE hash = ANY($1) AND state <> 3 AND (expires_at > now() OR seq IS NOT NULL)
+), ins AS (
+	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type)
+	SELECT t.hash, 1, now() + t.lease * interval '1 microsecond', $3, nextval('{p}keys_seq'), t.key, t.event, t.source, t.type
+	FROM unnest($1::bytea[], $2::bigint[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[]) WITH ORDINALITY
+		AS t(hash, lease, key, event, source, type, ord)
+	WHERE t.hash NOT IN (SELECT hash FROM live)
+	ORDER BY t.ord
+	ON CONFLICT (hash) DO UPDATE
+		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
+			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
+			attempts = 0, failure = NULL
+		WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
+	RETURNING k.hash
+)
+SELECT hash, 0::smallint FROM ins
+UNION ALL
+SELECT hash, state FROM live`,
 
 		commit: `
 INSERT INTO {p}keys AS k (hash, state, expires_at)
@@ -164,8 +169,7 @@ WHERE name = $1 AND holder = $2 AND expires_at > now()
 RETURNING 1`,
 		releaseLease: `DELETE FROM {p}leases WHERE name = $1 AND holder = $2`,
 	}
-	for _, s := range []*string{&q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
-		&q.liveStates, &q.enqueueMany,
+	for _, s := range []*string{&q.enqueueBatch, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}
