@@ -124,38 +124,3 @@ func parseECDSAP256(s string) (*ecdsa.PublicKey, error) {
 	}
 	return k, nil
 }
-
-// derBuf holds a decoded ASN.1 ECDSA signature: at most 72 bytes for
-// P-256, and a little room for base64 slack.
-type derBuf [80]byte
-
-// decodeDER decodes a base64 DER signature into dst's storage.
-func decodeDER(dst *derBuf, s string) ([]byte, bool) {
-	if len(s) == 0 || base64.StdEncoding.DecodedLen(len(s)) > len(dst) {
-		return nil, false
-	}
-	var src [108]byte
-	n := copy(src[:], s)
-	m, err := base64.StdEncoding.Decode(dst[:], src[:n])
-	if err != nil {
-		return nil, false
-	}
-	return dst[:m], true
-}
-
-// decodeHexInto decodes a hex string into dst, reporting false unless it
-// fills dst exactly.
-func decodeHexInto(dst []byte, s string) bool {
-	if len(s) != 2*len(dst) {
-		return false
-	}
-	for i := 0; i < len(s); i += 2 {
-		hi, ok1 := unhex(s[i])
-		lo, ok2 := unhex(s[i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
-		dst[i/2] = hi<<4 | lo
-	}
-	return true
-}

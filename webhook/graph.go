@@ -3,6 +3,7 @@ package webhook
 import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/internal/jsonscan"
+	"net/url"
 )
 
 // MicrosoftGraph returns the verifier of Microsoft Graph change
@@ -28,8 +29,12 @@ func MicrosoftGraph(clientStates ...string) *Scheme {
 }
 
 func verifyGraph(s *Scheme, r *Request) (event.Event, error) {
-	if q := r.query(); q.Has("validationToken") {
-		return event.Event{}, textReply(q.Get("validationToken"))
+	if raw, ok := queryParam(r.URL, "validationToken"); ok {
+		token, err := url.QueryUnescape(raw)
+		if err != nil {
+			return event.Event{}, malformed("validationToken is not a query value")
+		}
+		return event.Event{}, textReply(token)
 	}
 	raw, ok := jsonscan.Field(r.Body, "value")
 	if !ok {

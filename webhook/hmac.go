@@ -94,7 +94,7 @@ func verifyHMAC(s *Scheme, cfg *HMACConfig, h http.Header, body []byte) (event.E
 	var buf sigBuf
 	var sig []byte
 	if cfg.Encoding == Base64 {
-		sig, ok = decodeBase64(&buf, value)
+		sig, ok = decodeBase64(buf[:], value)
 	} else {
 		sig, ok = decodeHex(&buf, value)
 	}

@@ -106,6 +106,31 @@ func (s *Scheme) signedURL(r *Request) (string, error) {
 	return strings.TrimSpace(proto) + "://" + strings.TrimSpace(host) + rest, nil
 }
 
+// queryParam returns the raw (still escaped) value of the first query
+// parameter name in u, and whether there is one, without parsing the
+// rest: the ack path of the schemes that read one parameter.
+func queryParam(u, name string) (string, bool) {
+	_, q, ok := strings.Cut(u, "?")
+	if !ok {
+		return "", false
+	}
+	q, _, _ = strings.Cut(q, "#")
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// queryValue is queryParam's value, "" when absent.
+func queryValue(u, name string) string {
+	v, _ := queryParam(u, name)
+	return v
+}
+
 // query returns the query of r's URL.
 func (r *Request) query() url.Values {
 	_, q, ok := strings.Cut(r.URL, "?")

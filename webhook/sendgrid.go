@@ -49,8 +49,8 @@ func verifySendGrid(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 	case ts == "":
 		return event.Event{}, missingHeader("X-Twilio-Email-Event-Webhook-Timestamp")
 	}
-	var buf derBuf
-	der, ok := decodeDER(&buf, hv)
+	var buf [80]byte // an ASN.1 P-256 signature is at most 72 bytes
+	der, ok := decodeBase64(buf[:], hv)
 	if !ok {
 		return event.Event{}, ErrMalformedSignature
 	}

@@ -27,7 +27,7 @@ func verifyShopify(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 		return event.Event{}, missingHeader("X-Shopify-Hmac-Sha256")
 	}
 	var buf sigBuf
-	sig, valid := decodeBase64(&buf, hv)
+	sig, valid := decodeBase64(buf[:], hv)
 	if !valid {
 		return event.Event{}, ErrMalformedSignature
 	}

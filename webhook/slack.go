@@ -82,7 +82,7 @@ func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 	})
 	if string(typeRaw) == `"url_verification"` {
 		challenge, _ := jsonscan.String(challengeRaw)
-		return event.Event{}, &Reply{Status: http.StatusOK, ContentType: "text/plain", Body: []byte(challenge)}
+		return event.Event{}, textReply(challenge)
 	}
 	if innerRaw != nil {
 		_ = jsonscan.Object(innerRaw, func(k, v []byte) bool {

@@ -17,7 +17,6 @@ import (
 // and Time are the body's "event_id", "type" and "created_at".
 func Square(signatureKeys ...string) *Scheme {
 	s := newRequestScheme("square", signatureKeys, nil, nil, verifySquare)
-	s.needsURL = true
 	s.headers = []string{"X-Square-Hmacsha256-Signature"}
 	return s
 }
@@ -28,7 +27,7 @@ func verifySquare(s *Scheme, r *Request) (event.Event, error) {
 		return event.Event{}, missingHeader("X-Square-Hmacsha256-Signature")
 	}
 	var buf sigBuf
-	sig, ok := decodeBase64(&buf, hv)
+	sig, ok := decodeBase64(buf[:], hv)
 	if !ok {
 		return event.Event{}, ErrMalformedSignature
 	}

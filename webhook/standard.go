@@ -98,7 +98,7 @@ func verifyStandard(s *Scheme, h http.Header, body []byte) (event.Event, error) 
 			case version == "v1a" && len(s.edKeys) > 0:
 				sawV1 = true
 				if ned < len(eds) {
-					if sig, ok := decodeBase64(&ed[ned], value); ok {
+					if sig, ok := decodeBase64(ed[ned][:], value); ok {
 						eds[ned] = sig
 						ned++
 					}

@@ -30,7 +30,6 @@ import (
 // same on a retry), else derived from the content.
 func Twilio(authTokens ...string) *Scheme {
 	s := newRequestScheme("twilio", authTokens, nil, sha1.New, verifyTwilio)
-	s.needsURL = true
 	s.headers = []string{"X-Twilio-Signature", "I-Twilio-Idempotency-Token"}
 	return s
 }
@@ -41,7 +40,7 @@ func verifyTwilio(s *Scheme, r *Request) (event.Event, error) {
 		return event.Event{}, missingHeader("X-Twilio-Signature")
 	}
 	var buf sigBuf
-	sig, ok := decodeBase64(&buf, hv)
+	sig, ok := decodeBase64(buf[:], hv)
 	if !ok {
 		return event.Event{}, ErrMalformedSignature
 	}
@@ -105,24 +104,6 @@ func togglePort(u string) string {
 	}
 	p.Host += port
 	return p.String()
-}
-
-// queryValue returns the raw value of the first query parameter name in
-// u, without parsing the rest.
-func queryValue(u, name string) string {
-	_, q, ok := strings.Cut(u, "?")
-	if !ok {
-		return ""
-	}
-	q, _, _ = strings.Cut(q, "#")
-	for q != "" {
-		var kv string
-		kv, q, _ = strings.Cut(q, "&")
-		if k, v, _ := strings.Cut(kv, "="); k == name {
-			return v
-		}
-	}
-	return ""
 }
 
 // form is a parsed form-encoded body: its names and values, unescaped

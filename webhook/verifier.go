@@ -98,7 +98,6 @@ type Scheme struct {
 	tokens [][]byte            // compared in constant time: GitLab, Meta's verify token, Graph's clientState
 
 	get       bool   // the provider sends a GET handshake: the handler accepts GET
-	needsURL  bool   // the signature covers the URL (Twilio, Square)
 	publicURL string // WithPublicURL: the URL the provider was given
 	forwarded bool   // WithForwardedHeaders: trust X-Forwarded-Proto and -Host
 	// ack, when set, is the answer to a stored (or duplicate) event in
@@ -279,7 +278,7 @@ func (s *sigSet) addBase64(value string) bool {
 	if s.n == maxSignatures {
 		return false
 	}
-	sig, ok := decodeBase64(&s.bufs[s.n], value)
+	sig, ok := decodeBase64(s.bufs[s.n][:], value)
 	return s.keep(len(sig), ok)
 }
 
@@ -359,15 +358,25 @@ func decodeHex(dst *sigBuf, s string) ([]byte, bool) {
 	if len(s) == 0 || len(s) > 2*sha512Size || len(s)%2 != 0 {
 		return nil, false
 	}
+	out := dst[:len(s)/2]
+	return out, decodeHexInto(out, s)
+}
+
+// decodeHexInto decodes a hex string into dst, reporting false unless it
+// fills dst exactly.
+func decodeHexInto(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
 	for i := 0; i < len(s); i += 2 {
 		hi, ok1 := unhex(s[i])
 		lo, ok2 := unhex(s[i+1])
 		if !ok1 || !ok2 {
-			return nil, false
+			return false
 		}
 		dst[i/2] = hi<<4 | lo
 	}
-	return dst[:len(s)/2], true
+	return true
 }
 
 func unhex(c byte) (byte, bool) {
@@ -382,15 +391,16 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// decodeBase64 decodes a standard base64 signature into dst's storage,
-// reporting false for invalid input or a length that cannot be a MAC.
-func decodeBase64(dst *sigBuf, s string) ([]byte, bool) {
+// decodeBase64 decodes a standard base64 signature into dst, reporting
+// false for invalid input or one longer than dst: a MAC (dst a sigBuf) or
+// an ECDSA signature in DER (at most 72 bytes for P-256).
+func decodeBase64(dst []byte, s string) ([]byte, bool) {
 	if len(s) == 0 || base64.StdEncoding.DecodedLen(len(s)) > len(dst) {
 		return nil, false
 	}
-	var src [90]byte // copy to the stack: Decode takes bytes, and a conversion would allocate
+	var src [108]byte // copy to the stack: Decode takes bytes, and a conversion would allocate
 	n := copy(src[:], s)
-	m, err := base64.StdEncoding.Decode(dst[:], src[:n])
+	m, err := base64.StdEncoding.Decode(dst, src[:n])
 	if err != nil {
 		return nil, false
 	}
