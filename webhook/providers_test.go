@@ -789,3 +789,50 @@ func TestNoHandshakeWhereNone(t *testing.T) {
 	// Graph's validationToken means nothing to the others (covered by
 	// TestHandlerHandshakes and the row above).
 }
+
+// Through a running handler, a POST handshake gets the provider's answer
+// and stores nothing: the sink sees no event.
+func TestHandshakesStoreNothing(t *testing.T) {
+	zoomValidation := []byte(`{"payload":{"plainToken":"p1"},"event_ts":1700000000000,"event":"endpoint.url_validation"}`)
+	twitchVerification := []byte(`{"challenge":"c1","subscription":{"id":"s1","type":"channel.follow"}}`)
+	discordPing := []byte(`{"id":"1","application_id":"A1","type":1,"token":"t","version":1}`)
+	slackChallenge := []byte(`{"token":"x","challenge":"c2","type":"url_verification"}`)
+	tests := []struct {
+		name   string
+		v      *webhook.Scheme
+		target string
+		h      http.Header
+		body   []byte
+		status int
+	}{
+		{"zoom", webhook.Zoom(plainSec).WithClock(clock), "/", webhook.SignZoom(plainSec, now, zoomValidation), zoomValidation, 200},
+		{"twitch", webhook.Twitch(plainSec).WithClock(clock), "/", webhook.SignTwitch(plainSec, "m-1", "webhook_callback_verification", "channel.follow", now, twitchVerification), twitchVerification, 200},
+		{"discord", webhook.Discord(discord1).WithClock(clock), "/", webhook.SignDiscord(edKeys[discord1], now, discordPing), discordPing, 200},
+		{"slack", webhook.Slack(plainSec).WithClock(clock), "/", webhook.SignSlack(plainSec, now, slackChallenge), slackChallenge, 200},
+		{"graph", webhook.MicrosoftGraph("cs"), "/?validationToken=v1", http.Header{}, nil, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hd := webhook.New(tt.name, probing{tt.v}, webhook.WithLogger(quiet))
+			sink := &recordingSink{}
+			running(t, hd, sink, func() *http.Request {
+				r := httptest.NewRequest(http.MethodPost, "/", nil)
+				r.Header.Set("X-Probe", "1")
+				return r
+			})
+			r := httptest.NewRequest(http.MethodPost, tt.target, strings.NewReader(string(tt.body)))
+			for k, vs := range tt.h {
+				r.Header[k] = vs
+			}
+			rec := serve(hd, r)
+			if rec.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			if len(sink.events) != 0 {
+				t.Fatalf("a handshake stored %d events", len(sink.events))
+			}
+		})
+	}
+}
