@@ -424,20 +424,28 @@ func (q *Queue) write(batch []*enqueueReq) {
 	}
 }
 
+// newEnqueueReq checks the lease and encodes e for the enqueue script.
+func newEnqueueReq(ctx context.Context, key string, e event.Event, lease time.Duration) (*enqueueReq, error) {
+	if err := validDuration(lease); err != nil {
+		return nil, err
+	}
+	enc, err := e.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return &enqueueReq{ctx: ctx, key: key, enc: enc, src: e.Source, typ: e.Type, done: make(chan struct{})}, nil
+}
+
 // errQueueClosed is returned by an Enqueue after Close.
 var errQueueClosed = errors.New("redis: queue closed")
 
 // Enqueue implements [dedupe.Queue]: it joins the next batch. The lease
 // is not used: a holder keeps its events while its heartbeat lives.
 func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
-	if err := validDuration(lease); err != nil {
+	r, err := newEnqueueReq(ctx, key, e, lease)
+	if err != nil {
 		return 0, err
 	}
-	enc, err := e.MarshalBinary()
-	if err != nil {
-		return 0, fmt.Errorf("redis: %w", err)
-	}
-	r := &enqueueReq{ctx: ctx, key: key, enc: enc, src: e.Source, typ: e.Type, done: make(chan struct{})}
 	select {
 	case q.reqs <- r:
 	case <-q.stop:
@@ -452,46 +460,29 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 // EnqueueMany implements [dedupe.BatchQueue]: one script for the batch.
 func (q *Queue) EnqueueMany(ctx context.Context, keys []string, events []event.Event, lease time.Duration) ([]dedupe.State, []error) {
 	states, errs := make([]dedupe.State, len(keys)), make([]error, len(keys))
-	fail := func(err error) ([]dedupe.State, []error) {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return states, errs
-	}
-	if err := validDuration(lease); err != nil {
-		return fail(err)
-	}
-	args := make([]any, 3, 3+4*len(keys))
-	args[0], args[1] = q.prefix, q.holder
-	var idx []int // the events stored, by index in keys
+	var reqs []*enqueueReq
+	var idx []int // of the requests, by index in keys
 	for i, e := range events {
-		enc, err := e.MarshalBinary()
+		r, err := newEnqueueReq(ctx, keys[i], e, lease)
 		if err != nil {
-			errs[i] = fmt.Errorf("redis: %w", err)
+			errs[i] = err
 			continue
 		}
-		idx = append(idx, i)
-		args = append(args, keys[i], enc, e.Source, e.Type)
+		reqs, idx = append(reqs, r), append(idx, i)
 	}
-	if len(idx) == 0 {
+	select {
+	case <-q.stop:
+		for _, i := range idx {
+			errs[i] = errQueueClosed
+		}
 		return states, errs
+	default:
 	}
-	args[2] = len(idx)
-	res, err := enqueueScript.Run(ctx, q.c, []string{q.prefix + "seq"}, args...).Int64Slice()
-	if err != nil {
-		return fail(fmt.Errorf("redis: enqueue: %w", err))
+	if len(reqs) > 0 {
+		q.write(reqs) // a page is a batch already: one script, on this goroutine
 	}
 	for j, i := range idx {
-		switch res[j] {
-		case 0:
-			states[i] = dedupe.Claimed
-		case 1:
-			states[i] = dedupe.Pending
-		default:
-			states[i] = dedupe.Done
-		}
+		states[i], errs[i] = reqs[j].st, reqs[j].err
 	}
 	return states, errs
 }
