@@ -14,7 +14,6 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
-	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 )
 
@@ -384,58 +383,4 @@ func startChild(t *testing.T, mode, prefix string, limit time.Duration) *exec.Cm
 		t.Fatalf("the child could not store its events in %v (a refusal retried forever?)", limit)
 	}
 	return cmd
-}
-
-// A holder that gives events back, an operator's replay, and a holder
-// that closes wake the other holders' adopters through NOTIFY: they need
-// not wait for their next look. (A crashed holder sends nothing; the
-// stream looks every second.)
-func TestAdoptWakeUpAcrossHolders(t *testing.T) {
-	pool := testPool(t)
-	prefix := testPrefix(t, pool)
-	a, b := newBackend(t, pool, prefix), newBackend(t, pool, prefix)
-	ready := b.AdoptReady()
-	ctx := context.Background()
-	expect := func(what string) {
-		t.Helper()
-		select {
-		case <-ready:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no wake-up after %s", what)
-		}
-	}
-	quietFor := func(what string) {
-		t.Helper()
-		select {
-		case <-ready:
-			t.Fatalf("a wake-up after %s", what)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	k := event.Key("wake", "1")
-	if _, err := a.Enqueue(ctx, k, event.Event{ID: "1", Source: "wake"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	quietFor("an enqueue")
-	if err := a.Extend(ctx, []string{k}, 0); err != nil {
-		t.Fatal(err)
-	}
-	expect("a give-back")
-
-	if err := b.Bury(ctx, k, dedupe.Failure{Err: "x", Attempts: 1}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Replay(ctx, k); err != nil {
-		t.Fatal(err)
-	}
-	expect("a replay")
-
-	if err := b.Extend(ctx, []string{k}, 0); err != nil { // its own giving back: not a signal to itself
-		t.Fatal(err)
-	}
-	quietFor("its own give-back")
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	expect("a holder's Close")
 }

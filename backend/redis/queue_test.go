@@ -3,14 +3,12 @@ package redis_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	intakeredis "github.com/intakehq/intake/backend/redis"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
-	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
 )
 
@@ -45,58 +43,4 @@ func BenchmarkPutAck(b *testing.B) {
 		q := newQueue(b, c, queuePrefix(b, c))
 		intaketest.PutAck(b, q)
 	})
-}
-
-// A holder that gives events back, a replay, and a holder that closes
-// wake the other holders' adopters; an enqueue and its own give-back do
-// not.
-func TestQueueAdoptWakeUp(t *testing.T) {
-	c := testClient(t)
-	prefix := queuePrefix(t, c)
-	a, b := newQueue(t, c, prefix), newQueue(t, c, prefix)
-	ready := b.AdoptReady()
-	ctx := context.Background()
-	expect := func(what string) {
-		t.Helper()
-		select {
-		case <-ready:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no wake-up after %s", what)
-		}
-	}
-	quietFor := func(what string) {
-		t.Helper()
-		select {
-		case <-ready:
-			t.Fatalf("a wake-up after %s", what)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	k := event.Key("wake", "1")
-	if _, err := a.Enqueue(ctx, k, event.Event{ID: "1", Source: "wake"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	quietFor("an enqueue")
-	if err := a.Extend(ctx, []string{k}, 0); err != nil {
-		t.Fatal(err)
-	}
-	expect("a give-back")
-	if got, err := b.Adopt(ctx, 10, time.Minute); err != nil || len(got) != 1 {
-		t.Fatalf("adopted %v, %v", got, err)
-	}
-	if err := b.Bury(ctx, k, dedupe.Failure{Err: "x", Attempts: 1}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Replay(ctx, k); err != nil {
-		t.Fatal(err)
-	}
-	expect("a replay")
-	if err := b.Extend(ctx, []string{k}, 0); err != nil {
-		t.Fatal(err)
-	}
-	quietFor("its own give-back")
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	expect("a holder's Close")
 }

@@ -47,6 +47,7 @@ func RunQueue(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 		{"CanceledContext", canceled},
 		{"AdoptKeepsNilAndEmptyPayloads", adoptNilPayload},
 		{"HostileEventsByteExactOrInvalid", hostileEvents},
+		{"WakesOtherHolders", wakesOtherHolders},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -627,4 +628,63 @@ func enqueueMany(t *testing.T, holder func() dedupe.Queue) {
 	if r := get(t, q, fresh); r.State != dedupe.Queued || r.Event.ID != fresh {
 		t.Fatalf("stored %+v", r)
 	}
+}
+
+// wakesOtherHolders: for a queue that is a [dedupe.Waker], a holder that
+// gives events back, a replay, and a holder that closes signal the other
+// holders; an enqueue and a holder's own giving back do not. Skipped for a
+// queue that is not a Waker.
+func wakesOtherHolders(t *testing.T, holder func() dedupe.Queue) {
+	a, b := holder(), holder()
+	w, ok := b.(dedupe.Waker)
+	if !ok {
+		t.Skip("not a dedupe.Waker")
+	}
+	ready := w.AdoptReady()
+	ctx := context.Background()
+	expect := func(what string) {
+		t.Helper()
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no wake-up after %s", what)
+		}
+	}
+	quietFor := func(what string) {
+		t.Helper()
+		select {
+		case <-ready:
+			t.Fatalf("a wake-up after %s", what)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	k := key(t, "wake")
+	enqueue(t, a, k, long, dedupe.Claimed)
+	quietFor("an enqueue")
+	if err := a.Extend(ctx, []string{k}, 0); err != nil {
+		t.Fatal(err)
+	}
+	expect("a give-back")
+	if got := adopt(t, b, 10, long); len(got) != 1 {
+		t.Fatalf("adopted %v after the give-back", keysOf(got))
+	}
+	if err := b.Bury(ctx, k, failure(1), long); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Replay(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	expect("a replay")
+	if err := b.Extend(ctx, []string{k}, 0); err != nil {
+		t.Fatal(err)
+	}
+	quietFor("its own give-back")
+	c, ok := a.(interface{ Close() error })
+	if !ok {
+		return
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expect("a holder's Close")
 }
