@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 )
 
 // TestMain runs the test binary as the crash test's child process when
@@ -358,29 +358,9 @@ func TestSlowLiveHolderKeepsItsClaims(t *testing.T) {
 // events are in Postgres. The child is killed when the test ends.
 func startChild(t *testing.T, mode, prefix string, limit time.Duration) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "INTAKE_PG_CHILD="+mode, "INTAKE_PG_PREFIX="+prefix)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	said := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		said <- strings.TrimSpace(line)
-	}()
-	select {
-	case line := <-said:
-		if line != "STORED" {
-			t.Fatalf("child said %q", line)
-		}
-	case <-time.After(limit):
-		t.Fatalf("the child could not store its events in %v (a refusal retried forever?)", limit)
+	cmd, out := intaketest.Child(t, "INTAKE_PG_CHILD="+mode, "INTAKE_PG_PREFIX="+prefix)
+	if line := intaketest.FirstLine(t, out, limit); line != "STORED" {
+		t.Fatalf("child said %q (could it not store its events in %v?)", line, limit)
 	}
 	return cmd
 }

@@ -1,13 +1,11 @@
 package redis_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	intakeredis "github.com/intakehq/intake/backend/redis"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 )
 
 // TestMain runs the test binary as a crash test's child process when
@@ -72,29 +71,9 @@ func holdChild(addr, prefix string) error {
 // addr under prefix, and waits for it to say STORED.
 func startChild(t *testing.T, addr, prefix string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "INTAKE_REDIS_CHILD=hold", "INTAKE_REDIS_CHILD_ADDR="+addr, "INTAKE_REDIS_PREFIX="+prefix)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	said := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		said <- strings.TrimSpace(line)
-	}()
-	select {
-	case line := <-said:
-		if line != "STORED" {
-			t.Fatalf("child said %q", line)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the child could not store its events in 30 s")
+	cmd, out := intaketest.Child(t, "INTAKE_REDIS_CHILD=hold", "INTAKE_REDIS_CHILD_ADDR="+addr, "INTAKE_REDIS_PREFIX="+prefix)
+	if line := intaketest.FirstLine(t, out, 30*time.Second); line != "STORED" {
+		t.Fatalf("child said %q", line)
 	}
 	return cmd
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/intakehq/intake/backend/sqlite"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -103,24 +104,9 @@ type childProc struct {
 
 func startChild(t *testing.T, db, handled string) *childProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "INTAKE_SQLITE_CHILD=1", "INTAKE_DB="+db, "INTAKE_HANDLED="+handled)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Whatever happens to the test, no child outlives it.
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		_ = cmd.Process.Kill()
-		t.Fatalf("child: %v", err)
-	}
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ADDR ")
+	cmd, out := intaketest.Child(t, "INTAKE_SQLITE_CHILD=1", "INTAKE_DB="+db, "INTAKE_HANDLED="+handled)
+	line := intaketest.FirstLine(t, out, time.Minute)
+	addr, ok := strings.CutPrefix(line, "ADDR ")
 	if !ok {
 		t.Fatalf("child said %q", line)
 	}
@@ -431,18 +417,7 @@ func TestRestartRedeliversFast(t *testing.T) {
 	dir := t.TempDir()
 	db, handled := filepath.Join(dir, "intake.db"), filepath.Join(dir, "handled.log")
 	start := func(mode string) (*exec.Cmd, *bufio.Reader) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "INTAKE_SQLITE_CHILD="+mode, "INTAKE_DB="+db, "INTAKE_HANDLED="+handled)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd, bufio.NewReader(out)
+		return intaketest.Child(t, "INTAKE_SQLITE_CHILD="+mode, "INTAKE_DB="+db, "INTAKE_HANDLED="+handled)
 	}
 	holder, out := start("hold")
 	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "STORED" {
