@@ -110,11 +110,7 @@ func (s *Stream) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, er
 	}
 	slices.SortFunc(out, func(a, b dedupe.Record) int { return int(a.Seq - b.Seq) })
 	s.markInFlight(out)
-	limit := f.Limit
-	if limit <= 0 {
-		limit = dedupe.DefaultListLimit
-	}
-	return out[:min(len(out), limit)], nil
+	return out[:min(len(out), f.Max())], nil
 }
 
 // record shows a live entry. s.mu must be held.

@@ -92,6 +92,15 @@ type Inspector interface {
 // is 0.
 const DefaultListLimit = 100
 
+// Max is the number of records List returns at most: Limit, or
+// [DefaultListLimit] when Limit is 0 or less.
+func (f Filter) Max() int {
+	if f.Limit <= 0 {
+		return DefaultListLimit
+	}
+	return f.Limit
+}
+
 // StoredRecord builds a [Record] from the columns a queue keeps: the
 // key's bytes, the seq, whether it is dead, the attempts, the failure as
 // encoding/json wrote it (or nothing), and the event as

@@ -508,10 +508,7 @@ func (b *Backend) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, e
 	case dedupe.Dead:
 		state = stateDead
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = dedupe.DefaultListLimit
-	}
+	limit := f.Max()
 	rows, err := b.pool.Query(ctx, b.q.list, state, nullBytes(f.Source), nullBytes(f.Type), f.After, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list: %w", err)

@@ -635,10 +635,7 @@ func str(v any) string {
 // asked for ("dead", or "all") in seq order from f.After, reading records
 // in batches, and drops index entries whose record expired.
 func (q *Queue) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = dedupe.DefaultListLimit
-	}
+	limit := f.Max()
 	index := q.prefix + "all"
 	if f.State == dedupe.Dead {
 		index = q.prefix + "dead"

@@ -846,10 +846,7 @@ func (b *Backend) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, e
 	case dedupe.Dead:
 		state = stateDead
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = dedupe.DefaultListLimit
-	}
+	limit := f.Max()
 	rows, err := b.db.QueryContext(ctx, `SELECT `+recordColumns+` FROM `+b.t.keys+`
 		WHERE seq IS NOT NULL AND state IN (1, 3) AND (?1 = 0 OR state = ?1)
 			AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR type = ?3) AND seq > ?4
