@@ -79,7 +79,7 @@ func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, erro
 		return BacklogResult{}, err
 	}
 	ids := backlogIDs(n)
-	body := []byte(`{"zen":"` + string(make([]byte, 0)) + `backlog"}`)
+	body := []byte(`{"zen":"backlog"}`)
 	start := time.Now()
 	for i := 0; i < n; i += 1000 {
 		page := ids[i:min(i+1000, n)]
@@ -111,7 +111,7 @@ func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, erro
 		c.add(e.ID)
 		return nil
 	}, intake.WithWorkers(16))
-	before := xactCommits(srv.pg)
+	before := writeTransactions(srv.pg)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	drainStart := time.Now()
@@ -124,7 +124,7 @@ func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, erro
 	drained := last.Sub(drainStart)
 	cancel()
 	<-done
-	commits := xactCommits(srv.pg) - before - 1
+	commits := writeTransactions(srv.pg) - before - 1
 	return BacklogResult{Target: "intake, Postgres queue (EnqueueMany, adopt, ack)", Events: n,
 		LoadPerSecond: float64(n) / loaded.Seconds(), DrainPerSecond: float64(n) / drained.Seconds(),
 		CommitsPerEvent: float64(commits) / float64(n), Twice: twice, Lost: lost}, nil
@@ -152,7 +152,7 @@ func riverBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error
 		}
 	}
 	loaded := time.Since(start)
-	before := xactCommits(srv.pg)
+	before := writeTransactions(srv.pg)
 	drainStart := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return BacklogResult{}, err
@@ -166,7 +166,7 @@ func riverBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_ = client.Stop(sctx)
 	cancel()
-	commits := xactCommits(srv.pg) - before - 1
+	commits := writeTransactions(srv.pg) - before - 1
 	return BacklogResult{Target: "River (InsertMany, workers, batch completer)", Events: n,
 		LoadPerSecond: float64(n) / loaded.Seconds(), DrainPerSecond: float64(n) / drained.Seconds(),
 		CommitsPerEvent: float64(commits) / float64(n), Twice: twice, Lost: lost}, nil

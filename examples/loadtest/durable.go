@@ -331,11 +331,11 @@ func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger) (http.Handler, *count
 	}, nil
 }
 
-// xactCommits returns the server's transaction id counter: the number of
+// writeTransactions returns the server's transaction id counter: the number of
 // write transactions begun so far, each one a commit and a WAL flush (read
 // and rolled-back ones take none). Unlike pg_stat_database it is exact at
 // once; reading it takes one id, which the callers' differences include.
-func xactCommits(pool *pgxpool.Pool) int64 {
+func writeTransactions(pool *pgxpool.Pool) int64 {
 	var n int64
 	_ = pool.QueryRow(context.Background(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&n)
 	return n

@@ -272,7 +272,7 @@ func run(cfg config) ([]Result, error) {
 			}
 			var before int64
 			if cfg.servers != nil && cfg.servers.pg != nil {
-				before = xactCommits(cfg.servers.pg)
+				before = writeTransactions(cfg.servers.pg)
 			}
 			r, acked, start, err := load(cfg, h)
 			if err == nil && c != nil {
@@ -285,7 +285,7 @@ func run(cfg config) ([]Result, error) {
 					r.ProcessedPerSecond = float64(len(acked)) / last.Sub(start).Seconds()
 				}
 				if before > 0 && (strings.Contains(t.name, "Postgres") || strings.Contains(t.name, "River")) {
-					r.CommitsPerEvent = float64(xactCommits(cfg.servers.pg)-before-1) / float64(max(len(acked), 1))
+					r.CommitsPerEvent = float64(writeTransactions(cfg.servers.pg)-before-1) / float64(max(len(acked), 1))
 				}
 			}
 			stop()
