@@ -87,12 +87,25 @@ func TestLeaseConformance(t *testing.T) {
 	pollertest.RunLease(t, func() poller.Lease { return intakeredis.New(c, intakeredis.WithPrefix(prefix)).Lease() })
 }
 
-// TestReplicasShareTheStore runs three streams whose store is one Redis.
-// 10,000 unique events, 30% of them put twice through another replica
-// and another path, are each handled exactly once in total.
+// TestReplicasShareTheStore runs three streams whose store is one Redis,
+// with the keys alone and with the durable queue. 10,000 unique events,
+// 30% of them put twice through another replica and another path, are
+// each handled exactly once in total.
 func TestReplicasShareTheStore(t *testing.T) {
 	c := testClient(t)
-	prefix := testPrefix(t, c)
+	t.Run("store", func(t *testing.T) {
+		prefix := testPrefix(t, c)
+		replicasOnce(t, func() intake.Option { return intake.WithStore(intakeredis.New(c, intakeredis.WithPrefix(prefix))) })
+	})
+	t.Run("queue", func(t *testing.T) {
+		prefix := queuePrefix(t, c)
+		replicasOnce(t, func() intake.Option { return intake.WithQueue(newQueue(t, c, prefix)) })
+	})
+}
+
+// replicasOnce runs the replicas test with each replica's stream set up
+// by store.
+func replicasOnce(t *testing.T, store func() intake.Option) {
 	const unique, replicas = 10_000, 3
 	var mu sync.Mutex
 	handled := map[string]int{}
@@ -100,7 +113,7 @@ func TestReplicasShareTheStore(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var runs sync.WaitGroup
 	for r := range replicas {
-		s := intake.New(intake.WithStore(intakeredis.New(c, intakeredis.WithPrefix(prefix))), intake.WithLogger(quiet))
+		s := intake.New(store(), intake.WithLogger(quiet))
 		s.Handle(func(ctx context.Context, e event.Event) error {
 			mu.Lock()
 			handled[e.ID]++
