@@ -836,3 +836,20 @@ func TestHandshakesStoreNothing(t *testing.T) {
 		})
 	}
 }
+
+// The schemes outside the shared table keep secrets out of their errors
+// too: a GitLab token, a Graph clientState, a Mailgun signature.
+func TestTokenSchemeErrorsHoldNoSecret(t *testing.T) {
+	_, err := webhook.GitLab("gl-token-secret").Verify(header("X-Gitlab-Token", "gl-token-secreX"), body)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "gl-token")
+	_, err = webhook.MicrosoftGraph("cs-secret").Verify(http.Header{}, []byte(`{"value":[{"clientState":"cs-secreX"}]}`))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "cs-secre")
+	sig := webhook.MailgunSignature("mg-key", "1700000000", "tok")
+	b := []byte(`{"signature":{"timestamp":"1700000000","token":"tok2","signature":"` + sig + `"}}`)
+	_, err = webhook.Mailgun("mg-key").WithClock(clock).Verify(http.Header{}, b)
+	require.ErrorIs(t, err, webhook.ErrSignatureMismatch)
+	assert.NotContains(t, err.Error(), sig)
+	assert.NotContains(t, err.Error(), "mg-key")
+}
