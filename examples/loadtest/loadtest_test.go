@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,11 +57,11 @@ func TestDurableTargetsSmall(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	results, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, servers: srv, only: "queue"})
+	results, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, servers: srv, only: regexp.MustCompile("queue")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	results2, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, servers: srv, only: "River"})
+	results2, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, servers: srv, only: regexp.MustCompile("River")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +93,36 @@ func TestDurableTargetsSmall(t *testing.T) {
 	for _, b := range bs {
 		if b.Twice != 0 || b.Lost != 0 || b.DrainPerSecond <= 0 || b.LoadPerSecond <= 0 {
 			t.Errorf("%+v", b)
+		}
+	}
+}
+
+func TestPick(t *testing.T) {
+	names := []string{"bare net/http: read body, 200 (the ceiling)", "intake, memory stream", "intake, Postgres queue", "intake, Postgres queue, 3 replicas", "intake, Redis queue"}
+	var targets []target
+	for _, n := range names {
+		targets = append(targets, target{name: n})
+	}
+	for _, tc := range []struct {
+		only string
+		want []string
+	}{
+		{"", names},
+		{"Postgres queue$", []string{names[0], names[2]}},
+		{"Postgres", []string{names[0], names[2], names[3]}},
+		{"replicas|Redis", []string{names[0], names[3], names[4]}},
+		{"nothing like it", []string{names[0]}},
+	} {
+		var only *regexp.Regexp
+		if tc.only != "" {
+			only = regexp.MustCompile(tc.only)
+		}
+		var got []string
+		for _, tg := range pick(slices.Clone(targets), only) {
+			got = append(got, tg.name)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("-only %q: %q, want %q", tc.only, got, tc.want)
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -52,8 +53,8 @@ type config struct {
 	work     time.Duration
 	size     int
 	rounds   int
-	servers  *servers // nil: no durable targets
-	only     string   // run only the targets whose name contains it (and the bare one)
+	servers  *servers       // nil: no durable targets
+	only     *regexp.Regexp // nil, or run only the targets whose name it matches (and the bare one)
 }
 
 // Result is one target's line.
@@ -95,7 +96,11 @@ func main() {
 	asJSON := flag.Bool("json", false, "print JSON")
 	pgDSN := flag.String("postgres", envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL for the Postgres and River targets; empty: none")
 	redisAddr := flag.String("redis", envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"), "Redis for the Redis target; empty: none")
-	flag.StringVar(&cfg.only, "only", "", "run only the targets whose name contains this (the bare one always runs)")
+	flag.Func("only", "run only the targets whose name matches this regular expression (the bare one always runs), e.g. 'Postgres queue$'", func(v string) error {
+		re, err := regexp.Compile(v)
+		cfg.only = re
+		return err
+	})
 	backlog := flag.Int("backlog", 0, "also drain a backlog of this many events on Postgres, intake against River (0: none)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
@@ -254,12 +259,7 @@ func run(cfg config) ([]Result, error) {
 	if cfg.servers != nil {
 		targets = append(targets, durableTargets(cfg.servers, quiet)...)
 	}
-	if cfg.only != "" {
-		// The bare handler stays: the ratios are to it.
-		targets = slices.DeleteFunc(targets, func(t target) bool {
-			return !strings.HasPrefix(t.name, "bare") && !strings.Contains(t.name, cfg.only)
-		})
-	}
+	targets = pick(targets, cfg.only)
 	// Rounds interleave the targets so that a slow spell of the machine
 	// does not fall on one target only; each target's line is its median
 	// round by throughput.
@@ -447,4 +447,15 @@ func load(cfg config, h http.Handler) (Result, map[string]bool, time.Time, error
 
 func signed(id string, body []byte) http.Header {
 	return webhook.SignGitHub(secret, id, "push", body)
+}
+
+// pick keeps the targets whose name only matches, and the bare handler:
+// the ratios are to it. A nil only keeps every target.
+func pick(targets []target, only *regexp.Regexp) []target {
+	if only == nil {
+		return targets
+	}
+	return slices.DeleteFunc(targets, func(t target) bool {
+		return !strings.HasPrefix(t.name, "bare") && !only.MatchString(t.name)
+	})
 }
