@@ -71,15 +71,8 @@ func crashChild(prefix string) error {
 	go func() { _ = s.Run(runCtx) }()
 	for _, e := range oddEvents() {
 		e.Source, e.Via = "odd", event.Poll
-		for {
-			err := s.Put(ctx, e)
-			if err == nil {
-				break
-			}
-			if _, retry := event.RetryDelay(err); !retry {
-				return fmt.Errorf("put %q: %w", e.ID, err)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := intaketest.Put(ctx, s, e); err != nil {
+			return fmt.Errorf("put %q: %w", e.ID, err)
 		}
 	}
 	fmt.Println("STORED")
@@ -190,15 +183,8 @@ func TestDrainKeepsClaims(t *testing.T) {
 	go func() { adone <- a.Run(actx) }()
 	go func() { bdone <- b.Run(bctx) }()
 	e := event.Event{Source: "deploy", ID: "slow", Payload: []byte(`{}`)}
-	for {
-		err := a.Put(context.Background(), e)
-		if err == nil {
-			break
-		}
-		if _, retry := event.RetryDelay(err); !retry {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
+	if err := intaketest.Put(context.Background(), a, e); err != nil {
+		t.Fatal(err)
 	}
 	<-started
 	time.Sleep(lease / 2)

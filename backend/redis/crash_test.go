@@ -52,15 +52,8 @@ func holdChild(addr, prefix string) error {
 	go func() { _ = s.Run(ctx) }()
 	for i := range childEvents {
 		e := event.Event{ID: fmt.Sprintf("held-%03d", i), Source: "child", Type: "t", Payload: []byte(fmt.Sprintf(`{"n":%d,"b":"\u0000\xff"}`, i))}
-		for {
-			err := s.Put(ctx, e)
-			if err == nil {
-				break
-			}
-			if _, retry := event.RetryDelay(err); !retry {
-				return fmt.Errorf("put %q: %w", e.ID, err)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := intaketest.Put(ctx, s, e); err != nil {
+			return fmt.Errorf("put %q: %w", e.ID, err)
 		}
 	}
 	fmt.Println("STORED")
