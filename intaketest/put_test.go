@@ -43,3 +43,31 @@ func TestPut(t *testing.T) {
 		t.Errorf("cancelled: %v, want context.Canceled", err)
 	}
 }
+
+// TestCounter: concurrent handlers count by ID; Counts is a copy.
+func TestCounter(t *testing.T) {
+	var c intaketest.Counter
+	if c.Len() != 0 || len(c.Counts()) != 0 {
+		t.Fatal("zero Counter not empty")
+	}
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			for i := range 100 {
+				_ = c.Handle(context.Background(), event.Event{ID: string(rune('a' + i%10))})
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	counts := c.Counts()
+	if c.Len() != 10 || len(counts) != 10 || counts["a"] != 40 {
+		t.Fatalf("len %d, counts %v", c.Len(), counts)
+	}
+	counts["a"] = 0
+	if c.Counts()["a"] != 40 {
+		t.Error("Counts shares its map")
+	}
+}

@@ -232,15 +232,9 @@ func holdChild(prefix string) error {
 func TestReplicaAdoptsAKilledPeerFast(t *testing.T) {
 	pool := testPool(t)
 	prefix := testPrefix(t, pool)
-	var mu sync.Mutex
-	handled := map[string]int{}
+	var handled intaketest.Counter
 	b := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(quiet))
-	b.Handle(func(ctx context.Context, e event.Event) error {
-		mu.Lock()
-		handled[e.ID]++
-		mu.Unlock()
-		return nil
-	}, intake.WithWorkers(8))
+	b.Handle(handled.Handle, intake.WithWorkers(8))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
@@ -248,10 +242,7 @@ func TestReplicaAdoptsAKilledPeerFast(t *testing.T) {
 
 	cmd := startChild(t, "hold", prefix, 60*time.Second)
 	time.Sleep(1500 * time.Millisecond) // the live peer keeps what it holds
-	mu.Lock()
-	early := len(handled)
-	mu.Unlock()
-	if early != 0 {
+	if early := handled.Len(); early != 0 {
 		t.Fatalf("%d events taken from a live peer", early)
 	}
 	if err := cmd.Process.Kill(); err != nil {
@@ -259,9 +250,7 @@ func TestReplicaAdoptsAKilledPeerFast(t *testing.T) {
 	}
 	killed := time.Now()
 	for {
-		mu.Lock()
-		n := len(handled)
-		mu.Unlock()
+		n := handled.Len()
 		if n == 100 {
 			break
 		}
@@ -275,9 +264,7 @@ func TestReplicaAdoptsAKilledPeerFast(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("adoption took %v, want at most 5 s", took)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for id, n := range handled {
+	for id, n := range handled.Counts() {
 		if n != 1 {
 			t.Errorf("%s handled %d times", id, n)
 		}

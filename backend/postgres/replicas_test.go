@@ -19,6 +19,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
@@ -68,8 +69,7 @@ func TestReplicasHandleEachEventOnce(t *testing.T) {
 		}
 	}
 
-	var mu sync.Mutex
-	handled := map[string]int{}
+	var handled intaketest.Counter
 	ctx, cancel := context.WithCancel(context.Background())
 	var runs sync.WaitGroup
 	var reps []*replica
@@ -84,12 +84,7 @@ func TestReplicasHandleEachEventOnce(t *testing.T) {
 		hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet))
 		p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000), poller.WithLogger(quiet))
 		s.Add(hook, p)
-		s.Handle(func(ctx context.Context, e event.Event) error {
-			mu.Lock()
-			handled[e.ID]++
-			mu.Unlock()
-			return nil
-		}, intake.WithWorkers(4))
+		s.Handle(handled.Handle, intake.WithWorkers(4))
 		rep := &replica{stream: s, srv: httptest.NewServer(hook), poll: p}
 		defer rep.srv.Close()
 		reps = append(reps, rep)
@@ -139,10 +134,7 @@ func TestReplicasHandleEachEventOnce(t *testing.T) {
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		mu.Lock()
-		n := len(handled)
-		mu.Unlock()
-		if n == unique || time.Now().After(deadline) {
+		if handled.Len() == unique || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -151,12 +143,11 @@ func TestReplicasHandleEachEventOnce(t *testing.T) {
 	cancel()
 	runs.Wait()
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(handled) != unique {
-		t.Fatalf("%d of %d events handled", len(handled), unique)
+	counts := handled.Counts()
+	if len(counts) != unique {
+		t.Fatalf("%d of %d events handled", len(counts), unique)
 	}
-	for id, n := range handled {
+	for id, n := range counts {
 		if n != 1 {
 			t.Errorf("%s handled %d times", id, n)
 		}
@@ -357,14 +348,8 @@ func TestOutage(t *testing.T) {
 	s := intake.New(intake.WithQueue(newBackend(t, pool, prefix)), intake.WithLogger(logger), intake.WithHealthInterval(check))
 	hook := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(logger))
 	s.Add(hook)
-	var mu sync.Mutex
-	handled := map[string]int{}
-	s.Handle(func(ctx context.Context, e event.Event) error {
-		mu.Lock()
-		handled[e.ID]++
-		mu.Unlock()
-		return nil
-	})
+	var handled intaketest.Counter
+	s.Handle(handled.Handle)
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -419,13 +404,11 @@ func TestOutage(t *testing.T) {
 		}
 	}
 	logs.mu.Unlock()
-	mu.Lock()
-	for id := range handled {
+	for id := range handled.Counts() {
 		if id != "before" {
 			t.Errorf("%s handled during the outage", id)
 		}
 	}
-	mu.Unlock()
 
 	dialer.down.Store(false)
 	if !waitFor(2*check+5*time.Second, func() bool { return s.Health().Ready }) {
@@ -438,20 +421,16 @@ func TestOutage(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		mu.Lock()
-		n := len(handled)
-		mu.Unlock()
-		if n == 6 || time.Now().After(deadline) {
+		if handled.Len() == 6 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(handled) != 6 {
-		t.Fatalf("handled %v, want 6 events", handled)
+	counts := handled.Counts()
+	if len(counts) != 6 {
+		t.Fatalf("handled %v, want 6 events", counts)
 	}
-	for id, n := range handled {
+	for id, n := range counts {
 		if n != 1 {
 			t.Errorf("%s handled %d times", id, n)
 		}

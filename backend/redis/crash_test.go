@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,31 +86,17 @@ func queuePrefix(t testing.TB, c *goredis.Client) string {
 }
 
 // counting runs a stream on q whose handler counts each event; it returns
-// the counts, read under the lock.
+// a function that reads the counts so far.
 func counting(t *testing.T, q dedupe.Queue) func() map[string]int {
 	t.Helper()
-	var mu sync.Mutex
-	handled := map[string]int{}
+	var handled intaketest.Counter
 	s := intake.New(intake.WithQueue(q), intake.WithLogger(quiet))
-	s.Handle(func(ctx context.Context, e event.Event) error {
-		mu.Lock()
-		handled[e.ID]++
-		mu.Unlock()
-		return nil
-	}, intake.WithWorkers(8))
+	s.Handle(handled.Handle, intake.WithWorkers(8))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return func() map[string]int {
-		mu.Lock()
-		defer mu.Unlock()
-		out := make(map[string]int, len(handled))
-		for k, v := range handled {
-			out[k] = v
-		}
-		return out
-	}
+	return handled.Counts
 }
 
 // waitAll waits until every child event is handled, or fails after limit.

@@ -21,6 +21,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 )
@@ -107,19 +108,13 @@ func TestReplicasShareTheStore(t *testing.T) {
 // by store.
 func replicasOnce(t *testing.T, store func() intake.Option) {
 	const unique, replicas = 10_000, 3
-	var mu sync.Mutex
-	handled := map[string]int{}
+	var handled intaketest.Counter
 	streams := make([]*intake.Stream, replicas)
 	ctx, cancel := context.WithCancel(context.Background())
 	var runs sync.WaitGroup
 	for r := range replicas {
 		s := intake.New(store(), intake.WithLogger(quiet))
-		s.Handle(func(ctx context.Context, e event.Event) error {
-			mu.Lock()
-			handled[e.ID]++
-			mu.Unlock()
-			return nil
-		}, intake.WithWorkers(4))
+		s.Handle(handled.Handle, intake.WithWorkers(4))
 		streams[r] = s
 		runs.Add(1)
 		go func() {
@@ -167,10 +162,7 @@ func replicasOnce(t *testing.T, store func() intake.Option) {
 	puts.Wait()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		mu.Lock()
-		n := len(handled)
-		mu.Unlock()
-		if n == unique || time.Now().After(deadline) {
+		if handled.Len() == unique || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -180,12 +172,11 @@ func replicasOnce(t *testing.T, store func() intake.Option) {
 	if stored.Load() != unique || dups.Load() != 3000 {
 		t.Errorf("stored %d and suppressed %d, want %d and 3000", stored.Load(), dups.Load(), unique)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(handled) != unique {
-		t.Fatalf("%d of %d handled", len(handled), unique)
+	counts := handled.Counts()
+	if len(counts) != unique {
+		t.Fatalf("%d of %d handled", len(counts), unique)
 	}
-	for id, n := range handled {
+	for id, n := range counts {
 		if n != 1 {
 			t.Errorf("%s handled %d times", id, n)
 		}
