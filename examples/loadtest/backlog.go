@@ -70,6 +70,16 @@ func backlogIDs(n int) []string {
 	return ids
 }
 
+// setOf returns ids as a set: the deliveries a backlog's consumer must
+// handle, each once.
+func setOf(ids []string) map[string]bool {
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set
+}
+
 func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error) {
 	ctx := context.Background()
 	prefix, drop := pgPrefix(srv.pg)
@@ -116,11 +126,7 @@ func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, erro
 	done := make(chan error, 1)
 	drainStart := time.Now()
 	go func() { done <- s.Run(rctx) }()
-	acked := make(map[string]bool, n)
-	for _, id := range ids {
-		acked[id] = true
-	}
-	twice, lost, last := c.settle(acked, 5*time.Minute)
+	twice, lost, last := c.settle(setOf(ids), 5*time.Minute)
 	drained := last.Sub(drainStart)
 	cancel()
 	<-done
@@ -157,11 +163,7 @@ func riverBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error
 	if err := client.Start(ctx); err != nil {
 		return BacklogResult{}, err
 	}
-	acked := make(map[string]bool, n)
-	for _, id := range ids {
-		acked[id] = true
-	}
-	twice, lost, last := c.settle(acked, 5*time.Minute)
+	twice, lost, last := c.settle(setOf(ids), 5*time.Minute)
 	drained := last.Sub(drainStart)
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_ = client.Stop(sctx)
