@@ -22,14 +22,10 @@ func Shopify(secrets ...string) *Scheme {
 }
 
 func verifyShopify(s *Scheme, h http.Header, body []byte) (event.Event, error) {
-	hv := first(h, "X-Shopify-Hmac-Sha256")
-	if hv == "" {
-		return event.Event{}, missingHeader("X-Shopify-Hmac-Sha256")
-	}
 	var buf sigBuf
-	sig, valid := decodeBase64(buf[:], hv)
-	if !valid {
-		return event.Event{}, ErrMalformedSignature
+	sig, err := base64Header(&buf, h, "X-Shopify-Hmac-Sha256")
+	if err != nil {
+		return event.Event{}, err
 	}
 	if !verifyAny(s.keys, sig, body) {
 		return event.Event{}, ErrSignatureMismatch

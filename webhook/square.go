@@ -22,14 +22,10 @@ func Square(signatureKeys ...string) *Scheme {
 }
 
 func verifySquare(s *Scheme, r *Request) (event.Event, error) {
-	hv := first(r.Header, "X-Square-Hmacsha256-Signature")
-	if hv == "" {
-		return event.Event{}, missingHeader("X-Square-Hmacsha256-Signature")
-	}
 	var buf sigBuf
-	sig, ok := decodeBase64(buf[:], hv)
-	if !ok {
-		return event.Event{}, ErrMalformedSignature
+	sig, err := base64Header(&buf, r.Header, "X-Square-Hmacsha256-Signature")
+	if err != nil {
+		return event.Event{}, err
 	}
 	u, err := s.signedURL(r)
 	if err != nil {

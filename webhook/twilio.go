@@ -35,14 +35,10 @@ func Twilio(authTokens ...string) *Scheme {
 }
 
 func verifyTwilio(s *Scheme, r *Request) (event.Event, error) {
-	hv := first(r.Header, "X-Twilio-Signature")
-	if hv == "" {
-		return event.Event{}, missingHeader("X-Twilio-Signature")
-	}
 	var buf sigBuf
-	sig, ok := decodeBase64(buf[:], hv)
-	if !ok {
-		return event.Event{}, ErrMalformedSignature
+	sig, err := base64Header(&buf, r.Header, "X-Twilio-Signature")
+	if err != nil {
+		return event.Event{}, err
 	}
 	u, err := s.signedURL(r)
 	if err != nil {

@@ -407,6 +407,20 @@ func decodeBase64(dst []byte, s string) ([]byte, bool) {
 	return dst[:m], true
 }
 
+// base64Header decodes the base64 MAC in the header key into buf: an
+// error saying the header is missing, or ErrMalformedSignature.
+func base64Header(buf *sigBuf, h http.Header, key string) ([]byte, error) {
+	hv := first(h, key)
+	if hv == "" {
+		return nil, missingHeader(key)
+	}
+	sig, ok := decodeBase64(buf[:], hv)
+	if !ok {
+		return nil, ErrMalformedSignature
+	}
+	return sig, nil
+}
+
 // first returns the first value of the canonical header key.
 func first(h http.Header, key string) string {
 	if v := h[key]; len(v) > 0 {
