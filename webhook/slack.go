@@ -104,10 +104,16 @@ func verifySlack(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 // SignSlack returns the X-Slack-Signature and X-Slack-Request-Timestamp
 // headers for body, signed with secret at ts.
 func SignSlack(secret string, ts time.Time, body []byte) http.Header {
+	return signV0(secret, ts, body, "X-Slack-Signature", "X-Slack-Request-Timestamp")
+}
+
+// signV0 returns the headers verifyV0 checks: body signed with secret at
+// ts.
+func signV0(secret string, ts time.Time, body []byte, sigHeader, tsHeader string) http.Header {
 	t := strconv.FormatInt(ts.Unix(), 10)
 	mac := newMACKey([]byte(secret), nil).sign(nil, body, "v0:", t, ":")
 	h := http.Header{}
-	h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac))
-	h.Set("X-Slack-Request-Timestamp", t)
+	h.Set(sigHeader, "v0="+hex.EncodeToString(mac))
+	h.Set(tsHeader, t)
 	return h
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -77,10 +76,5 @@ func verifyZoom(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 // SignZoom returns the X-Zm-Signature and X-Zm-Request-Timestamp headers
 // for body, signed with secret at ts.
 func SignZoom(secret string, ts time.Time, body []byte) http.Header {
-	t := strconv.FormatInt(ts.Unix(), 10)
-	mac := newMACKey([]byte(secret), nil).sign(nil, body, "v0:", t, ":")
-	h := http.Header{}
-	h.Set("X-Zm-Signature", "v0="+hex.EncodeToString(mac))
-	h.Set("X-Zm-Request-Timestamp", t)
-	return h
+	return signV0(secret, ts, body, "X-Zm-Signature", "X-Zm-Request-Timestamp")
 }
