@@ -218,8 +218,8 @@ func holdChild(prefix string) error {
 	s.Handle(func(ctx context.Context, e event.Event) error { select {} }, intake.WithWorkers(8))
 	go func() { _ = s.Run(ctx) }()
 	for i := range 100 {
-		for s.Put(ctx, event.Event{Source: "api", ID: fmt.Sprintf("e-%03d", i)}) != nil {
-			time.Sleep(time.Millisecond)
+		if err := intaketest.Put(ctx, s, event.Event{Source: "api", ID: fmt.Sprintf("e-%03d", i)}); err != nil {
+			return err
 		}
 	}
 	fmt.Println("STORED")
@@ -309,8 +309,8 @@ func TestSlowLiveHolderKeepsItsClaims(t *testing.T) {
 	adone, bdone := make(chan error, 1), make(chan error, 1)
 	go func() { adone <- a.Run(ctx) }()
 	go func() { bdone <- b.Run(ctx) }()
-	for a.Put(context.Background(), event.Event{Source: "api", ID: "slow"}) != nil {
-		time.Sleep(time.Millisecond)
+	if err := intaketest.Put(context.Background(), a, event.Event{Source: "api", ID: "slow"}); err != nil {
+		t.Fatal(err)
 	}
 	<-started
 	time.Sleep(10 * lease) // ten leases without a renewal

@@ -11,6 +11,7 @@ import (
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 )
 
 // slowCommits is a backend whose first commits take 6 s each: a commit
@@ -75,8 +76,8 @@ func TestManyHeldEventsSlowCommits(t *testing.T) {
 		<-adone
 		<-bdone
 	}()
-	for a.Put(ctx, event.Event{Source: "warm", ID: "up"}) != nil {
-		time.Sleep(time.Millisecond)
+	if err := intaketest.Put(ctx, a, event.Event{Source: "warm", ID: "up"}); err != nil {
+		t.Fatal(err)
 	}
 	all.Add(1) // the warm-up event
 	start := time.Now()

@@ -27,6 +27,7 @@ import (
 	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -249,8 +250,8 @@ func TestEventsCommands(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	for _, id := range []string{"a", "b"} {
 		e := event.Event{Source: "shop", ID: id, Type: "order.paid", Meta: map[string]string{"header:X-Sig": "SECRET-SIG"}}
-		for s.Put(ctx, e) != nil {
-			time.Sleep(time.Millisecond)
+		if err := intaketest.Put(ctx, s, e); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for {

@@ -23,6 +23,7 @@ import (
 	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 )
 
 // chromium finds the browser, or skips (fails under CI=true) saying how
@@ -73,8 +74,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		if i%2 == 1 {
 			e.Source, e.Type = "github", "push"
 		}
-		for s.Put(ctx, e) != nil {
-			time.Sleep(time.Millisecond)
+		if err := intaketest.Put(ctx, s, e); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for {
