@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,25 +34,12 @@ func (s *fullOnce) Put(_ context.Context, e event.Event) error {
 // that each meet a full queue once would wait seconds instead of 100 ms.
 // The waits are recorded, not timed.
 func TestFullQueueWaitStartsOverAfterAPut(t *testing.T) {
-	var mu sync.Mutex
-	var waits []time.Duration
-	old := sleepFor
-	sleepFor = func(ctx context.Context, d time.Duration) bool {
-		mu.Lock()
-		waits = append(waits, d)
-		mu.Unlock()
-		return ctx.Err() == nil
-	}
-	defer func() { sleepFor = old }()
-
+	recorded := recordWaits(t)
 	p := New("api", FetchFunc(func(context.Context, string) (Page, error) { return Page{}, nil }))
-	events := make([]event.Event, 100)
-	for i := range events {
-		events[i] = event.Event{ID: fmt.Sprint(i)}
-	}
-	if err := p.deliver(context.Background(), &fullOnce{seen: map[string]bool{}}, events); err != nil {
+	if err := p.deliver(context.Background(), &fullOnce{seen: map[string]bool{}}, numbered(100)); err != nil {
 		t.Fatal(err)
 	}
+	waits := recorded()
 	if len(waits) != 100 {
 		t.Fatalf("%d waits, want one per event", len(waits))
 	}
@@ -107,26 +95,46 @@ func (s *fullThenFree) PutMany(ctx context.Context, es []event.Event) []error {
 // millisecond or more made the load harness's poller drain a backlog at
 // 20,000–50,000 events/s in some runs instead of 200,000).
 func TestFullPageWaitsOncePerRefusal(t *testing.T) {
-	var waits int
-	old := sleepFor
-	sleepFor = func(ctx context.Context, d time.Duration) bool {
-		waits++
-		return ctx.Err() == nil
-	}
-	defer func() { sleepFor = old }()
+	recorded := recordWaits(t)
 	p := New("api", FetchFunc(func(context.Context, string) (Page, error) { return Page{}, nil }))
-	events := make([]event.Event, 100)
-	for i := range events {
-		events[i] = event.Event{ID: fmt.Sprint(i)}
-	}
 	sink := &fullThenFree{}
-	if err := p.deliver(context.Background(), sink, events); err != nil {
+	if err := p.deliver(context.Background(), sink, numbered(100)); err != nil {
 		t.Fatal(err)
 	}
+	waits := len(recorded())
 	if sink.taken != 100 {
 		t.Fatalf("%d events stored, want 100", sink.taken)
 	}
 	if waits != 1 {
 		t.Fatalf("%d waits for one refusal of the page, want 1", waits)
 	}
+}
+
+// recordWaits makes the poller's waits return at once, recording each
+// (until the test ends), and returns a function that reads them.
+func recordWaits(t *testing.T) func() []time.Duration {
+	var mu sync.Mutex
+	var waits []time.Duration
+	old := sleepFor
+	sleepFor = func(ctx context.Context, d time.Duration) bool {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return ctx.Err() == nil
+	}
+	t.Cleanup(func() { sleepFor = old })
+	return func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(waits)
+	}
+}
+
+// numbered returns n events with the IDs "0" to n-1.
+func numbered(n int) []event.Event {
+	events := make([]event.Event, n)
+	for i := range events {
+		events[i] = event.Event{ID: fmt.Sprint(i)}
+	}
+	return events
 }
