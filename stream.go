@@ -79,6 +79,8 @@ type Stream struct {
 	done  *committer
 	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
+	memoryStore bool // the store is the default memory one
+
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
 	adoptWake  chan struct{}              // pokes the adopter (a replay)
 
@@ -114,6 +116,7 @@ func New(opts ...Option) *Stream {
 		o(&cfg)
 	}
 	var keys keeper
+	var memory bool
 	switch {
 	case cfg.queue != nil && cfg.store != nil:
 		panic("intake: WithStore and WithQueue given together; a durable queue is its own idempotency store")
@@ -125,6 +128,7 @@ func New(opts ...Option) *Stream {
 	default:
 		if cfg.store == nil {
 			cfg.store = dedupe.NewMemory()
+			memory = true
 		}
 		keys = storeKeeper{s: cfg.store, dead: newDeadList(defaultDeadCapacity)}
 		if cfg.claimLease == 0 {
@@ -144,6 +148,8 @@ func New(opts ...Option) *Stream {
 		live:      make(map[*entry]struct{}),
 		drained:   make(chan struct{}),
 		adoptWake: make(chan struct{}, 1),
+
+		memoryStore: memory,
 	}
 	s.done = newCommitter(s)
 	return s

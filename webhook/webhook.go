@@ -80,6 +80,7 @@ type Handler struct {
 	accepted func(event.Event)
 	guard    dedupe.Store // nil: no replay guard
 	guardSet bool         // WithReplayGuard was given
+	guardOwn bool         // the guard is the handler's own memory: a sink's store replaces it
 	keep     []string     // request headers kept in Meta
 	keepSet  bool
 	sink     atomic.Pointer[sinkRef]
@@ -90,7 +91,21 @@ type Handler struct {
 	status   event.StatusRecorder
 }
 
-type sinkRef struct{ event.Sink }
+// sinkRef is what Run gives the requests: the sink, and the replay
+// guard's store and retention for this run.
+type sinkRef struct {
+	event.Sink
+	guard  dedupe.Store // nil: no replay guard
+	retain time.Duration
+}
+
+// ReplayStorer is a sink that keeps the replay guard's keys itself: a
+// stream with a durable backend returns its database and its retention, so
+// that the guard survives a restart and is shared by replicas. A nil store
+// means the sink has none to offer. [Handler.Run] asks its sink once.
+type ReplayStorer interface {
+	ReplayStore() (dedupe.Store, time.Duration)
+}
 
 // Option configures a [Handler].
 type Option func(*Handler)
@@ -117,16 +132,23 @@ func OnAccepted(fn func(event.Event)) Option { return func(h *Handler) { h.accep
 
 // WithReplayGuard sets the store of the replay guard, or turns the guard
 // off with nil. Schemes whose signature covers the body alone (GitHub,
-// Shopify, HMAC without a signed timestamp or id) verify the same body
-// and signature sent again under a new delivery id; the guard claims a
-// key made of the event's type and the body's SHA-256 beside the id, so
-// that such a request is answered as a duplicate (200) and not handled
-// twice, for 7 days. It is on by default for GitHub and Shopify, whose
-// bodies are never the same for two events of one type, with a memory
-// store of the handler's own (pass a shared store so that replicas share
-// it); off by default for HMAC, whose bodies may legitimately repeat:
-// turn it on there when yours do not. Schemes that sign the id or a
-// timestamp (Standard Webhooks, Stripe, Slack) need no guard.
+// Shopify, Meta, Bitbucket, Linear, GitLab's token, HMAC without a signed
+// timestamp or id) verify the same body and signature sent again under a
+// new delivery id; the guard claims a key made of the body's SHA-256
+// alone, nothing a signature does not cover (neither the id nor the type
+// header), so that such a request is answered as a duplicate (200) and not
+// handled twice. A provider's own redelivery keeps its id and still
+// reaches the stream.
+//
+// It is on by default for the schemes above but HMAC, whose bodies are
+// never the same for two events: in the store the sink offers when it is
+// a [ReplayStorer] (a stream with a durable backend: its database and
+// retention, so the guard survives a restart and replicas share it), else
+// in a memory store of the handler's own that lasts as long as the
+// process, for 7 days at most. It is off by default for HMAC, whose
+// bodies may legitimately repeat: turn it on there when yours do not.
+// Schemes that sign the id or a timestamp (Standard Webhooks, Stripe,
+// Slack) need no guard. A store given here wins over the sink's.
 func WithReplayGuard(store dedupe.Store) Option {
 	return func(h *Handler) { h.guard, h.guardSet = store, true }
 }
@@ -182,7 +204,7 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 		h.ack = sc.ack
 	}
 	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
-		h.guard = dedupe.NewMemory()
+		h.guard, h.guardOwn = dedupe.NewMemory(), true
 	}
 	if sc, ok := v.(*Scheme); ok && h.keepSet && len(h.keep) == 0 {
 		h.keep = sc.Headers()
@@ -199,8 +221,18 @@ func (h *Handler) Status() event.Status { return h.status.Status() }
 
 // Run implements [event.Source]: it routes verified events to sink until
 // ctx is done, then returns nil. Requests that arrive outside Run get 503.
+// When the replay guard is on by default and sink is a [ReplayStorer] with
+// a store, the guard keeps its keys there for this run.
 func (h *Handler) Run(ctx context.Context, sink event.Sink) error {
-	ref := &sinkRef{sink}
+	ref := &sinkRef{Sink: sink, guard: h.guard, retain: replayWindow}
+	if rs, ok := sink.(ReplayStorer); ok && h.guardOwn {
+		if st, retain := rs.ReplayStore(); st != nil {
+			ref.guard = st
+			if retain > 0 {
+				ref.retain = retain
+			}
+		}
+	}
 	if !h.sink.CompareAndSwap(nil, ref) {
 		return ErrAlreadyRunning
 	}
@@ -271,22 +303,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	e.Via = event.Webhook
 	e.Received = start
 
-	// The replay guard: the body (with the type) is claimed beside the id,
-	// and so is the body with this id. A body seen before under this id is
-	// the same delivery again (a provider's redelivery keeps its id): the
-	// stream decides, as it knows whether it is done or dead. Under a new
-	// id it is a replay: a duplicate, not handled.
+	// The replay guard: the body is claimed beside the id, and so is the
+	// body with this id. Only the body, which the signature covers, makes
+	// the key: an unsigned header (the type) must not make a replay new.
+	// A body seen before under this id is the same delivery again (a
+	// provider's redelivery keeps its id): the stream decides, as it knows
+	// whether it is done or dead. Under a new id it is a replay: a
+	// duplicate, not handled.
 	var guard, guardID string
-	if h.guard != nil {
+	if store := ref.guard; store != nil {
 		sum := sha256.Sum256(body)
-		guard = event.Key(h.name, "replay:"+e.Type+":"+hex.EncodeToString(sum[:16]))
+		guard = event.Key(h.name, "replay:"+hex.EncodeToString(sum[:16]))
 		guardID = guard + ":" + e.ID
-		st, err := h.guard.Claim(r.Context(), guard, time.Minute)
+		st, err := store.Claim(r.Context(), guard, time.Minute)
 		if err == nil && st == dedupe.Done {
 			var same dedupe.State
-			if same, err = h.guard.Claim(r.Context(), guardID, time.Minute); err == nil {
+			if same, err = store.Claim(r.Context(), guardID, time.Minute); err == nil {
 				if same == dedupe.Claimed {
-					_ = h.guard.Release(context.WithoutCancel(r.Context()), guardID)
+					_ = store.Release(context.WithoutCancel(r.Context()), guardID)
 					h.rec.Count(metric.Duplicate, h.name, "replay", 1)
 					w.WriteHeader(http.StatusOK)
 					return "replayed"
@@ -309,10 +343,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	if guard != "" {
 		gctx := context.WithoutCancel(r.Context())
 		if err == nil || errors.Is(err, event.ErrDuplicate) {
-			_ = h.guard.Commit(gctx, guard, replayWindow)
-			_ = h.guard.Commit(gctx, guardID, replayWindow)
+			_ = ref.guard.Commit(gctx, guard, ref.retain)
+			_ = ref.guard.Commit(gctx, guardID, ref.retain)
 		} else {
-			_ = h.guard.Release(gctx, guard)
+			_ = ref.guard.Release(gctx, guard)
 		}
 	}
 	switch {

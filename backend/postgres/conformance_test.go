@@ -11,6 +11,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 	"github.com/intakehq/intake/relay"
@@ -95,4 +96,18 @@ func TestFeedReplicas(t *testing.T) {
 	if took > 2*time.Second {
 		t.Errorf("took %v: A was not woken by B's append", took)
 	}
+}
+
+// Issue #21, item 2: the replay guard of a webhook handler on a stream
+// with Postgres is kept in the database, so a restart does not forget it.
+func TestReplayGuardSurvivesRestart(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	intaketest.ReplayGuardSurvivesRestart(t, func() dedupe.Queue {
+		b, err := postgres.New(context.Background(), pool, postgres.WithPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 }

@@ -44,3 +44,17 @@ func BenchmarkPutAck(b *testing.B) {
 		intaketest.PutAck(b, q)
 	})
 }
+
+// Issue #21, item 2: the replay guard of a webhook handler on a stream
+// with the Redis queue is kept in Redis, so a restart does not forget it.
+func TestReplayGuardSurvivesRestart(t *testing.T) {
+	c := testClient(t)
+	prefix := queuePrefix(t, c)
+	intaketest.ReplayGuardSurvivesRestart(t, func() dedupe.Queue {
+		q, err := intakeredis.NewQueue(context.Background(), c, intakeredis.WithQueuePrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	})
+}

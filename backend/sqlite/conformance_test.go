@@ -14,6 +14,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 	"github.com/intakehq/intake/relay"
@@ -130,4 +131,17 @@ func TestConcurrentReleasesBatched(t *testing.T) {
 	if st, err := b.Enqueue(ctx, keep, event.Event{ID: "keep", Source: "rel"}, time.Minute); err != nil || st != dedupe.Pending {
 		t.Fatalf("a key not released: %v %v", st, err)
 	}
+}
+
+// Issue #21, item 2: the replay guard of a webhook handler on a stream
+// with SQLite is kept in the database, so a restart does not forget it.
+func TestReplayGuardSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "guard.db")
+	intaketest.ReplayGuardSurvivesRestart(t, func() dedupe.Queue {
+		b, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 }
