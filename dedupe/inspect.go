@@ -20,7 +20,9 @@ type Failure struct {
 	Subscription string    `json:"subscription,omitempty"`
 }
 
-// RecordState is the state of an event a queue holds.
+// RecordState is the state of an event a queue holds, as an [Inspector]
+// shows it: queued or dead. (Not to be confused with [State], the answer
+// of a claim: claimed, pending or done.) In JSON it is the word.
 type RecordState uint8
 
 const (
@@ -44,7 +46,35 @@ func (s RecordState) String() string {
 	return "unknown"
 }
 
-// Record is an event as an [Inspector] shows it.
+// MarshalText returns "queued" or "dead"; the zero RecordState is empty.
+func (s RecordState) MarshalText() ([]byte, error) {
+	switch s {
+	case 0:
+		return nil, nil
+	case Queued, Dead:
+		return []byte(s.String()), nil
+	}
+	return nil, fmt.Errorf("dedupe: unknown record state %d", uint8(s))
+}
+
+// UnmarshalText reads what MarshalText writes.
+func (s *RecordState) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "":
+		*s = 0
+	case "queued":
+		*s = Queued
+	case "dead":
+		*s = Dead
+	default:
+		return fmt.Errorf("dedupe: record state is \"queued\" or \"dead\", not %q", b)
+	}
+	return nil
+}
+
+// Record is an event as an [Inspector] shows it. Its JSON has lower-case
+// keys, the state as a word and the event as [event.Event.MarshalJSON]
+// writes it.
 type Record struct {
 	Key      string      `json:"key"`
 	Seq      int64       `json:"seq"` // the order of arrival; List pages by it
@@ -101,12 +131,13 @@ func (f Filter) Max() int {
 	return f.Limit
 }
 
-// StoredRecord builds a [Record] from the columns a queue keeps: the
-// key's bytes, the seq, whether it is dead, the attempts, the failure as
-// encoding/json wrote it (or nothing), and the event as
-// [event.Event.MarshalBinary] wrote it. Backends share it so that every
-// one reads the same way what it stored.
-func StoredRecord(key []byte, seq int64, dead bool, attempts int, failure, enc []byte) (Record, error) {
+// DecodeRecord is for [Queue] implementations, not for their users: it
+// builds a [Record] from the columns a queue keeps: the key's bytes, the
+// seq, whether it is dead, the attempts, the failure as encoding/json
+// wrote it (or nothing), and the event as [event.Event.MarshalBinary]
+// wrote it. Backends share it so that every one reads the same way what
+// it stored.
+func DecodeRecord(key []byte, seq int64, dead bool, attempts int, failure, enc []byte) (Record, error) {
 	r := Record{Key: string(key), Seq: seq, State: Queued, Attempts: attempts}
 	if dead {
 		r.State = Dead

@@ -76,8 +76,9 @@ func WithShards(n int) MemoryOption {
 	return func(c *memoryConfig) { c.shards = n }
 }
 
-// WithClock sets the clock used for leases and retention. Defaults to
-// [time.Now].
+// WithClock sets the clock the memory store reads for leases and
+// retention, so that a test can move time instead of sleeping. Defaults
+// to [time.Now].
 func WithClock(now func() time.Time) MemoryOption {
 	return func(c *memoryConfig) { c.now = now }
 }

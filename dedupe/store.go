@@ -18,7 +18,9 @@ import (
 	"time"
 )
 
-// State is the answer of a claim.
+// State is the answer of a claim ([Store.Claim], [Queue.Enqueue]):
+// claimed, pending or done. (Not to be confused with [RecordState], the
+// state of an event an [Inspector] lists.)
 type State uint8
 
 const (

@@ -141,6 +141,13 @@ func newRequestScheme(name string, secrets []string, decode func(string) ([]byte
 	return s
 }
 
+// Err returns why s can never verify a request (no secret, an empty one,
+// one not in the provider's format), or nil when it is usable. [New]
+// panics on such a scheme; a program that builds one from a command line
+// or a configuration file checks Err first and reports it instead. The
+// error wraps [ErrNoSecret] and never holds a secret.
+func (s *Scheme) Err() error { return s.bad }
+
 // Verify implements [Verifier]: it verifies a POST with these headers and
 // body. Schemes that sign the URL (Twilio, Square) need it: they verify
 // through [Scheme.VerifyRequest], which the handler calls, or through

@@ -581,7 +581,7 @@ func scanRecord(row pgx.Row) (dedupe.Record, error) {
 	if err := row.Scan(&key, &r.Seq, &state, &attempts, &failure, &enc); err != nil {
 		return r, err
 	}
-	return dedupe.StoredRecord(key, r.Seq, state == stateDead, int(attempts), failure, enc)
+	return dedupe.DecodeRecord(key, r.Seq, state == stateDead, int(attempts), failure, enc)
 }
 
 func nullBytes(s string) []byte {

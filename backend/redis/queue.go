@@ -630,7 +630,7 @@ func record(key string, v []any) (dedupe.Record, bool, error) {
 	}
 	seq, _ := strconv.ParseInt(str(v[1]), 10, 64)
 	att, _ := strconv.Atoi(str(v[2]))
-	r, err := dedupe.StoredRecord([]byte(key), seq, st == "3", att, []byte(str(v[3])), []byte(str(v[4])))
+	r, err := dedupe.DecodeRecord([]byte(key), seq, st == "3", att, []byte(str(v[3])), []byte(str(v[4])))
 	return r, err == nil, err
 }
 

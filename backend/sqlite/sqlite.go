@@ -936,7 +936,7 @@ func scanRecord(row scanner) (dedupe.Record, error) {
 	if err := row.Scan(&key, &r.Seq, &state, &r.Attempts, &failure, &enc); err != nil {
 		return r, err
 	}
-	return dedupe.StoredRecord(key, r.Seq, state == stateDead, r.Attempts, failure, enc)
+	return dedupe.DecodeRecord(key, r.Seq, state == stateDead, r.Attempts, failure, enc)
 }
 
 func nullBytes(s string) any {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,11 +42,20 @@ type inspector interface {
 }
 
 func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, eventsUsage)
 		return errUsage
 	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, eventsUsage)
+		return errHelp
+	}
 	sub := args[0]
+	switch sub {
+	case "list", "show", "replay", "discard":
+	default:
+		return usagef("unknown command %q: list, show, replay or discard (intake events -h)", sub)
+	}
 	fs := flag.NewFlagSet("intake events "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	consoleURL := fs.String("console", "", "a running process's console URL")
@@ -56,9 +66,41 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	typ := fs.String("type", "", "list: only this type")
 	after := fs.Int64("after", 0, "list: after this seq (the last of the previous page)")
 	limit := fs.Int("limit", 50, "list: at most this many")
-	fs.Usage = func() { fmt.Fprint(stderr, eventsUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
+	fs.Usage = func() { fmt.Fprint(fs.Output(), eventsUsage); fs.PrintDefaults() }
+	if err := parseFlags(fs, args[1:], stdout, 1); err != nil {
+		return err
+	}
+	if sub == "list" && fs.NArg() > 0 {
+		return usagef("unexpected argument %q: list takes no key", fs.Arg(0))
+	}
+	if sub != "list" && fs.NArg() == 0 {
+		return usagef("the event's key is required (see intake events list)")
+	}
+	f := dedupe.Filter{Source: *source, Type: *typ, After: *after, Limit: *limit}
+	inFlight := false
+	switch *state {
+	case "dead":
+		f.State = dedupe.Dead
+	case "queued":
+		f.State = dedupe.Queued
+	case "in-flight":
+		f.State, inFlight = dedupe.Queued, true
+	case "all":
+	default:
+		return usagef("--state %q: dead, queued, in-flight or all", *state)
+	}
+	if *limit < 0 || *after < 0 {
+		return usagef("--limit and --after must not be negative")
+	}
+	if *consoleURL != "" {
+		if err := checkURL("--console", *consoleURL); err != nil {
+			return err
+		}
+	}
+	if *consoleURL == "" && *dsn == "" && *db != "" {
+		if _, err := os.Stat(*db); err != nil {
+			return usagef("--db %q: %v", *db, err)
+		}
 	}
 	var in inspector
 	switch {
@@ -79,26 +121,11 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer sq.Close()
 		in = backendInspector{sq}
 	default:
-		fs.Usage()
-		fmt.Fprintln(stderr, "\nintake events: say where: --console, --db or --postgres")
-		return errUsage
+		return usagef("say where: --console, --db or --postgres (intake events -h)")
 	}
 	key := fs.Arg(0)
 	switch sub {
 	case "list":
-		f := dedupe.Filter{Source: *source, Type: *typ, After: *after, Limit: *limit}
-		inFlight := false
-		switch *state {
-		case "dead":
-			f.State = dedupe.Dead
-		case "queued":
-			f.State = dedupe.Queued
-		case "in-flight":
-			f.State, inFlight = dedupe.Queued, true
-		case "all":
-		default:
-			return fmt.Errorf("--state %q: dead, queued, in-flight or all", *state)
-		}
 		recs, err := in.List(ctx, f, inFlight)
 		if err != nil {
 			return err
@@ -118,10 +145,6 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return tw.Flush()
 	case "show", "replay", "discard":
-		if key == "" {
-			fmt.Fprintf(stderr, "intake events %s: the event's key is required (see intake events list)\n", sub)
-			return errUsage
-		}
 		if sub == "show" {
 			r, err := in.Get(ctx, key)
 			if err != nil {

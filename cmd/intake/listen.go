@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,26 +34,46 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	state := fs.String("state", "intake-listen.db", "SQLite file for the cursor and the queue: a restart resumes")
 	wait := fs.Duration("wait", 30*time.Second, "how long the relay may hold each request")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: intake listen --relay URL --token T [--forward-to URL] [--resign SCHEME:SECRET]\n\n"+
+		fmt.Fprint(fs.Output(), "Usage: intake listen --relay URL --token T [--forward-to URL [--resign SCHEME:SECRET]]\n\n"+
 			"Long-polls a relay with outbound connections only, and prints each event as a JSON line\n"+
 			"or forwards it. Each event is delivered once: the cursor and the queue are kept in --state,\n"+
-			"and a failed forward is retried with backoff.\n\n")
+			"and a failed forward is retried with backoff. A relay that refuses the token (401, 403)\n"+
+			"or has no feed at the URL (404) stops it with exit 1; outages (5xx, network) are retried.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args, stdout, 0); err != nil {
+		return err
 	}
 	if *feedURL == "" || *token == "" {
-		fs.Usage()
-		fmt.Fprintln(stderr, "\nintake listen: --relay and --token are required")
-		return errUsage
+		return usagef("--relay and --token (or $INTAKE_RELAY_TOKEN) are required (intake listen -h)")
 	}
-	var rescheme, resecret string
-	if *resign != "" {
-		var ok bool
-		if rescheme, resecret, ok = strings.Cut(*resign, ":"); !ok || resecret == "" {
-			return fmt.Errorf("--resign: want scheme:secret")
+	if err := checkURL("--relay", *feedURL); err != nil {
+		return err
+	}
+	if *forward != "" {
+		if err := checkURL("--forward-to", *forward); err != nil {
+			return err
 		}
+	}
+	var resigner *signer
+	if *resign != "" {
+		if *forward == "" {
+			return usagef("--resign re-signs forwarded events: it needs --forward-to")
+		}
+		scheme, secret, ok := strings.Cut(*resign, ":")
+		if !ok || scheme == "" || secret == "" {
+			return usagef("--resign %q: want scheme:secret, e.g. github:$SECRET", redactResign(*resign))
+		}
+		var err error
+		if resigner, err = newSigner(scheme, secret); err != nil {
+			return usagef("--resign: %v", err)
+		}
+	}
+	if *wait <= 0 {
+		return usagef("--wait %v: must be positive", *wait)
+	}
+	if err := checkDir("--state", *state); err != nil {
+		return err
 	}
 	b, err := sqlite.Open(*state)
 	if err != nil {
@@ -61,7 +82,11 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer b.Close()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	stream := intake.New(intake.WithQueue(b), intake.WithLogger(log))
-	fetch := relay.NewFetcher(*feedURL, *token, relay.WithWait(*wait))
+	// A refusal that retrying cannot heal (a wrong token, a wrong path)
+	// stops the command with its cause; anything else is retried.
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	fetch := refusals(relay.NewFetcher(*feedURL, *token, relay.WithWait(*wait)), *feedURL, refuse)
 	stream.Add(poller.New("relay", fetch, poller.LongPoll(), poller.KeepSource(),
 		poller.WithCheckpoint(b.Checkpoint()), poller.WithLogger(log)))
 	var out sync.Mutex
@@ -72,10 +97,43 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			defer out.Unlock()
 			return printEvent(stdout, e)
 		}
-		return forwardEvent(ctx, client, *forward, e, rescheme, resecret)
+		return forwardEvent(ctx, client, *forward, e, resigner)
 	}, intake.WithName("listen"), intake.WithMaxAttempts(0), intake.WithRetryBackoff(100*time.Millisecond, 30*time.Second))
 	fmt.Fprintf(stderr, "listening to %s\n", *feedURL)
-	return stream.Run(ctx)
+	err = stream.Run(ctx)
+	if cause := context.Cause(ctx); errors.Is(cause, errRefused) {
+		return cause
+	}
+	return err
+}
+
+// errRefused marks a relay's answer that retrying cannot heal.
+var errRefused = errors.New("the relay refused")
+
+// refusals wraps the relay's fetcher: a 401 or 403 (the token) or a 404
+// (the URL) calls refuse with a cause that says what to fix.
+func refusals(f poller.Fetcher, feedURL string, refuse context.CancelCauseFunc) poller.Fetcher {
+	return poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) {
+		p, err := f.Fetch(ctx, cursor)
+		var se *poller.StatusError
+		if errors.As(err, &se) {
+			switch se.Code {
+			case http.StatusUnauthorized, http.StatusForbidden:
+				refuse(fmt.Errorf("%w the token (%d %s): check --token or $INTAKE_RELAY_TOKEN against the relay's --token", errRefused, se.Code, http.StatusText(se.Code)))
+			case http.StatusNotFound, http.StatusMethodNotAllowed:
+				refuse(fmt.Errorf("%w %s (%d %s): check --relay; the relay serves its feed at /feed", errRefused, feedURL, se.Code, http.StatusText(se.Code)))
+			}
+		}
+		return p, err
+	})
+}
+
+// redactResign keeps --resign's scheme, never its secret.
+func redactResign(v string) string {
+	if scheme, _, ok := strings.Cut(v, ":"); ok {
+		return scheme + ":…"
+	}
+	return v
 }
 
 // printEvent writes e as one JSON line; the payload raw when it is JSON.
@@ -103,7 +161,7 @@ func printEvent(w io.Writer, e event.Event) error {
 // forwardEvent posts e's payload to url with the headers the relay kept
 // (the provider's signature among them), or signed anew with a local
 // secret; anything but a 2xx is an error, retried.
-func forwardEvent(ctx context.Context, client *http.Client, url string, e event.Event, scheme, secret string) error {
+func forwardEvent(ctx context.Context, client *http.Client, url string, e event.Event, resign *signer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.Payload))
 	if err != nil {
 		return err
@@ -116,12 +174,16 @@ func forwardEvent(ctx context.Context, client *http.Client, url string, e event.
 	if ct := e.Meta["content-type"]; ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
-	if scheme != "" {
-		h, err := sign(scheme, secret, e.ID, e.Type, e.Payload)
-		if err != nil {
-			return err
+	if resign != nil {
+		m := &message{method: http.MethodPost, url: url, header: http.Header{}, body: e.Payload, id: e.ID, typ: e.Type, now: time.Now()}
+		if ct := e.Meta["content-type"]; ct != "" {
+			m.header.Set("Content-Type", ct)
 		}
-		for k, v := range h {
+		if err := resign.p.sign(resign.secret, m); err != nil {
+			return intake.Permanent(err)
+		}
+		req.URL, _ = req.URL.Parse(m.url) // Twilio's JSON bodies sign the URL with the body's hash
+		for k, v := range m.header {
 			req.Header[k] = v
 		}
 	}

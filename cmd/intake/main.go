@@ -11,10 +11,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -36,9 +38,48 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// errUsage is an error in the command line; run prints it with the usage
-// and exits 2.
+// errUsage is an error in the command line: run exits 2. A bare errUsage
+// has been reported already (flag's own message and the usage); a
+// [usageError] is printed on one line.
 var errUsage = errors.New("usage")
+
+// errHelp is returned when the user asked for a command's help, which was
+// printed on stdout: run exits 0.
+var errHelp = errors.New("help")
+
+// usageError is a command line to fix, said in one line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// usagef returns a [usageError].
+func usagef(format string, args ...any) error {
+	return &usageError{msg: strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")}
+}
+
+// parseFlags parses args into fs. Help (-h, --help) goes to stdout and
+// yields errHelp; a flag error (already printed by fs, with the usage) is
+// errUsage; so is a positional argument beyond the first max.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, max int) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return errHelp
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > max {
+		return usagef("unexpected argument %q", fs.Arg(max))
+	}
+	return nil
+}
 
 // run runs the command line args and returns the exit code: 0, 1 for a
 // failure, 2 for a command line to fix.
@@ -54,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "listen":
 		err = listenCmd(ctx, args[1:], stdout, stderr)
 	case "send":
-		err = sendCmd(ctx, args[1:], stdout, stderr)
+		err = sendCmd(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "events":
 		err = eventsCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -64,9 +105,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "intake: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	var ue *usageError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "intake "+args[0]+":", ue.msg)
+		return 2
 	case errors.Is(err, errUsage):
 		return 2
 	default:

@@ -186,43 +186,6 @@ func TestRelayEndToEndWithKills(t *testing.T) {
 	}
 }
 
-// TestSendAgainstARouter: intake send signs what a receiver verifies, for
-// every scheme.
-func TestSendEveryScheme(t *testing.T) {
-	secrets := map[string]string{"stripe": "whsec_x", "github": "s", "shopify": "s", "slack": "s",
-		"standard": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
-	for scheme, secret := range secrets {
-		t.Run(scheme, func(t *testing.T) {
-			v, err := verifier(scheme, secret)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				if _, err := v.Verify(r.Header, body); err != nil {
-					http.Error(w, err.Error(), http.StatusUnauthorized)
-				}
-			}))
-			defer srv.Close()
-			var out, errb bytes.Buffer
-			code := run(context.Background(), []string{"send", "--scheme", scheme, "--secret", secret, "--url", srv.URL, "--id", "evt_1"}, &out, &errb)
-			if code != 0 {
-				t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
-			}
-			if !strings.HasPrefix(out.String(), "200 OK evt_1") {
-				t.Fatalf("printed %q", out.String())
-			}
-		})
-	}
-	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"send", "--scheme", "github"}, &out, &errb); code != 2 {
-		t.Errorf("missing flags: exit %d, want 2", code)
-	}
-	if code := run(context.Background(), []string{"bogus"}, &out, &errb); code != 2 {
-		t.Errorf("unknown command: exit %d, want 2", code)
-	}
-}
-
 // TestEventsCommands: list, show, replay and discard, against a running
 // process's console and against the SQLite file itself.
 func TestEventsCommands(t *testing.T) {
@@ -275,7 +238,7 @@ func TestEventsCommands(t *testing.T) {
 		t.Fatalf("list via the file (exit %d):\n%s", code, out)
 	}
 	out, code = cli("show", "--console", srv.URL+"/intake", "4:shop:a")
-	if code != 0 || !strings.Contains(out, `"state": 2`) && !strings.Contains(out, "upstream 500") || strings.Contains(out, "SECRET-SIG") {
+	if code != 0 || !strings.Contains(out, `"state": "dead"`) || !strings.Contains(out, "upstream 500") || strings.Contains(out, "SECRET-SIG") {
 		t.Fatalf("show (exit %d):\n%s", code, out)
 	}
 	fixed.Store(true)

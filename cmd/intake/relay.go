@@ -9,13 +9,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/relay"
 	"github.com/intakehq/intake/webhook"
@@ -32,28 +35,64 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	var sources, tokens list
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
-	fs.Var(&sources, "source", "a webhook source, name:scheme:secret (repeatable); scheme is stripe, github, shopify, slack or standard")
+	fs.Var(&sources, "source", "a webhook source, name:scheme:secret (repeatable); scheme is one of "+schemeNames())
 	fs.Var(&tokens, "token", "a bearer token the feed accepts (repeatable, for rotation); also $INTAKE_RELAY_TOKENS, comma-separated")
 	db := fs.String("db", "relay.db", "SQLite file for the queue and the feed")
 	dsn := fs.String("postgres", "", "a PostgreSQL DSN instead of --db: several relay replicas share one feed")
 	retention := fs.Duration("retention", relay.DefaultRetention, "how long the feed keeps events")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: intake relay --source NAME:SCHEME:SECRET --token T [--addr A] [--db F | --postgres DSN]\n\n"+
+		fmt.Fprint(fs.Output(), "Usage: intake relay --source NAME:SCHEME:SECRET --token T [--addr A] [--db F | --postgres DSN]\n\n"+
 			"Receives webhooks at POST /hooks/<name>, verifies them, keeps them, and serves them\n"+
 			"at GET /feed to consumers that long-poll it (intake listen, or relay.Fetcher).\n"+
-			"GET /readyz is its readiness check.\n\n")
+			"GET /readyz is its readiness check; /intake/ its console (loopback clients only),\n"+
+			"which intake events --console reads.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args, stdout, 0); err != nil {
+		return err
 	}
 	if env := os.Getenv("INTAKE_RELAY_TOKENS"); env != "" {
 		tokens = append(tokens, strings.Split(env, ",")...)
 	}
 	if len(sources) == 0 || len(tokens) == 0 {
-		fs.Usage()
-		fmt.Fprintln(stderr, "\nintake relay: at least one --source and one --token are required")
-		return errUsage
+		return usagef("at least one --source and one --token (or $INTAKE_RELAY_TOKENS) are required (intake relay -h)")
+	}
+	for i, tok := range tokens {
+		if strings.TrimSpace(tok) == "" {
+			return usagef("token %d of %d is empty (--token or $INTAKE_RELAY_TOKENS): every token must be non-empty", i+1, len(tokens))
+		}
+	}
+	if *retention <= 0 {
+		return usagef("--retention %v: must be positive", *retention)
+	}
+	type hookSpec struct {
+		name string
+		v    *webhook.Scheme
+	}
+	var hooks []hookSpec
+	seen := map[string]bool{}
+	for _, spec := range sources {
+		name, scheme, secret, err := parseSource(spec)
+		if err != nil {
+			return err
+		}
+		if seen[name] {
+			return usagef("--source %q: the name %q is given twice; each source needs a name of its own", redact(spec), name)
+		}
+		seen[name] = true
+		v, err := receiver(scheme, secret)
+		if err != nil {
+			return usagef("--source %q: %v", redact(spec), err)
+		}
+		hooks = append(hooks, hookSpec{name, v})
+	}
+	if *dsn == "" {
+		if err := checkDir("--db", *db); err != nil {
+			return err
+		}
+	}
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		return usagef("--addr %q: want host:port, e.g. 127.0.0.1:8080", *addr)
 	}
 
 	var (
@@ -79,24 +118,17 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stream := intake.New(intake.WithQueue(queue), intake.WithLogger(log))
 	mux := http.NewServeMux()
 	var names []string
-	for _, spec := range sources {
-		name, scheme, secret, err := parseSource(spec)
-		if err != nil {
-			return err
-		}
-		v, err := verifier(scheme, secret)
-		if err != nil {
-			return err
-		}
-		hook := webhook.New(name, v, webhook.WithKeepHeaders(), webhook.WithLogger(log))
+	for _, hs := range hooks {
+		hook := webhook.New(hs.name, hs.v, webhook.WithKeepHeaders(), webhook.WithLogger(log))
 		stream.Add(hook)
-		mux.Handle("POST /hooks/"+name, hook)
-		names = append(names, name)
+		mux.Handle("/hooks/"+hs.name, hook) // the handler answers other methods 405 itself
+		names = append(names, hs.name)
 	}
 	rl := relay.New(feed, *retention)
 	stream.Handle(rl.Store, intake.WithName("relay"), intake.WithWorkers(4))
 	mux.Handle("GET /feed", relay.NewHandler(feed, tokens, relay.WithLogger(log)))
 	mux.Handle("GET /readyz", stream.HealthHandler())
+	mux.Handle("/intake/", http.StripPrefix("/intake", console.New(stream, console.WithLogger(log))))
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -104,7 +136,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "relay listening on http://%s: webhooks at /hooks/{%s}, feed at /feed, readiness at /readyz\n",
+	fmt.Fprintf(stdout, "relay listening on http://%s: webhooks at /hooks/{%s}, feed at /feed, readiness at /readyz, console at /intake/\n",
 		ln.Addr(), strings.Join(names, ","))
 	err = stream.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -116,10 +148,23 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // parseSource reads name:scheme:secret (the secret may hold colons).
 func parseSource(spec string) (name, scheme, secret string, err error) {
 	parts := strings.SplitN(spec, ":", 3)
-	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
-		return "", "", "", fmt.Errorf("--source %q: want name:scheme:secret, e.g. stripe:stripe:whsec_…", redact(spec))
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", "", usagef("--source %q: want name:scheme:secret, e.g. stripe:stripe:whsec_…", redact(spec))
+	}
+	if !validName(parts[0]) {
+		return "", "", "", usagef("--source %q: the name %q is the path /hooks/<name>: letters, digits, '.', '_' and '-' only", redact(spec), parts[0])
 	}
 	return parts[0], parts[1], parts[2], nil
+}
+
+// validName reports whether name is a plain path segment.
+func validName(name string) bool {
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return name != "" && name != "." && name != ".."
 }
 
 // redact keeps a source spec's name and scheme, never its secret.
@@ -131,18 +176,18 @@ func redact(spec string) string {
 	return strings.Join(parts, ":")
 }
 
-func verifier(scheme, secret string) (*webhook.Scheme, error) {
-	switch scheme {
-	case "stripe":
-		return webhook.Stripe(secret), nil
-	case "github":
-		return webhook.GitHub(secret), nil
-	case "shopify":
-		return webhook.Shopify(secret), nil
-	case "slack":
-		return webhook.Slack(secret), nil
-	case "standard", "svix":
-		return webhook.StandardWebhooks(secret), nil
+// checkDir checks that the directory a file flag names exists, so that
+// SQLite's "unable to open database file" never has to be read.
+func checkDir(flagName, file string) error {
+	dir := filepath.Dir(file)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return usagef("%s %q: the directory %q does not exist", flagName, file, dir)
+	case err != nil:
+		return usagef("%s %q: %v", flagName, file, err)
+	case !st.IsDir():
+		return usagef("%s %q: %q is not a directory", flagName, file, dir)
 	}
-	return nil, errors.New("unknown scheme " + scheme + "; one of stripe, github, shopify, slack, standard")
+	return nil
 }
