@@ -269,7 +269,7 @@ var providers = []provider{
 	{name: "graph", secret: "the subscription's clientState",
 		verifier: func(s string) *webhook.Scheme { return webhook.MicrosoftGraph(s) },
 		sign:     func(string, *message) error { return nil }, // the clientState is in the body
-		body:     nil,                                          // set by graphBody, which needs the secret
+		body:     nil,                                         // set by graphBody, which needs the secret
 		handshake: func(_ string, m *message, c string) error {
 			m.body = nil
 			return withQuery(m, "validationToken", c)
