@@ -34,10 +34,38 @@ type Health struct {
 }
 
 // SourceHealth is one source's part of [Health]: its name and, when it is
-// an [event.Reporter], its status.
+// an [event.Reporter], its status. Sources added under one name (a
+// provider's webhook and its poller) are one SourceHealth: its status
+// merges theirs (the latest success, the latest error, rejections summed)
+// and Paths holds each one's own.
 type SourceHealth struct {
 	Name string `json:"name"`
 	event.Status
+	Paths []PathHealth `json:"paths,omitempty"`
+}
+
+// PathHealth is the status of one source among those that share a name:
+// Via is "webhook" or "poll" for intake's own (a source with a method
+// Via() event.Via says which), else "".
+type PathHealth struct {
+	Via string `json:"via,omitempty"`
+	event.Status
+}
+
+// merge adds st to m: the latest success and error, rejections summed.
+func merge(m *event.Status, st event.Status) {
+	if st.LastSuccess.After(m.LastSuccess) {
+		m.LastSuccess = st.LastSuccess
+	}
+	if st.LastError.After(m.LastError) || m.Err == "" && st.Err != "" {
+		m.LastError, m.Err = st.LastError, st.Err
+	}
+	for k, v := range st.Rejected {
+		if m.Rejected == nil {
+			m.Rejected = map[string]int64{}
+		}
+		m.Rejected[k] += v
+	}
 }
 
 // Health returns the stream's readiness now. It does not touch the store:
@@ -60,12 +88,24 @@ func (s *Stream) Health() Health {
 			h.Store = c.err
 		}
 	}
+	at := map[string]int{} // index in h.Sources by name
 	for _, src := range sources {
-		sh := SourceHealth{Name: src.Name()}
-		if r, ok := src.(event.Reporter); ok {
-			sh.Status = r.Status()
+		var path PathHealth
+		if v, ok := src.(interface{ Via() event.Via }); ok {
+			path.Via = v.Via().String()
 		}
-		h.Sources = append(h.Sources, sh)
+		if r, ok := src.(event.Reporter); ok {
+			path.Status = r.Status()
+		}
+		i, ok := at[src.Name()]
+		if !ok {
+			i = len(h.Sources)
+			at[src.Name()] = i
+			h.Sources = append(h.Sources, SourceHealth{Name: src.Name()})
+		}
+		sh := &h.Sources[i]
+		merge(&sh.Status, path.Status)
+		sh.Paths = append(sh.Paths, path)
 	}
 	for _, sub := range s.subs {
 		if n := sub.busy.Load(); n > 0 {

@@ -694,3 +694,7 @@ func (g *group) Go(fn func()) {
 }
 
 func (g *group) Wait() { g.wg.Wait() }
+
+// Logger returns the stream's logger ([WithLogger]), so that what is
+// mounted beside the stream (its console) logs to the same place.
+func (s *Stream) Logger() *slog.Logger { return s.log }

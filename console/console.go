@@ -61,7 +61,8 @@ type Option func(*Handler)
 // (your session check). Without it, only loopback clients may.
 func WithAuthorize(fn func(*http.Request) bool) Option { return func(h *Handler) { h.authorize = fn } }
 
-// WithLogger sets the logger. Defaults to [slog.Default].
+// WithLogger sets the logger. Defaults to the stream's
+// ([intake.WithLogger]).
 func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
 // CSRFHeader is the header an API action must carry, with the token a
@@ -72,7 +73,7 @@ const CSRFHeader = "X-Intake-CSRF"
 func New(s *intake.Stream, opts ...Option) *Handler {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	h := &Handler{s: s, csrf: hex.EncodeToString(b[:]), log: slog.Default(), mux: http.NewServeMux(), pageSize: 50}
+	h := &Handler{s: s, csrf: hex.EncodeToString(b[:]), log: s.Logger(), mux: http.NewServeMux(), pageSize: 50}
 	for _, o := range opts {
 		o(h)
 	}
@@ -127,7 +128,8 @@ func (h *Handler) validCSRF(token string) bool {
 type overviewData struct {
 	Health  intake.Health
 	Sources []sourceRow
-	Dead    string // "3", or "1000+" past what the overview counts
+	Dead    int  // dead now, counted up to deadCounted
+	More    bool // more than deadCounted are dead
 	CSRF    string
 }
 
@@ -170,7 +172,7 @@ func (h *Handler) overviewData(ctx context.Context) overviewData {
 		sort.Slice(row.Turned, func(i, j int) bool { return row.Turned[i].Reason < row.Turned[j].Reason })
 		d.Sources = append(d.Sources, row)
 	}
-	for i := range d.Health.Sources {
+	for i := range d.Health.Sources { // one per name: the stream merges a webhook and a poller of one source
 		add(d.Health.Sources[i].Name, &d.Health.Sources[i])
 	}
 	for name := range stats {
@@ -179,17 +181,17 @@ func (h *Handler) overviewData(ctx context.Context) overviewData {
 		}
 	}
 	sort.Slice(d.Sources, func(i, j int) bool { return d.Sources[i].Name < d.Sources[j].Name })
-	// Counted up to 1,000, so that the overview stays one indexed read.
-	const most = 1000
-	d.Dead = "?"
-	if dead, err := h.s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: most + 1}); err == nil {
-		d.Dead = strconv.Itoa(len(dead))
-		if len(dead) > most {
-			d.Dead = strconv.Itoa(most) + "+"
-		}
+	// Counted up to deadCounted, so that the overview stays one indexed
+	// read.
+	d.Dead = -1
+	if dead, err := h.s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: deadCounted + 1}); err == nil {
+		d.Dead, d.More = min(len(dead), deadCounted), len(dead) > deadCounted
 	}
 	return d
 }
+
+// deadCounted is how many dead events the overview counts at most.
+const deadCounted = 1000
 
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	h.render(w, "overview.html", h.overviewData(r.Context()))
@@ -291,6 +293,10 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 	h.render(w, "event.html", d)
 }
 
+// errUnknownAction is an action the console does not have: a request to
+// fix (404), not an outage.
+var errUnknownAction = errors.New("console: unknown action")
+
 func (h *Handler) do(ctx context.Context, action, key string) error {
 	switch action {
 	case "replay":
@@ -298,7 +304,7 @@ func (h *Handler) do(ctx context.Context, action, key string) error {
 	case "discard":
 		return h.s.Discard(ctx, key)
 	}
-	return fmt.Errorf("unknown action %q: replay or discard", action)
+	return fmt.Errorf("%w %q: replay or discard", errUnknownAction, action)
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
@@ -320,7 +326,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 }
 
 func status(err error) int {
-	if errors.Is(err, dedupe.ErrNotFound) {
+	if errors.Is(err, dedupe.ErrNotFound) || errors.Is(err, errUnknownAction) {
 		return http.StatusNotFound
 	}
 	return http.StatusServiceUnavailable
@@ -361,7 +367,13 @@ func (h *Handler) apiToken(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) apiOverview(w http.ResponseWriter, r *http.Request) {
 	d := h.overviewData(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{"health": d.Health, "sources": h.s.Stats(), "dead": d.Dead})
+	ov := struct {
+		Health  intake.Health        `json:"health"`
+		Sources []intake.SourceStats `json:"sources"`
+		Dead    int                  `json:"dead"`                // dead now, counted up to 1,000 (-1: unknown)
+		More    bool                 `json:"dead_more,omitempty"` // more than 1,000 are dead
+	}{d.Health, h.s.Stats(), d.Dead, d.More}
+	writeJSON(w, http.StatusOK, ov)
 }
 
 func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
@@ -446,8 +458,10 @@ func spark(counts []int64) template.HTML {
 		template.HTMLEscapeString(pts.String()) + `"/></svg>`)
 }
 
-// query builds a list URL's query.
-func query(state, source, typ string, after int64) string {
+// query builds a list URL's query, escaped by url.Values: a template.URL,
+// so that html/template keeps its '=' and '&' (a plain string after '?'
+// would be escaped into one value, and the link would lose its filters).
+func query(state, source, typ string, after int64) template.URL {
 	v := url.Values{}
 	v.Set("state", state)
 	if source != "" {
@@ -459,5 +473,5 @@ func query(state, source, typ string, after int64) string {
 	if after > 0 {
 		v.Set("after", strconv.FormatInt(after, 10))
 	}
-	return v.Encode()
+	return template.URL(v.Encode())
 }

@@ -343,6 +343,10 @@ func New(name string, f Fetcher, opts ...Option) *Poller {
 // Name implements [event.Source].
 func (p *Poller) Name() string { return p.name }
 
+// Via returns [event.Poll]: the path the poller's events come by, as the
+// stream's health lists it.
+func (p *Poller) Via() event.Via { return event.Poll }
+
 // Status implements [event.Reporter]: the last poll that stored its pages,
 // and the last that failed.
 func (p *Poller) Status() event.Status { return p.status.Status() }

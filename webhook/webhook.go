@@ -215,6 +215,10 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 // Name implements [event.Source].
 func (h *Handler) Name() string { return h.name }
 
+// Via returns [event.Webhook]: the path the handler's events come by, as
+// the stream's health lists it.
+func (h *Handler) Via() event.Via { return event.Webhook }
+
 // Status implements [event.Reporter]: the last request whose event was
 // stored (or was a duplicate), and the last that failed to be stored.
 func (h *Handler) Status() event.Status { return h.status.Status() }
