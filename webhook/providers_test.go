@@ -212,6 +212,10 @@ func TestTwilioPublishedVectors(t *testing.T) {
 		{"json body", testURL + "&bodySHA256=" + bodyHash, `{"property": "value", "boolean": true}`, "a9nBmqA0ju/hNViExpshrM61xv4=", true},
 		{"json body, no other parameter", "https://mycompany.com/myapp.php?bodySHA256=" + bodyHash, `{"property": "value", "boolean": true}`, "y77kIzt2vzLz71DgmJGsen2scGs=", true},
 		{"json body changed", testURL + "&bodySHA256=" + bodyHash, `{"property": "value", "boolean": false}`, "a9nBmqA0ju/hNViExpshrM61xv4=", false},
+		// twilio-php's testValidateWithArrayAndDuplicates: the SDKs
+		// (twilio-php, twilio-node) sign a parameter's distinct values,
+		// sorted.
+		{"repeated values signed once", testURL, "Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234&Digits=1234", "IK+Dwps556ElfBT0I3Rgjkr1wJU=", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -74,7 +74,12 @@ func twilioVerify(keys []*macKey, sig []byte, u string, f *form) bool {
 	ok := 0
 	for _, k := range keys {
 		st := k.pool.Get().(*macState)
-		ok |= subtle.ConstantTimeCompare(f.mac(st, u), sig)
+		ok |= subtle.ConstantTimeCompare(f.mac(st, u, true), sig)
+		if f.dups {
+			// A signer that keeps repeated values (as twilio-go's
+			// validator does) signs them all.
+			ok |= subtle.ConstantTimeCompare(f.mac(st, u, false), sig)
+		}
 		k.pool.Put(st)
 	}
 	return ok == 1
@@ -108,6 +113,7 @@ func togglePort(u string) string {
 type form struct {
 	buf   []byte
 	pairs []formPair
+	dups  bool // a name appears more than once with one value
 }
 
 type formPair struct{ k0, k1, v0, v1 int }
@@ -118,12 +124,14 @@ func (f *form) release() {
 	if cap(f.buf) > maxPooledMsg || cap(f.pairs) > 1024 {
 		return
 	}
-	f.buf, f.pairs = f.buf[:0], f.pairs[:0]
+	f.buf, f.pairs, f.dups = f.buf[:0], f.pairs[:0], false
 	formPool.Put(f)
 }
 
 // parse reads a form-encoded body, reporting false when an escape is
-// invalid. It sorts the parameters by name, then value.
+// invalid. It sorts the parameters by name, then value, and notes whether
+// a name repeats a value: Twilio's SDKs (twilio-php, twilio-node) sign
+// each name's distinct values.
 func (f *form) parse(body []byte) bool {
 	u := unescaper{s: body, pct: -1, plus: -1}
 	for at := 0; at < len(body); {
@@ -160,7 +168,15 @@ func (f *form) parse(body []byte) bool {
 		}
 		return bytes.Compare(buf[a.v0:a.v1], buf[b.v0:b.v1])
 	})
+	for i := 1; i < len(f.pairs) && !f.dups; i++ {
+		f.dups = f.same(f.pairs[i-1], f.pairs[i])
+	}
 	return true
+}
+
+// same reports whether two pairs have the same name and value.
+func (f *form) same(a, b formPair) bool {
+	return bytes.Equal(f.buf[a.k0:a.k1], f.buf[b.k0:b.k1]) && bytes.Equal(f.buf[a.v0:a.v1], f.buf[b.v0:b.v1])
 }
 
 // unescaper form-unescapes ranges of one body: "+" is a space, "%XX" a
@@ -217,11 +233,15 @@ func (u *unescaper) append(dst []byte, a, b int) ([]byte, bool) {
 }
 
 // mac computes the MAC of u and the parameters into st.sum, written to
-// the hash in one piece: many small writes cost more than the copy.
-func (f *form) mac(st *macState, u string) []byte {
+// the hash in one piece: many small writes cost more than the copy. With
+// distinct, a name's repeated value is signed once.
+func (f *form) mac(st *macState, u string, distinct bool) []byte {
 	st.h.Reset()
 	st.scratch = append(st.scratch[:0], u...)
-	for _, p := range f.pairs {
+	for i, p := range f.pairs {
+		if distinct && i > 0 && f.same(f.pairs[i-1], p) {
+			continue
+		}
 		st.scratch = append(st.scratch, f.buf[p.k0:p.k1]...)
 		st.scratch = append(st.scratch, f.buf[p.v0:p.v1]...)
 	}
@@ -244,7 +264,7 @@ func SignTwilio(authToken, u string, body []byte) string {
 	}
 	k := newMACKey([]byte(authToken), sha1.New)
 	st := k.pool.Get().(*macState)
-	return base64.StdEncoding.EncodeToString(f.mac(st, u))
+	return base64.StdEncoding.EncodeToString(f.mac(st, u, true))
 }
 
 // TwilioBodyURL returns u with the bodySHA256 parameter Twilio adds for a
