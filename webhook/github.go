@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/hex"
 	"net/http"
 	"net/url"
@@ -45,9 +46,12 @@ func verifyGitHub(s *Scheme, h http.Header, body []byte) (event.Event, error) {
 		return event.Event{}, malformed("missing X-GitHub-Delivery header")
 	}
 	e := event.Event{ID: id, Type: first(h, "X-Github-Event"), Payload: body}
-	if ct, _, _ := strings.Cut(first(h, "Content-Type"), ";"); strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded") {
+	if ct, _, _ := strings.Cut(first(h, "Content-Type"), ";"); strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded") &&
+		!jsonObject(body) {
 		// A hook set to form encoding: the signature covers these raw
-		// bytes, and the JSON is the payload field.
+		// bytes, and the JSON is the payload field. A body that is a JSON
+		// object is JSON whatever the header says (curl's default
+		// Content-Type is the form one).
 		form, err := url.ParseQuery(string(body))
 		if err != nil || !form.Has("payload") {
 			return event.Event{}, malformed("form-encoded body without a payload field")
@@ -66,4 +70,11 @@ func SignGitHub(secret, delivery, eventType string, body []byte) http.Header {
 	h.Set("X-GitHub-Delivery", delivery)
 	h.Set("X-GitHub-Event", eventType)
 	return h
+}
+
+// jsonObject reports whether body, after leading white space, opens a
+// JSON object: a form body never does ("payload=…").
+func jsonObject(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
 }

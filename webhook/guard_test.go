@@ -165,3 +165,20 @@ func TestReplayGuardOptionWinsOverTheSink(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, serve(h, githubRequest(plainSec, "x-1", b)).Code)
 	assert.Equal(t, http.StatusAccepted, serve(h, githubRequest(plainSec, "x-2", b)).Code, "the guard is off")
 }
+
+// Issue #21, item 15: a JSON GitHub body sent with curl's default
+// Content-Type (application/x-www-form-urlencoded) is JSON: decided by
+// the body, not the header.
+func TestGitHubJSONWithCurlsContentType(t *testing.T) {
+	sink := &recordingSink{}
+	h := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(quiet))
+	running(t, h, sink, githubProbe)
+	b := []byte(" {\"zen\":\"Design for failure.\",\"hook_id\":2}")
+	r := githubRequest(plainSec, "curl-1", b)
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	require.Equal(t, http.StatusAccepted, serve(h, r).Code)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	require.Len(t, sink.events, 1)
+	assert.Equal(t, string(b), string(sink.events[0].Payload))
+}

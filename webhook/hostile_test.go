@@ -67,11 +67,12 @@ func TestContentTypeIgnored(t *testing.T) {
 			t.Errorf("Content-Type %q: %d, want 202", ct, code)
 		}
 	}
-	// Said to be a form, but not one with a payload field: 400.
-	r := githubRequest(plainSec, "ct-form", deliveryBody("ct-form"))
+	// Said to be a form, and a form, but without a payload field: 400. (A
+	// JSON object said to be a form is JSON: TestGitHubJSONWithCurlsContentType.)
+	r := githubRequest(plainSec, "ct-form", []byte("zen=Design+for+failure"))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if code := serve(h, r).Code; code != http.StatusBadRequest {
-		t.Errorf("a JSON body said to be a form: %d, want 400", code)
+		t.Errorf("a form without a payload field: %d, want 400", code)
 	}
 }
 
