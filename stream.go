@@ -105,6 +105,42 @@ type entry struct {
 	items     []*item // one per subscription that wants it; set by admit
 	failure   atomic.Pointer[dedupe.Failure]
 	discarded atomic.Bool
+
+	// The end of the entry, for AckWait: finished once its key is
+	// committed (or it is buried, or released) or it is given back at
+	// shutdown (finErr).
+	finMu  sync.Mutex
+	finCh  chan struct{} // made by the first waiter
+	fin    bool
+	finErr error
+}
+
+// finish records the entry's end and wakes its waiters; only the first
+// call counts.
+func (en *entry) finish(err error) {
+	en.finMu.Lock()
+	defer en.finMu.Unlock()
+	if en.fin {
+		return
+	}
+	en.fin, en.finErr = true, err
+	if en.finCh != nil {
+		close(en.finCh)
+	}
+}
+
+// finishedCh returns a channel closed when the entry finishes, or, when
+// it has already, nil and its error.
+func (en *entry) finishedCh() (<-chan struct{}, error) {
+	en.finMu.Lock()
+	defer en.finMu.Unlock()
+	if en.fin {
+		return nil, en.finErr
+	}
+	if en.finCh == nil {
+		en.finCh = make(chan struct{})
+	}
+	return en.finCh, nil
 }
 
 // New returns a stream with the given options. See the With… functions for
@@ -359,6 +395,7 @@ func (s *Stream) committed(batch []*entry) {
 	s.mu.Unlock()
 	now := time.Now()
 	for _, en := range batch {
+		en.finish(nil)
 		if en.failure.Load() == nil && !en.discarded.Load() { // buried or released: not committed
 			s.rec.Count(metric.Committed, en.ev.Source, "", 1)
 		}
@@ -523,6 +560,9 @@ func (s *Stream) giveBack() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	err := s.keys.giveBack(ctx, keys)
 	cancel()
+	for _, en := range left {
+		en.finish(ErrNotCommitted)
+	}
 	if s.keys.durable() {
 		// Still stored: the next stream on this queue delivers them.
 		s.log.Info("intake: undelivered events left in the queue at shutdown", "count", len(left), "err", err)

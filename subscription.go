@@ -20,6 +20,16 @@ import (
 // done with it: the first of the two calls counts, later calls on the same
 // Delivery do nothing, so `defer d.Ack()` after a `d.Nack(err)` on the
 // error path redelivers the event. Ack and Nack never wait on the store.
+//
+// The ack→commit window: an acked event's key is committed by the
+// stream's committer, in batches, a few milliseconds after the last
+// subscription acks it (with a durable queue a batch of under 128 keys
+// lingers up to 5 ms for more; a failed commit is retried). A process
+// killed inside that window, after Ack returned and before the commit,
+// delivers the event again after the restart (or on another replica):
+// at-least-once. Nothing acked is lost, but a handler whose effect must
+// not run twice either makes the effect idempotent or calls
+// [Delivery.AckWait], which returns only once the commit is done.
 type Delivery struct {
 	Event   event.Event
 	Attempt int // 1 for the first delivery of the event to this subscription
@@ -28,15 +38,58 @@ type Delivery struct {
 	it      *item
 	gen     uint64
 	settled atomic.Bool
+	acked   atomic.Bool
 }
 
 // Ack reports that the event was handled. When every subscription has
-// acked it, its key is committed (by the stream, in the background). An
-// Ack that comes after the delivery's lease ran out still counts if the
-// event was not acked yet, and stops a redelivery not yet received.
+// acked it, its key is committed (by the stream, in the background, a
+// few milliseconds later: see the ack→commit window above). An Ack that
+// comes after the delivery's lease ran out still counts if the event was
+// not acked yet, and stops a redelivery not yet received.
 func (d *Delivery) Ack() {
 	if d.settled.CompareAndSwap(false, true) {
+		d.acked.Store(true)
 		d.sub.ack(d.it)
+	}
+}
+
+// ErrNotCommitted is returned by [Delivery.AckWait] when the stream
+// stopped before the event's key was committed: the event stays queued
+// (or, without a durable queue, its key is released) and is delivered
+// again.
+var ErrNotCommitted = errors.New("intake: the stream stopped before the ack was committed; the event will be delivered again")
+
+// ErrNacked is returned by [Delivery.AckWait] on a delivery already
+// nacked: the first call counts.
+var ErrNacked = errors.New("intake: delivery already nacked")
+
+// AckWait acks the delivery, as [Delivery.Ack] does, then waits until the
+// stream has recorded the event as finished in its store: its key
+// committed, so that no restart or replica delivers it again within the
+// retention (or, when another subscription gave up on it, the event
+// buried as dead). The key is committed once every subscription has
+// acked, so with several subscriptions AckWait waits for the others too.
+// It returns nil then; ctx's error if ctx ends first (the ack still
+// counts, and the commit still happens); [ErrNotCommitted] if the stream
+// stopped first; [ErrNacked] if the delivery was nacked already. It costs
+// the handler the commit's latency (a few milliseconds with a durable
+// queue), so call it only where a duplicate effect must be avoided and
+// cannot be made idempotent.
+func (d *Delivery) AckWait(ctx context.Context) error {
+	d.Ack()
+	if !d.acked.Load() {
+		return ErrNacked
+	}
+	ch, err := d.it.e.finishedCh()
+	if ch == nil {
+		return err
+	}
+	select {
+	case <-ch:
+		_, err = d.it.e.finishedCh()
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -40,6 +40,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("INTAKE_SQLITE_CHILD") == "ackwait" {
+		if err := ackWaitChild(os.Getenv("INTAKE_DB"), os.Getenv("INTAKE_HANDLED")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_SQLITE_CHILD") == "poison" {
 		if err := poisonChild(os.Getenv("INTAKE_DB")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
@@ -445,5 +452,78 @@ func TestRestartRedeliversFast(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s handled %d times", id, n)
 		}
+	}
+}
+
+// ackWaitChild puts two events: it handles w-1 (a line in the handled
+// file), calls AckWait and says COMMITTED; it handles w-2 and never acks
+// it, so that a restart has something to redeliver.
+func ackWaitChild(dbPath, handledPath string) error {
+	b, err := sqlite.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	out, err := os.OpenFile(handledPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet))
+	deliveries := s.Subscribe()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	go func() {
+		for _, id := range []string{"w-2", "w-1"} {
+			if err := intaketest.Put(ctx, s, event.Event{Source: "api", ID: id}); err != nil {
+				fmt.Fprintln(os.Stderr, "child: put:", err)
+			}
+		}
+	}()
+	go func() {
+		for d := range deliveries {
+			if _, err := out.WriteString(d.Event.ID + "\n"); err != nil {
+				fmt.Fprintln(os.Stderr, "child:", err)
+			}
+			if d.Event.ID != "w-1" {
+				continue // held, never acked
+			}
+			if err := d.AckWait(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "child: AckWait:", err)
+				continue
+			}
+			fmt.Println("COMMITTED")
+		}
+	}()
+	return s.Run(ctx)
+}
+
+// Issue #21, item 16: an event whose handler's AckWait returned is never
+// delivered again, even when the process is killed (SIGKILL) the moment
+// after; an event it never acked is.
+func TestAckWaitSurvivesKill(t *testing.T) {
+	dir := t.TempDir()
+	db, handled := filepath.Join(dir, "intake.db"), filepath.Join(dir, "handled.log")
+	proc, out := intaketest.Child(t, "INTAKE_SQLITE_CHILD=ackwait", "INTAKE_DB="+db, "INTAKE_HANDLED="+handled)
+	if line := intaketest.FirstLine(t, out, time.Minute); line != "COMMITTED" {
+		t.Fatalf("child said %q", line)
+	}
+	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = proc.Wait()
+
+	intaketest.Child(t, "INTAKE_SQLITE_CHILD=handle", "INTAKE_DB="+db, "INTAKE_HANDLED="+handled)
+	deadline := time.Now().Add(20 * time.Second)
+	for readHandled(t, handled)["w-2"] < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the unacked w-2 was not redelivered: %v", readHandled(t, handled))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // anything else adopted with it is handled by now
+	if n := readHandled(t, handled)["w-1"]; n != 1 {
+		t.Errorf("w-1, acked with AckWait before the kill, handled %d times", n)
 	}
 }
