@@ -2,6 +2,7 @@ package dedupe_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -227,4 +228,20 @@ func BenchmarkMemoryBounded(b *testing.B) {
 		}
 		runtime.KeepAlive(m)
 	}
+}
+
+// Issue #21, item 20: a RecordState is its word in JSON, both ways, and
+// a Record's keys are lower case.
+func TestRecordJSON(t *testing.T) {
+	r := dedupe.Record{Key: "4:shop:a", Seq: 3, State: dedupe.Dead, Attempts: 2,
+		Failure: &dedupe.Failure{Err: "no", Attempts: 2}}
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"state":"dead"`)
+	assert.Contains(t, string(b), `"key":"4:shop:a"`)
+	var back dedupe.Record
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, dedupe.Dead, back.State)
+	assert.Error(t, json.Unmarshal([]byte(`{"state":"zombie"}`), &back))
+	assert.Equal(t, "claimed", dedupe.Claimed.String(), "a claim's State is another type")
 }

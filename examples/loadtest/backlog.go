@@ -139,10 +139,11 @@ func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, erro
 func riverBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error) {
 	ctx := context.Background()
 	c := newCounter()
-	client, err := riverClient(ctx, srv.pg, c, quiet)
+	client, drop, err := riverClient(ctx, srv.pg, c, quiet)
 	if err != nil {
 		return BacklogResult{}, err
 	}
+	defer drop()
 	ids := backlogIDs(n)
 	body := []byte(`{"zen":"backlog"}`)
 	start := time.Now()
@@ -168,7 +169,7 @@ func riverBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_ = client.Stop(sctx)
 	cancel()
-	commits := writeTransactions(srv.pg) - before - 1
+	commits := writeTransactions(srv.pg) - before - 1 // before the schema is dropped
 	return BacklogResult{Target: "River (InsertMany, workers, batch completer)", Events: n,
 		LoadPerSecond: float64(n) / loaded.Seconds(), DrainPerSecond: float64(n) / drained.Seconds(),
 		CommitsPerEvent: float64(commits) / float64(n), Twice: twice, Lost: lost}, nil

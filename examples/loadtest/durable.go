@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -261,37 +263,44 @@ func (w *webhookWorker) Work(_ context.Context, job *river.Job[WebhookArgs]) err
 	return nil
 }
 
-// riverSchema is where the River targets keep their tables.
-const riverSchema = "intake_loadtest_river"
-
-// riverClient migrates River's schema (once) and empties its jobs, and
+// riverClient makes a schema of its own (a random name, so that two runs
+// on one server never share River's tables), migrates River into it, and
 // returns a client whose workers count into c, tuned: 100 workers, a
 // short fetch cooldown, completed jobs kept (so that uniqueness covers
-// deliveries already handled, as intake's retention does).
-func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slog.Logger) (*river.Client[pgx.Tx], error) {
-	if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+riverSchema); err != nil {
-		return nil, err
+// deliveries already handled, as intake's retention does), and a function
+// that drops the schema once the client has stopped.
+func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slog.Logger) (*river.Client[pgx.Tx], func(), error) {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	schema := "intake_loadtest_river_" + hex.EncodeToString(r[:])
+	drop := func() { _, _ = pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`) }
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		return nil, nil, err
 	}
-	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: riverSchema, Logger: quiet})
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: schema, Logger: quiet})
 	if err != nil {
-		return nil, err
+		drop()
+		return nil, nil, err
 	}
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, err
-	}
-	if _, err := pool.Exec(ctx, `TRUNCATE `+riverSchema+`.river_job`); err != nil {
-		return nil, err
+		drop()
+		return nil, nil, err
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &webhookWorker{c: c})
-	return river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:            riverSchema,
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:            schema,
 		Logger:            quiet,
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
 		Workers:           workers,
 		FetchCooldown:     5 * time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
 	})
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	return client, drop, nil
 }
 
 // riverReceiver is the receiver a user without intake builds on River:
@@ -300,11 +309,12 @@ func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slo
 func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger) (http.Handler, *counter, func(), error) {
 	ctx := context.Background()
 	c := newCounter()
-	client, err := riverClient(ctx, pool, c, quiet)
+	client, drop, err := riverClient(ctx, pool, c, quiet)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if err := client.Start(ctx); err != nil {
+		drop()
 		return nil, nil, nil, err
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -328,6 +338,7 @@ func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger) (http.Handler, *count
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_ = client.Stop(sctx)
+		drop()
 	}, nil
 }
 
