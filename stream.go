@@ -79,8 +79,6 @@ type Stream struct {
 	done  *committer
 	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
-	memoryStore bool // the store is the default memory one
-
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
 	adoptWake  chan struct{}              // pokes the adopter (a replay)
 
@@ -152,7 +150,6 @@ func New(opts ...Option) *Stream {
 		o(&cfg)
 	}
 	var keys keeper
-	var memory bool
 	switch {
 	case cfg.queue != nil && cfg.store != nil:
 		panic("intake: WithStore and WithQueue given together; a durable queue is its own idempotency store")
@@ -164,7 +161,6 @@ func New(opts ...Option) *Stream {
 	default:
 		if cfg.store == nil {
 			cfg.store = dedupe.NewMemory()
-			memory = true
 		}
 		keys = storeKeeper{s: cfg.store, dead: newDeadList(defaultDeadCapacity)}
 		if cfg.claimLease == 0 {
@@ -184,8 +180,6 @@ func New(opts ...Option) *Stream {
 		live:      make(map[*entry]struct{}),
 		drained:   make(chan struct{}),
 		adoptWake: make(chan struct{}, 1),
-
-		memoryStore: memory,
 	}
 	s.done = newCommitter(s)
 	return s

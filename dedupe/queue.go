@@ -87,10 +87,3 @@ type Waker interface {
 	AdoptReady() <-chan struct{}
 }
 
-// KeyStorer is a [Queue] that is not itself a [Store] but keeps plain keys
-// in the same database: the stream hands that store to a webhook
-// handler's replay guard, so that the guard lasts as long as the queue's
-// events and replicas share it.
-type KeyStorer interface {
-	KeyStore() Store
-}

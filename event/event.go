@@ -63,10 +63,22 @@ type Event struct {
 	Meta     map[string]string // source-specific extras; may be nil
 }
 
-// Key returns the idempotency key of the event: its Source and ID, joined
-// so that no two different pairs give the same key. The key is
-// len(Source) ":" Source ":" ID, e.g. "6:stripe:evt_123".
+// MetaDedupe is the Meta key whose value, when set, stands for the ID in
+// the event's idempotency key ([Event.Key]). The webhook handler's replay
+// guard sets it to "body:" and the hex of the body's SHA-256 (its first 16
+// bytes) for providers whose signature covers the body but not the id, so
+// that a replay under a new id is the same key; the ID stays the
+// provider's.
+const MetaDedupe = "dedupe-id"
+
+// Key returns the idempotency key of the event: its Source and ID (or
+// Meta[MetaDedupe] when set), joined so that no two different pairs give
+// the same key. The key is len(Source) ":" Source ":" ID, e.g.
+// "6:stripe:evt_123".
 func (e Event) Key() string {
+	if d := e.Meta[MetaDedupe]; d != "" {
+		return Key(e.Source, d)
+	}
 	return Key(e.Source, e.ID)
 }
 

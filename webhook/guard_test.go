@@ -5,16 +5,18 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
@@ -74,51 +76,39 @@ func guardBody(n int) []byte {
 		strconv.FormatInt(time.Now().UnixMilli(), 10) + `}`)
 }
 
-// Item 1: nothing the signature does not cover lets a replay through. A
-// captured body and signature re-sent with a new id and a new type (both
-// unsigned headers) is a duplicate, not a new event.
-func TestReplayGuardIgnoresUnsignedHeaders(t *testing.T) {
-	for _, sc := range guardedSchemes() {
-		t.Run(sc.name, func(t *testing.T) {
-			sink := &recordingSink{}
-			h := webhook.New(sc.name, sc.verifier, webhook.WithLogger(quiet))
-			running(t, h, sink, func() *http.Request {
-				return sc.request("probe", "probe", []byte(`{"probe":1,"webhookTimestamp":`+strconv.FormatInt(time.Now().UnixMilli(), 10)+`}`))
-			})
-			b := guardBody(1)
-			require.Equal(t, http.StatusAccepted, serve(h, sc.request("d-1", "issues", b)).Code)
-			for _, replay := range []struct{ id, typ string }{
-				{"d-2", "issues"}, // a new id
-				{"d-3", "push"},   // a new id and a new type
-				{"d-4", ""},       // a new id and no type
-			} {
-				rec := serve(h, sc.request(replay.id, replay.typ, b))
-				assert.Equal(t, http.StatusOK, rec.Code, "replay as %s/%q: a duplicate", replay.id, replay.typ)
-			}
-			sink.mu.Lock()
-			defer sink.mu.Unlock()
-			assert.Len(t, sink.events, 1, "the replays are not handled")
-		})
-	}
+// keyedSink stores each event once by its key, as the stream does, and
+// records what it stored.
+type keyedSink struct {
+	mu     sync.Mutex
+	keys   map[string]bool
+	events []event.Event
 }
 
-// storeSink is a sink that offers a durable store to the replay guard, as
-// a stream with a durable backend does. It ignores events with the id
-// "probe".
-type storeSink struct {
-	recordingSink
-	store dedupe.Store
-}
-
-func (s *storeSink) Put(ctx context.Context, e event.Event) error {
+func (s *keyedSink) Put(_ context.Context, e event.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if e.ID == "probe" {
 		return nil
 	}
-	return s.recordingSink.Put(ctx, e)
+	if s.keys == nil {
+		s.keys = map[string]bool{}
+	}
+	if s.keys[e.Key()] {
+		return event.ErrDuplicate
+	}
+	s.keys[e.Key()] = true
+	s.events = append(s.events, e)
+	return nil
 }
 
-// runWith runs h with sink (itself, not wrapped) until the test ends.
-func runWith(t *testing.T, h *webhook.Handler, sink event.Sink) {
+func (s *keyedSink) stored() []event.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]event.Event(nil), s.events...)
+}
+
+// runWith runs h with sink until the test ends.
+func runWith(t *testing.T, h *webhook.Handler, sink event.Sink, probe *http.Request) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -127,43 +117,57 @@ func runWith(t *testing.T, h *webhook.Handler, sink event.Sink) {
 		cancel()
 		require.NoError(t, <-done)
 	})
+	body, _ := io.ReadAll(probe.Body)
 	require.Eventually(t, func() bool {
-		return serve(h, githubRequest(plainSec, "probe", []byte("probe"))).Code/100 == 2
+		r := probe.Clone(context.Background())
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return serve(h, r).Code/100 == 2
 	}, time.Second, time.Millisecond)
 }
 
-func (s *storeSink) ReplayStore() (dedupe.Store, time.Duration) { return s.store, time.Hour }
+// Item 1: nothing the signature does not cover lets a replay through. A
+// captured body and signature re-sent with a new id and a new type (both
+// unsigned headers) is the same key to the stream: a duplicate, not a new
+// event; the event keeps the provider's id.
+func TestReplayGuardIgnoresUnsignedHeaders(t *testing.T) {
+	for _, sc := range guardedSchemes() {
+		t.Run(sc.name, func(t *testing.T) {
+			sink := &keyedSink{}
+			h := webhook.New(sc.name, sc.verifier, webhook.WithLogger(quiet))
+			runWith(t, h, sink, sc.request("probe", "probe", guardBody(0)))
 
-// Item 2: with a sink that keeps the guard's keys (a stream on a durable
-// backend), a restarted handler, a new value as after a process restart,
-// still refuses the replay of a body it took before.
-func TestReplayGuardUsesTheSinksStore(t *testing.T) {
-	shared := dedupe.NewMemory() // stands for the database both processes share
-	b := deliveryBody("h-1")
-
-	t.Run("first process", func(t *testing.T) {
-		first := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(quiet))
-		runWith(t, first, &storeSink{store: shared})
-		require.Equal(t, http.StatusAccepted, serve(first, githubRequest(plainSec, "h-1", b)).Code)
-	})
-
-	second := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(quiet))
-	sink2 := &storeSink{store: shared}
-	runWith(t, second, sink2)
-	assert.Equal(t, http.StatusOK, serve(second, githubRequest(plainSec, "h-1-replay", b)).Code, "the replay after a restart is a duplicate")
-	sink2.mu.Lock()
-	defer sink2.mu.Unlock()
-	assert.Empty(t, sink2.events)
+			b := guardBody(1)
+			require.Equal(t, http.StatusAccepted, serve(h, sc.request("d-1", "issues", b)).Code)
+			for _, replay := range []struct{ id, typ string }{
+				{"d-2", "issues"}, // a new id
+				{"d-3", "push"},   // a new id and a new type
+				{"d-4", ""},       // a new id and no type
+				{"d-1", "issues"}, // the provider's own redelivery: a duplicate of a done event
+			} {
+				rec := serve(h, sc.request(replay.id, replay.typ, b))
+				assert.Equal(t, http.StatusOK, rec.Code, "replay as %s/%q: a duplicate", replay.id, replay.typ)
+			}
+			got := sink.stored()
+			require.Len(t, got, 1, "the replays are not handled")
+			assert.Equal(t, "d-1", got[0].ID, "the event keeps the delivery id")
+			assert.True(t, strings.HasPrefix(got[0].Meta[event.MetaDedupe], "body:"), "keyed by the body")
+			assert.Equal(t, event.Key(sc.name, got[0].Meta[event.MetaDedupe]), got[0].Key())
+		})
+	}
 }
 
-// A guard given with WithReplayGuard wins over the sink's store; nil
-// turns it off even on a durable sink.
-func TestReplayGuardOptionWinsOverTheSink(t *testing.T) {
+// WithReplayGuard(nil) turns the guard off: events are keyed by their id,
+// and a replay under a new id is a new event.
+func TestReplayGuardOff(t *testing.T) {
 	b := deliveryBody("x-1")
+	sink := &keyedSink{}
 	h := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
-	runWith(t, h, &storeSink{store: dedupe.NewMemory()})
+	runWith(t, h, sink, githubProbe())
 	require.Equal(t, http.StatusAccepted, serve(h, githubRequest(plainSec, "x-1", b)).Code)
 	assert.Equal(t, http.StatusAccepted, serve(h, githubRequest(plainSec, "x-2", b)).Code, "the guard is off")
+	for _, e := range sink.stored() {
+		assert.Empty(t, e.Meta[event.MetaDedupe])
+	}
 }
 
 // Issue #21, item 15: a JSON GitHub body sent with curl's default

@@ -78,9 +78,9 @@ type Handler struct {
 	log      *slog.Logger
 	rec      metric.Recorder
 	accepted func(event.Event)
-	guard    dedupe.Store // nil: no replay guard
+	guard    dedupe.Store // a replay guard of its own store (WithReplayGuard); nil: none
 	guardSet bool         // WithReplayGuard was given
-	guardOwn bool         // the guard is the handler's own memory: a sink's store replaces it
+	bodyKey  bool         // the default guard: the event is keyed by its body (event.MetaDedupe)
 	keep     []string     // request headers kept in Meta
 	keepSet  bool
 	sink     atomic.Pointer[sinkRef]
@@ -91,21 +91,7 @@ type Handler struct {
 	status   event.StatusRecorder
 }
 
-// sinkRef is what Run gives the requests: the sink, and the replay
-// guard's store and retention for this run.
-type sinkRef struct {
-	event.Sink
-	guard  dedupe.Store // nil: no replay guard
-	retain time.Duration
-}
-
-// ReplayStorer is a sink that keeps the replay guard's keys itself: a
-// stream with a durable backend returns its database and its retention, so
-// that the guard survives a restart and is shared by replicas. A nil store
-// means the sink has none to offer. [Handler.Run] asks its sink once.
-type ReplayStorer interface {
-	ReplayStore() (dedupe.Store, time.Duration)
-}
+type sinkRef struct{ event.Sink }
 
 // Option configures a [Handler].
 type Option func(*Handler)
@@ -130,25 +116,29 @@ func WithMetrics(r metric.Recorder) Option { return func(h *Handler) { h.rec = r
 // pattern uses it to trigger a poll for the full state. It must not block.
 func OnAccepted(fn func(event.Event)) Option { return func(h *Handler) { h.accepted = fn } }
 
-// WithReplayGuard sets the store of the replay guard, or turns the guard
-// off with nil. Schemes whose signature covers the body alone (GitHub,
-// Shopify, Meta, Bitbucket, Linear, GitLab's token, HMAC without a signed
-// timestamp or id) verify the same body and signature sent again under a
-// new delivery id; the guard claims a key made of the body's SHA-256
-// alone, nothing a signature does not cover (neither the id nor the type
-// header), so that such a request is answered as a duplicate (200) and not
-// handled twice. A provider's own redelivery keeps its id and still
-// reaches the stream.
+// WithReplayGuard sets a store of its own for the replay guard, or turns
+// the guard off with nil.
 //
-// It is on by default for the schemes above but HMAC, whose bodies are
-// never the same for two events: in the store the sink offers when it is
-// a [ReplayStorer] (a stream with a durable backend: its database and
-// retention, so the guard survives a restart and replicas share it), else
-// in a memory store of the handler's own that lasts as long as the
-// process, for 7 days at most. It is off by default for HMAC, whose
-// bodies may legitimately repeat: turn it on there when yours do not.
-// Schemes that sign the id or a timestamp (Standard Webhooks, Stripe,
-// Slack) need no guard. A store given here wins over the sink's.
+// Schemes whose signature covers the body alone (GitHub, Shopify, Meta,
+// Bitbucket, Linear; GitLab signs nothing) verify the same body and
+// signature sent again under a new delivery id. Their guard is on by
+// default and costs nothing: the handler keys the event by the body's
+// SHA-256 instead of the unsigned id (it sets [event.MetaDedupe]), so the
+// stream's own dedupe answers a replay under any new id, or type, as a
+// duplicate (200): in the stream's store, for its retention, in its
+// database when it has a durable backend (a restart does not forget it,
+// replicas share it). The event's ID stays the delivery id; a provider's
+// redelivery of the same body is the same key, so the stream decides as
+// for any duplicate (done: 200; dead: delivered again). Such events are
+// not deduped by id across paths: a poller of the same source gives its
+// events keys of their own.
+//
+// With a store here the guard works apart from the stream, as it did
+// before: it claims the body's SHA-256, and the body with the id, in store
+// beside the event's own key, for 7 days (three more writes a request on a
+// durable store). That is how to turn it on for HMAC, whose bodies may
+// legitimately repeat, so it is off there by default. Schemes that sign
+// the id or a timestamp (Standard Webhooks, Stripe, Slack) need no guard.
 func WithReplayGuard(store dedupe.Store) Option {
 	return func(h *Handler) { h.guard, h.guardSet = store, true }
 }
@@ -204,7 +194,7 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 		h.ack = sc.ack
 	}
 	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
-		h.guard, h.guardOwn = dedupe.NewMemory(), true
+		h.bodyKey = true
 	}
 	if sc, ok := v.(*Scheme); ok && h.keepSet && len(h.keep) == 0 {
 		h.keep = sc.Headers()
@@ -225,18 +215,8 @@ func (h *Handler) Status() event.Status { return h.status.Status() }
 
 // Run implements [event.Source]: it routes verified events to sink until
 // ctx is done, then returns nil. Requests that arrive outside Run get 503.
-// When the replay guard is on by default and sink is a [ReplayStorer] with
-// a store, the guard keeps its keys there for this run.
 func (h *Handler) Run(ctx context.Context, sink event.Sink) error {
-	ref := &sinkRef{Sink: sink, guard: h.guard, retain: replayWindow}
-	if rs, ok := sink.(ReplayStorer); ok && h.guardOwn {
-		if st, retain := rs.ReplayStore(); st != nil {
-			ref.guard = st
-			if retain > 0 {
-				ref.retain = retain
-			}
-		}
-	}
+	ref := &sinkRef{sink}
 	if !h.sink.CompareAndSwap(nil, ref) {
 		return ErrAlreadyRunning
 	}
@@ -307,15 +287,25 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	e.Via = event.Webhook
 	e.Received = start
 
-	// The replay guard: the body is claimed beside the id, and so is the
-	// body with this id. Only the body, which the signature covers, makes
-	// the key: an unsigned header (the type) must not make a replay new.
-	// A body seen before under this id is the same delivery again (a
-	// provider's redelivery keeps its id): the stream decides, as it knows
-	// whether it is done or dead. Under a new id it is a replay: a
-	// duplicate, not handled.
+	// The default replay guard: the event's key is made of the body,
+	// which the signature covers, not of the id or the type, which it
+	// does not: a replay under a new id is the same key, a duplicate.
+	if h.bodyKey {
+		sum := sha256.Sum256(body)
+		if e.Meta == nil {
+			e.Meta = make(map[string]string, 1)
+		}
+		e.Meta[event.MetaDedupe] = "body:" + hex.EncodeToString(sum[:16])
+	}
+
+	// A guard with a store of its own: the body is claimed beside the id,
+	// and so is the body with this id. Only the body makes the key. A body
+	// seen before under this id is the same delivery again (a provider's
+	// redelivery keeps its id): the stream decides, as it knows whether it
+	// is done or dead. Under a new id it is a replay: a duplicate, not
+	// handled.
 	var guard, guardID string
-	if store := ref.guard; store != nil {
+	if store := h.guard; store != nil {
 		sum := sha256.Sum256(body)
 		guard = event.Key(h.name, "replay:"+hex.EncodeToString(sum[:16]))
 		guardID = guard + ":" + e.ID
@@ -347,10 +337,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	if guard != "" {
 		gctx := context.WithoutCancel(r.Context())
 		if err == nil || errors.Is(err, event.ErrDuplicate) {
-			_ = ref.guard.Commit(gctx, guard, ref.retain)
-			_ = ref.guard.Commit(gctx, guardID, ref.retain)
+			_ = h.guard.Commit(gctx, guard, replayWindow)
+			_ = h.guard.Commit(gctx, guardID, replayWindow)
 		} else {
-			_ = ref.guard.Release(gctx, guard)
+			_ = h.guard.Release(gctx, guard)
 		}
 	}
 	switch {

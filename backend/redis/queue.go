@@ -117,14 +117,6 @@ func OpenQueue(ctx context.Context, url string, opts ...QueueOption) (*Queue, er
 	return q, nil
 }
 
-// KeyStore implements [dedupe.KeyStorer]: a [Backend] on the queue's
-// client whose keys live under the queue's prefix ("keys:" after it), so
-// that a stream on this queue keeps a webhook handler's replay guard in
-// the same Redis, in the same Cluster slot.
-func (q *Queue) KeyStore() dedupe.Store {
-	return New(q.c, WithPrefix(q.prefix+"keys:"))
-}
-
 func (q *Queue) liveKey() string { return q.prefix + "live:" + q.holder }
 
 func (q *Queue) beat(ctx context.Context) error {

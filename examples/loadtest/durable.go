@@ -156,9 +156,15 @@ func pgPrefix(pool *pgxpool.Pool) (string, func()) {
 }
 
 // intakeStream runs a stream on q whose acking handler counts each event.
-func intakeStream(q dedupe.Queue, c *counter, quiet *slog.Logger) (*webhook.Handler, func()) {
+// With guard, the GitHub handler's replay guard is on, as by default: in
+// q's database; without, it is off (the River receiver has none).
+func intakeStream(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool) (*webhook.Handler, func()) {
 	s := intake.New(intake.WithLogger(quiet), intake.WithQueue(q), intake.WithQueueSize(1<<20), intake.WithDrainTimeout(time.Millisecond))
-	h := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
+	opts := []webhook.Option{webhook.WithLogger(quiet)}
+	if !guard {
+		opts = append(opts, webhook.WithReplayGuard(nil))
+	}
+	h := webhook.New("github", webhook.GitHub(secret), opts...)
 	s.Add(h)
 	s.Handle(func(ctx context.Context, e event.Event) error {
 		c.add(e.ID)
@@ -187,10 +193,17 @@ func (rr *roundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func durableTargets(srv *servers, quiet *slog.Logger) []target {
 	var ts []target
 	if srv.pg != nil {
-		for _, replicas := range []int{1, 3} {
+		for _, v := range []struct {
+			replicas int
+			guard    bool
+		}{{1, false}, {3, false}, {1, true}} {
+			replicas := v.replicas
 			name := "intake, Postgres queue"
 			if replicas > 1 {
 				name = fmt.Sprintf("intake, Postgres queue, %d replicas", replicas)
+			}
+			if v.guard {
+				name += ", replay guard in Postgres"
 			}
 			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
 				prefix, drop := pgPrefix(srv.pg)
@@ -203,7 +216,7 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 						drop()
 						return nil, nil, nil, err
 					}
-					h, stop := intakeStream(b, c, quiet)
+					h, stop := intakeStream(b, c, quiet, v.guard)
 					rr.hs = append(rr.hs, h)
 					stops = append(stops, func() { stop(); b.Close() })
 				}
@@ -227,7 +240,7 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 				return nil, nil, nil, err
 			}
 			c := newCounter()
-			h, stop := intakeStream(q, c, quiet)
+			h, stop := intakeStream(q, c, quiet, false)
 			return h, c, func() {
 				stop()
 				q.Close()
