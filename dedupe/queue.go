@@ -86,4 +86,3 @@ type Stored struct {
 type Waker interface {
 	AdoptReady() <-chan struct{}
 }
-
