@@ -93,6 +93,12 @@ WHERE hash = ANY($1) AND holder = $3 AND state = 1`,
 		// holders are found by a skip scan of keys_held (one index probe
 		// per holder), and only the rows of the ones gone, and those given
 		// back, are read: a live holder's backlog, however large, is not.
+		// The given-back rows are ordered by (holder, seq), the index's
+		// own order: "ORDER BY seq" alone under "holder IS NULL" made the
+		// planner read every given-back row and sort them (a restart's
+		// whole backlog, at every adoption). Rows are locked where they
+		// are found and updated by their ctid: no lookup by hash, whose
+		// index pages a large backlog no longer keeps in memory.
 		adopt: `
 WITH RECURSIVE holders AS (
 	(SELECT holder FROM {p}keys WHERE state = 1 AND seq IS NOT NULL AND holder IS NOT NULL ORDER BY holder LIMIT 1)
@@ -104,23 +110,25 @@ WITH RECURSIVE holders AS (
 	WHERE locktype = 'advisory' AND classid = $4::int::oid AND objsubid = 2 AND granted
 ), gone AS MATERIALIZED (
 	SELECT holder FROM holders WHERE holder IS NOT NULL AND holder NOT IN (SELECT holder FROM live)
-), candidates AS (
-	(SELECT hash, seq FROM {p}keys WHERE state = 1 AND seq IS NOT NULL AND holder IS NULL ORDER BY seq LIMIT $3)
-	UNION ALL
-	SELECT c.hash, c.seq FROM gone g CROSS JOIN LATERAL (
-		SELECT hash, seq FROM {p}keys WHERE state = 1 AND seq IS NOT NULL AND holder = g.holder ORDER BY seq LIMIT $3
+), back AS MATERIALIZED (
+	SELECT ctid AS tid, seq FROM {p}keys
+	WHERE state = 1 AND seq IS NOT NULL AND holder IS NULL
+	ORDER BY holder, seq LIMIT $3
+	FOR UPDATE SKIP LOCKED
+), orphaned AS MATERIALIZED (
+	SELECT c.tid, c.seq FROM gone g CROSS JOIN LATERAL (
+		SELECT ctid AS tid, seq FROM {p}keys
+		WHERE state = 1 AND seq IS NOT NULL AND holder = g.holder
+		ORDER BY seq LIMIT $3
+		FOR UPDATE SKIP LOCKED
 	) c
+), picked AS (
+	SELECT tid FROM (SELECT tid, seq FROM back UNION ALL SELECT tid, seq FROM orphaned) x ORDER BY seq LIMIT $3
 )
 UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond',
 	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END
-FROM (
-	SELECT hash FROM {p}keys
-	WHERE hash IN (SELECT hash FROM candidates ORDER BY seq LIMIT $3)
-		AND state = 1 AND seq IS NOT NULL
-		AND (holder IS NULL OR holder IN (SELECT holder FROM gone))
-	FOR UPDATE SKIP LOCKED
-) AS picked
-WHERE k.hash = picked.hash
+FROM picked
+WHERE k.ctid = picked.tid
 RETURNING k.key, k.seq, k.event, k.attempts`,
 
 		cleanup: `
