@@ -80,7 +80,7 @@ type Stream struct {
 	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
-	adoptWake  chan struct{}              // pokes the adopter (a replay)
+	adoptWake  chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
 
 	mu      sync.Mutex
 	state   int
@@ -90,6 +90,8 @@ type Stream struct {
 	subs    []*subscription
 	sources []event.Source
 	drained chan struct{} // closed when draining and queued reaches 0
+
+	adoptHungry bool // the adopter waits for room for a batch of a backlog
 }
 
 // entry is one stored event on its way to every subscription.
@@ -386,7 +388,14 @@ func (s *Stream) committed(batch []*entry) {
 	}
 	depth := s.queued
 	s.signalDrainedLocked()
+	wake := s.adoptHungry && (s.cfg.queueSize-s.queued)/2 >= adoptBatch(s.cfg.queueSize)
+	if wake {
+		s.adoptHungry = false
+	}
 	s.mu.Unlock()
+	if wake {
+		s.adoptNow()
+	}
 	now := time.Now()
 	for _, en := range batch {
 		en.finish(nil)
@@ -620,16 +629,25 @@ func (s *Stream) renew(stop <-chan struct{}) {
 func (s *Stream) adopt(ctx context.Context) {
 	q := s.cfg.queue
 	every := max(min(s.cfg.claimLease/3, time.Second), time.Millisecond)
+	batch := adoptBatch(s.cfg.queueSize)
 	var ready <-chan struct{} // another holder says there is something to adopt
 	if w, ok := q.(dedupe.Waker); ok {
 		ready = w.AdoptReady()
 	}
+	backlog := false // the last look took all it asked for: there may be more
 	for ctx.Err() == nil {
 		s.mu.Lock()
-		n := min(max(s.cfg.queueSize-s.queued, 0)/2, 1000)
+		n := min(max(s.cfg.queueSize-s.queued, 0)/2, maxAdopt)
+		hungry := backlog && n < batch
+		if hungry {
+			// A backlog, and too little room for a batch: wait until the
+			// subscribers have freed room for one (committed wakes us),
+			// rather than adopt a few at a time or sleep a full interval.
+			s.adoptHungry = true
+		}
 		s.mu.Unlock()
 		got := 0
-		if n > 0 {
+		if n > 0 && !hungry {
 			items, err := q.Adopt(ctx, n, s.cfg.claimLease)
 			if err != nil && ctx.Err() == nil {
 				s.logs.Log(s.log, slog.LevelError, "adopt", "intake: adopting queued events failed", "err", err)
@@ -649,9 +667,10 @@ func (s *Stream) adopt(ctx context.Context) {
 			if adopted := got - len(back); adopted > 0 {
 				s.log.Info("intake: adopted queued events", "count", adopted)
 			}
-		}
-		if n > 0 && got == n {
-			continue // a backlog: adopt more as soon as there is room
+			backlog = got == n
+			if backlog {
+				continue // a backlog: adopt more as soon as there is room
+			}
 		}
 		t := time.NewTimer(every)
 		select {
@@ -659,13 +678,23 @@ func (s *Stream) adopt(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+			backlog = false // look again, whatever the room
 		case <-s.adoptWake:
 			t.Stop()
 		case <-ready:
 			t.Stop()
+			backlog = false
 		}
 	}
 }
+
+// maxAdopt is the most events one adoption takes.
+const maxAdopt = 1000
+
+// adoptBatch is the room, in events, for which an adopter working through
+// a backlog waits before it adopts again: a quarter of the queue, at most
+// maxAdopt, so that each adoption is a batch worth its statement.
+func adoptBatch(queueSize int) int { return max(min(queueSize/4, maxAdopt), 1) }
 
 // adoptNow makes the adopter look at once.
 func (s *Stream) adoptNow() {
