@@ -32,6 +32,7 @@ import (
 	"regexp"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,8 @@ func main() {
 		return err
 	})
 	backlog := flag.Int("backlog", 0, "also drain a backlog of this many events on Postgres, intake against River (0: none)")
+	restart := flag.String("restart", "", "also a restart with a backlog on Postgres, intake against River: backlog sizes, comma-separated (e.g. 100000,1000000)")
+	restartQueues := flag.String("restart-queue", "10000", "the queue sizes of the stream that drains after the restart, comma-separated (10000 is the default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -121,10 +124,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadtest:", n)
 	}
 
+	sizes, err := ints(*restart)
+	var queues []int
+	if err == nil {
+		queues, err = ints(*restartQueues)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(2)
+	}
+
 	results, err := run(cfg)
 	var backlogs []BacklogResult
 	if err == nil && *backlog > 0 && cfg.servers.pg != nil {
 		backlogs, err = backlogLoad(cfg.servers, *backlog, cfg.rounds)
+	}
+	var restarts []RestartResult
+	if err == nil && len(sizes) > 0 && cfg.servers.pg != nil {
+		restarts, err = restartLoad(cfg.servers, sizes, queues, cfg.rounds)
 	}
 	if err == nil {
 		var polls []PollResult
@@ -132,10 +149,11 @@ func main() {
 		if err == nil && *asJSON {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
-			_ = enc.Encode(map[string]any{"webhooks": results, "backlog": backlogs, "polling": polls})
+			_ = enc.Encode(map[string]any{"webhooks": results, "backlog": backlogs, "restart": restarts, "polling": polls})
 			return
 		}
 		defer printPolls(polls)
+		defer printRestarts(restarts)
 		defer printBacklogs(backlogs)
 	}
 	if err != nil {
@@ -168,6 +186,22 @@ func main() {
 			fmt.Println()
 		}
 	}
+}
+
+// ints reads a comma-separated list of positive integers; "" is none.
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: want positive integers, comma-separated", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func envOr(name, def string) string {
