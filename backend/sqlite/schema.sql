@@ -27,6 +27,12 @@ CREATE INDEX IF NOT EXISTS {p}keys_expires_at ON {p}keys (expires_at);
 -- Queued events in order, for adoption.
 CREATE INDEX IF NOT EXISTS {p}keys_queued ON {p}keys (seq) WHERE state = 1 AND seq IS NOT NULL;
 
+-- Queued events by holder, in order: adoption finds the holders (a skip
+-- scan over this index) and reads, in order, only the rows given back
+-- (holder NULL), those of holders that are gone, and the expired ones of
+-- the others: never a whole backlog to take a batch of it.
+CREATE INDEX IF NOT EXISTS {p}keys_held ON {p}keys (holder, seq) WHERE state = 1 AND seq IS NOT NULL;
+
 -- Dead events in order, for inspection.
 CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
 

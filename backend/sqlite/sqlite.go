@@ -18,6 +18,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -27,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -635,42 +637,32 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		if err := b.cleanup(tx, now, 1000); err != nil {
 			return err
 		}
-		// Adoptable: the claim expired or was given back, or its holder's
-		// process is gone (its holder lock says so).
-		gone, err := b.goneHolders(tx)
-		if err != nil {
-			return err
-		}
-		rows, err := tx.Query(`SELECT key, event, attempts, holder IS NOT NULL FROM `+b.t.keys+`
-			WHERE state = 1 AND seq IS NOT NULL AND (expires_at <= ? OR holder IS NULL OR holder IN (SELECT value FROM json_each(?)))
-			ORDER BY seq LIMIT ?`, now, gone, n)
+		// Adoptable: given back (holder NULL), held by a holder whose
+		// process is gone (its holder lock says so), or a claim that
+		// expired. Each is read in seq order through keys_held, at most n
+		// of each kind, so that a batch costs what it takes however large
+		// the backlog.
+		cands, err := b.adoptable(tx, now, n)
 		if err != nil {
 			return err
 		}
 		var keys [][]byte
-		for rows.Next() {
-			var key, enc []byte
+		for _, c := range cands {
+			var enc []byte
 			var it dedupe.Stored
-			var crashed bool // held by a holder that did not give it back
-			if err := rows.Scan(&key, &enc, &it.Attempts, &crashed); err != nil {
-				rows.Close()
+			if err := tx.QueryRow(`SELECT event, attempts FROM `+b.t.keys+` WHERE key = ?`, c.key).Scan(&enc, &it.Attempts); err != nil {
 				return err
 			}
 			if err := it.Event.UnmarshalBinary(enc); err != nil {
-				rows.Close()
-				return fmt.Errorf("event of %q: %w", key, err)
+				return fmt.Errorf("event of %q: %w", c.key, err)
 			}
-			if crashed {
+			if c.crashed {
 				it.Attempts++
 			}
-			it.Key = string(key)
-			keys = append(keys, key)
+			it.Key = string(c.key)
+			keys = append(keys, c.key)
 			out = append(out, it)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows.Close()
 		for i, k := range keys {
 			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ?, attempts = ? WHERE key = ?`,
 				b.holder, now+int64(lease), out[i].Attempts, k); err != nil {
@@ -946,34 +938,98 @@ func nullBytes(s string) any {
 	return []byte(s)
 }
 
-// goneHolders returns, as a JSON array, the other holders of queued events
-// whose processes are gone.
-func (b *Backend) goneHolders(tx *sql.Tx) (string, error) {
-	if b.lock == nil {
-		return "[]", nil
+// candidate is a queued event that Adopt may take.
+type candidate struct {
+	key     []byte
+	seq     int64
+	crashed bool // held by a holder that did not give it back
+}
+
+// adoptable returns up to n adoptable events, oldest first: given back,
+// held by a holder that is gone, or whose claim expired. Each kind is read
+// through keys_held in seq order, n at most, so the cost is the batch's.
+func (b *Backend) adoptable(tx *sql.Tx, now int64, n int) ([]candidate, error) {
+	var cands []candidate
+	read := func(crashed bool, sql string, args ...any) error {
+		rows, err := tx.Query(sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			c := candidate{crashed: crashed}
+			if err := rows.Scan(&c.key, &c.seq); err != nil {
+				return err
+			}
+			cands = append(cands, c)
+		}
+		return rows.Err()
 	}
-	rows, err := tx.Query(`SELECT DISTINCT holder FROM `+b.t.keys+`
-		WHERE state = 1 AND seq IS NOT NULL AND holder IS NOT NULL AND holder != ?`, b.holder)
+	q := adoptSQL(b.t.keys)
+	if err := read(false, q.givenBack, n); err != nil {
+		return nil, err
+	}
+	holders, err := b.holders(tx)
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	for _, h := range holders {
+		if b.lock != nil && h != b.holder && b.lock.gone(h) {
+			err = read(true, q.gone, h, n)
+		} else {
+			// A live holder's claims that expired (it paused past its
+			// lease, or no lock tells liveness here): it holds at most
+			// its queue's worth, so this reads no backlog.
+			err = read(true, q.expired, h, now, n)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.seq, b.seq) })
+	return cands[:min(n, len(cands))], nil
+}
+
+// adoptQueries are the reads of adoptable: each searches keys_held in
+// seq order (TestAdoptSearchesNeverScans checks their plans).
+type adoptQueries struct{ givenBack, gone, expired, holders string }
+
+func adoptSQL(keys string) adoptQueries {
+	const queued = ` WHERE state = 1 AND seq IS NOT NULL AND `
+	return adoptQueries{
+		givenBack: `SELECT key, seq FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
+		gone:      `SELECT key, seq FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
+		expired:   `SELECT key, seq FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
+		holders:   holdersSQL(keys),
+	}
+}
+
+// holdersSQL lists the holders of queued events in table keys: a skip
+// scan, one probe of keys_held for each.
+func holdersSQL(keys string) string {
+	return `WITH RECURSIVE h(holder) AS (
+		SELECT (SELECT holder FROM ` + keys + ` WHERE state = 1 AND seq IS NOT NULL AND holder IS NOT NULL ORDER BY holder LIMIT 1)
+		UNION ALL
+		SELECT (SELECT k.holder FROM ` + keys + ` k WHERE k.state = 1 AND k.seq IS NOT NULL AND k.holder > h.holder ORDER BY k.holder LIMIT 1)
+		FROM h WHERE h.holder IS NOT NULL
+	) SELECT holder FROM h WHERE holder IS NOT NULL`
+}
+
+// holders returns the holders of queued events, found by a skip scan of
+// keys_held: one index probe per holder, whatever each holds.
+func (b *Backend) holders(tx *sql.Tx) ([]string, error) {
+	rows, err := tx.Query(adoptSQL(b.t.keys).holders)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
-	var gone []string
+	var out []string
 	for rows.Next() {
 		var h string
 		if err := rows.Scan(&h); err != nil {
-			return "", err
+			return nil, err
 		}
-		if b.lock.gone(h) {
-			gone = append(gone, h)
-		}
+		out = append(out, h)
 	}
-	if err := rows.Err(); err != nil {
-		return "", err
-	}
-	j, _ := json.Marshal(gone)
-	if gone == nil {
-		j = []byte("[]")
-	}
-	return string(j), nil
+	return out, rows.Err()
 }
