@@ -17,24 +17,8 @@ import (
 // proportion to what they take. Counted in buffers by EXPLAIN (ANALYZE,
 // BUFFERS) inside a rolled-back transaction, not in time.
 func TestAdoptAndCleanupReadInProportion(t *testing.T) {
-	dsn := os.Getenv("INTAKE_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	pool := scanPool(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dsn)
-	if err == nil {
-		err = pool.Ping(ctx)
-	}
-	if err != nil {
-		msg := "PostgreSQL not reachable at " + dsn + ": " + err.Error() +
-			"; start one with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set INTAKE_POSTGRES_DSN"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	defer pool.Close()
 	prefix := "scan" + newLockIDString() + "_"
 	b, err := New(ctx, pool, WithPrefix(prefix))
 	if err != nil {
@@ -73,46 +57,7 @@ SELECT decode(md5('done' || g::text), 'hex'), 2, now() - interval '1 hour' FROM 
 	// away (its nodes' "Rows Removed by Filter", summed), and how many rows
 	// it changed; both in transactions rolled back.
 	read := func(name, sql string, args ...any) (removed, changed int) {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		var out []byte
-		if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+sql, args...).Scan(&out); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []struct{ Plan map[string]any }
-		if err := json.Unmarshal(out, &plan); err != nil {
-			t.Fatal(err)
-		}
-		var walk func(n map[string]any)
-		walk = func(n map[string]any) {
-			for _, k := range []string{"Rows Removed by Filter", "Rows Removed by Index Recheck", "Rows Removed by Join Filter"} {
-				if v, ok := n[k].(float64); ok {
-					removed += int(v)
-				}
-			}
-			if subs, ok := n["Plans"].([]any); ok {
-				for _, sub := range subs {
-					if m, ok := sub.(map[string]any); ok {
-						walk(m)
-					}
-				}
-			}
-		}
-		walk(plan[0].Plan)
-		if os.Getenv("INTAKE_SHOW_PLAN") != "" {
-			var text string
-			_ = tx.QueryRow(ctx, `EXPLAIN (ANALYZE) `+sql, args...).Scan(&text)
-			rows, _ := tx.Query(ctx, `EXPLAIN (ANALYZE) `+sql, args...)
-			for rows.Next() {
-				_ = rows.Scan(&text)
-				t.Log(text)
-			}
-			rows.Close()
-		}
-		_ = tx.Rollback(ctx) // its row locks would make the run below skip them
+		_, removed, _ = planCost(t, pool, sql, args...) // rolled back: its row locks would make the run below skip them
 		tx2, err := pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)

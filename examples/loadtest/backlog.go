@@ -35,12 +35,19 @@ type BacklogResult struct {
 // interleaved rounds; each line is the median round by drain rate.
 func backlogLoad(srv *servers, n, rounds int) ([]BacklogResult, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	type fn func() (BacklogResult, error)
-	targets := []fn{
+	return medianRounds([]func() (BacklogResult, error){
 		func() (BacklogResult, error) { return intakeBacklog(srv, n, quiet) },
 		func() (BacklogResult, error) { return riverBacklog(srv, n, quiet) },
-	}
-	all := make([][]BacklogResult, len(targets))
+	}, rounds, func(r BacklogResult) float64 { return r.DrainPerSecond }, func(m *BacklogResult, r BacklogResult) {
+		m.Twice, m.Lost = max(m.Twice, r.Twice), max(m.Lost, r.Lost)
+	})
+}
+
+// medianRounds runs the targets in interleaved rounds and returns each
+// one's median round by rate, with worst folding every round's
+// exactly-once counts into it (the worst of them).
+func medianRounds[T any](targets []func() (T, error), rounds int, rate func(T) float64, worst func(m *T, r T)) ([]T, error) {
+	all := make([][]T, len(targets))
 	for range max(rounds, 1) {
 		for i, t := range targets {
 			r, err := t()
@@ -50,12 +57,12 @@ func backlogLoad(srv *servers, n, rounds int) ([]BacklogResult, error) {
 			all[i] = append(all[i], r)
 		}
 	}
-	var out []BacklogResult
+	var out []T
 	for _, rs := range all {
-		slices.SortFunc(rs, func(a, b BacklogResult) int { return cmp.Compare(a.DrainPerSecond, b.DrainPerSecond) })
+		slices.SortFunc(rs, func(a, b T) int { return cmp.Compare(rate(a), rate(b)) })
 		m := rs[len(rs)/2]
 		for _, r := range rs {
-			m.Twice, m.Lost = max(m.Twice, r.Twice), max(m.Lost, r.Lost)
+			worst(&m, r)
 		}
 		out = append(out, m)
 	}

@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,34 +39,16 @@ type RestartResult struct {
 // each line is the median round by drain rate.
 func restartLoad(srv *servers, sizes, queues []int, rounds int) ([]RestartResult, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	type fn func() (RestartResult, error)
-	var targets []fn
+	var targets []func() (RestartResult, error)
 	for _, n := range sizes {
 		for _, q := range queues {
 			targets = append(targets, func() (RestartResult, error) { return intakeRestart(srv, n, q, quiet) })
 		}
 		targets = append(targets, func() (RestartResult, error) { return riverRestart(srv, n, quiet) })
 	}
-	all := make([][]RestartResult, len(targets))
-	for range max(rounds, 1) {
-		for i, t := range targets {
-			r, err := t()
-			if err != nil {
-				return nil, err
-			}
-			all[i] = append(all[i], r)
-		}
-	}
-	var out []RestartResult
-	for _, rs := range all {
-		slices.SortFunc(rs, func(a, b RestartResult) int { return cmp.Compare(a.DrainPerSecond, b.DrainPerSecond) })
-		m := rs[len(rs)/2]
-		for _, r := range rs {
-			m.Twice, m.Lost = max(m.Twice, r.Twice), max(m.Lost, r.Lost)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return medianRounds(targets, rounds, func(r RestartResult) float64 { return r.DrainPerSecond }, func(m *RestartResult, r RestartResult) {
+		m.Twice, m.Lost = max(m.Twice, r.Twice), max(m.Lost, r.Lost)
+	})
 }
 
 // restartPayload is a 1 KiB JSON body, as a webhook's.
