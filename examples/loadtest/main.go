@@ -105,6 +105,7 @@ func main() {
 	backlog := flag.Int("backlog", 0, "also drain a backlog of this many events on Postgres, intake against River (0: none)")
 	restart := flag.String("restart", "", "also a restart with a backlog on Postgres, intake against River: backlog sizes, comma-separated (e.g. 100000,1000000)")
 	restartQueues := flag.String("restart-queue", "10000", "the queue sizes of the stream that drains after the restart, comma-separated (10000 is the default)")
+	restartRiver := flag.Bool("restart-river", true, "with -restart, River's drain too")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -141,7 +142,7 @@ func main() {
 	}
 	var restarts []RestartResult
 	if err == nil && len(sizes) > 0 && cfg.servers.pg != nil {
-		restarts, err = restartLoad(cfg.servers, sizes, queues, cfg.rounds)
+		restarts, err = restartLoad(cfg.servers, sizes, queues, cfg.rounds, *restartRiver)
 	}
 	if err == nil {
 		var polls []PollResult

@@ -39,14 +39,16 @@ type RestartResult struct {
 // restartLoad runs the restart drain for each backlog size (and, for
 // intake, each queue size), intake and River interleaved in every round;
 // each line is the median round by drain rate.
-func restartLoad(srv *servers, sizes, queues []int, rounds int) ([]RestartResult, error) {
+func restartLoad(srv *servers, sizes, queues []int, rounds int, withRiver bool) ([]RestartResult, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var targets []func() (RestartResult, error)
 	for _, n := range sizes {
 		for _, q := range queues {
 			targets = append(targets, func() (RestartResult, error) { return intakeRestart(srv, n, q, quiet) })
 		}
-		targets = append(targets, func() (RestartResult, error) { return riverRestart(srv, n, quiet) })
+		if withRiver {
+			targets = append(targets, func() (RestartResult, error) { return riverRestart(srv, n, quiet) })
+		}
 	}
 	return medianRounds(targets, rounds, func(r RestartResult) float64 { return r.DrainPerSecond }, func(m *RestartResult, r RestartResult) {
 		m.Twice, m.Lost = max(m.Twice, r.Twice), max(m.Lost, r.Lost)
