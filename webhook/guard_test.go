@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
@@ -185,4 +186,21 @@ func TestGitHubJSONWithCurlsContentType(t *testing.T) {
 	defer sink.mu.Unlock()
 	require.Len(t, sink.events, 1)
 	assert.Equal(t, string(b), string(sink.events[0].Payload))
+}
+
+// Item 1, with a guard in a store of its own (WithReplayGuard): the key it
+// claims is the body's alone, so a replay under a new id and a new type
+// is a duplicate there too.
+func TestReplayGuardStoreIgnoresUnsignedHeaders(t *testing.T) {
+	sink := &recordingSink{}
+	h := webhook.New("github", webhook.GitHub(plainSec), webhook.WithLogger(quiet), webhook.WithReplayGuard(dedupe.NewMemory()))
+	running(t, h, sink, githubProbe)
+	b := deliveryBody("s-1")
+	require.Equal(t, http.StatusAccepted, serve(h, githubRequest(plainSec, "s-1", b)).Code)
+	r := githubRequest(plainSec, "s-2", b)
+	r.Header.Set("X-GitHub-Event", "issues") // githubRequest signs as "push"
+	assert.Equal(t, http.StatusOK, serve(h, r).Code, "a replay under a new id and type")
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.Len(t, sink.events, 1)
 }

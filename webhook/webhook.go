@@ -305,16 +305,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	// is done or dead. Under a new id it is a replay: a duplicate, not
 	// handled.
 	var guard, guardID string
-	if store := h.guard; store != nil {
+	if h.guard != nil {
 		sum := sha256.Sum256(body)
 		guard = event.Key(h.name, "replay:"+hex.EncodeToString(sum[:16]))
 		guardID = guard + ":" + e.ID
-		st, err := store.Claim(r.Context(), guard, time.Minute)
+		st, err := h.guard.Claim(r.Context(), guard, time.Minute)
 		if err == nil && st == dedupe.Done {
 			var same dedupe.State
-			if same, err = store.Claim(r.Context(), guardID, time.Minute); err == nil {
+			if same, err = h.guard.Claim(r.Context(), guardID, time.Minute); err == nil {
 				if same == dedupe.Claimed {
-					_ = store.Release(context.WithoutCancel(r.Context()), guardID)
+					_ = h.guard.Release(context.WithoutCancel(r.Context()), guardID)
 					h.rec.Count(metric.Duplicate, h.name, "replay", 1)
 					w.WriteHeader(http.StatusOK)
 					return "replayed"
