@@ -268,8 +268,7 @@ var providers = []provider{
 		}},
 	{name: "graph", secret: "the subscription's clientState",
 		verifier: func(s string) *webhook.Scheme { return webhook.MicrosoftGraph(s) },
-		sign:     func(string, *message) error { return nil }, // the clientState is in the body
-		body:     nil,                                         // set by graphBody, which needs the secret
+		sign:     func(string, *message) error { return nil }, // the clientState is in the body (signer.defaultBody)
 		handshake: func(_ string, m *message, c string) error {
 			m.body = nil
 			return withQuery(m, "validationToken", c)
@@ -340,8 +339,7 @@ var providers = []provider{
 		}},
 	{name: "mailgun", secret: "the account's HTTP webhook signing key",
 		verifier: func(s string) *webhook.Scheme { return webhook.Mailgun(s) },
-		sign:     func(string, *message) error { return nil }, // the signature is in the body: see mailgunBody
-		body:     nil},
+		sign:     func(string, *message) error { return nil }}, // the signature is in the body (signer.defaultBody)
 	{name: "gitlab", secret: "the webhook's secret token (sent as is: not a signature)",
 		verifier: func(s string) *webhook.Scheme { return webhook.GitLab(s) },
 		sign: func(s string, m *message) error {

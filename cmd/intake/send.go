@@ -81,7 +81,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	default:
 		if m.body, err = os.ReadFile(*file); err != nil {
-			return err
+			return usagef("--file: %v", err)
 		}
 	}
 	e, err := s.sign(m)

@@ -227,6 +227,7 @@ func TestCommandLinesToFix(t *testing.T) {
 		{"send unknown scheme", "", []string{"send", "--scheme", "bogus", "--secret", "s", "--url", "http://127.0.0.1:1/"}, "unknown scheme"},
 		{"send missing flags", "", []string{"send", "--scheme", "github"}, "required"},
 		{"send bad url", "", []string{"send", "--scheme", "github", "--secret", "s", "--url", "not-a-url"}, "--url"},
+		{"send no such file", "", []string{"send", "--scheme", "github", "--secret", "s", "--url", "http://127.0.0.1:1/", "--file", "/nonexistent/evt.json"}, "--file"},
 		{"events bogus state", "", []string{"events", "list", "--db", db, "--state", "bogus"}, "--state"},
 		{"events unknown command", "", []string{"events", "explode", "--db", db}, "explode"},
 		{"events two keys", "", []string{"events", "show", "--db", db, "k1", "k2"}, "unexpected argument"},
