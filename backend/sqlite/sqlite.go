@@ -648,18 +648,13 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		}
 		var keys [][]byte
 		for _, c := range cands {
-			var enc []byte
-			var it dedupe.Stored
-			if err := tx.QueryRow(`SELECT event, attempts FROM `+b.t.keys+` WHERE key = ?`, c.key).Scan(&enc, &it.Attempts); err != nil {
-				return err
-			}
-			if err := it.Event.UnmarshalBinary(enc); err != nil {
+			it := dedupe.Stored{Key: string(c.key), Attempts: c.attempts}
+			if err := it.Event.UnmarshalBinary(c.enc); err != nil {
 				return fmt.Errorf("event of %q: %w", c.key, err)
 			}
 			if c.crashed {
 				it.Attempts++
 			}
-			it.Key = string(c.key)
 			keys = append(keys, c.key)
 			out = append(out, it)
 		}
@@ -940,9 +935,10 @@ func nullBytes(s string) any {
 
 // candidate is a queued event that Adopt may take.
 type candidate struct {
-	key     []byte
-	seq     int64
-	crashed bool // held by a holder that did not give it back
+	key, enc []byte // the key, and the event as MarshalBinary wrote it
+	seq      int64
+	attempts int
+	crashed  bool // held by a holder that did not give it back
 }
 
 // adoptable returns up to n adoptable events, oldest first: given back,
@@ -958,7 +954,7 @@ func (b *Backend) adoptable(tx *sql.Tx, now int64, n int) ([]candidate, error) {
 		defer rows.Close()
 		for rows.Next() {
 			c := candidate{crashed: crashed}
-			if err := rows.Scan(&c.key, &c.seq); err != nil {
+			if err := rows.Scan(&c.key, &c.seq, &c.enc, &c.attempts); err != nil {
 				return err
 			}
 			cands = append(cands, c)
@@ -997,9 +993,9 @@ type adoptQueries struct{ givenBack, gone, expired, holders string }
 func adoptSQL(keys string) adoptQueries {
 	const queued = ` WHERE state = 1 AND seq IS NOT NULL AND `
 	return adoptQueries{
-		givenBack: `SELECT key, seq FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
-		gone:      `SELECT key, seq FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
-		expired:   `SELECT key, seq FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
+		givenBack: `SELECT key, seq, event, attempts FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
+		gone:      `SELECT key, seq, event, attempts FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
+		expired:   `SELECT key, seq, event, attempts FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
 		holders:   holdersSQL(keys),
 	}
 }
