@@ -37,9 +37,13 @@ type Delivery struct {
 	sub     *subscription
 	it      *item
 	gen     uint64
-	settled atomic.Bool
-	acked   atomic.Bool
+	settled atomic.Uint32 // 0 until the first Ack (settledAck) or Nack (settledNack)
 }
+
+const (
+	settledAck uint32 = iota + 1
+	settledNack
+)
 
 // Ack reports that the event was handled. When every subscription has
 // acked it, its key is committed (by the stream, in the background, a
@@ -47,8 +51,7 @@ type Delivery struct {
 // comes after the delivery's lease ran out still counts if the event was
 // not acked yet, and stops a redelivery not yet received.
 func (d *Delivery) Ack() {
-	if d.settled.CompareAndSwap(false, true) {
-		d.acked.Store(true)
+	if d.settled.CompareAndSwap(0, settledAck) {
 		d.sub.ack(d.it)
 	}
 }
@@ -77,7 +80,7 @@ var ErrNacked = errors.New("intake: delivery already nacked")
 // cannot be made idempotent.
 func (d *Delivery) AckWait(ctx context.Context) error {
 	d.Ack()
-	if !d.acked.Load() {
+	if d.settled.Load() == settledNack {
 		return ErrNacked
 	}
 	ch, err := d.it.e.finishedCh()
@@ -98,7 +101,7 @@ func (d *Delivery) AckWait(ctx context.Context) error {
 // once it has had its maximum attempts. A Nack after the lease ran out is
 // ignored: the event was already scheduled again.
 func (d *Delivery) Nack(err error) {
-	if d.settled.CompareAndSwap(false, true) {
+	if d.settled.CompareAndSwap(0, settledNack) {
 		d.sub.nack(d.it, d.gen, err)
 	}
 }
