@@ -166,6 +166,9 @@ func (c *committer) commit(batch []*entry) bool {
 	keys := make([]string, 0, len(batch))
 	var other []*entry
 	for _, en := range batch {
+		if en.lost.Load() {
+			continue // another holder has it: nothing of ours to write
+		}
 		if en.discarded.Load() || en.failure.Load() != nil {
 			other = append(other, en)
 			continue

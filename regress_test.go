@@ -172,6 +172,7 @@ type fakeRow struct {
 	seq     int
 	queued  bool
 	failure *dedupe.Failure
+	done    []string // subscriptions acked in a transaction
 }
 
 func newFakeQueue() *fakeQueue {
@@ -209,7 +210,7 @@ func (q *fakeQueue) Adopt(ctx context.Context, n int, lease time.Duration) ([]de
 		}
 		if r.queued && r.state == dedupe.Pending && !r.expires.After(q.now()) {
 			r.holder, r.expires = q.holder, q.now().Add(lease)
-			out = append(out, dedupe.Stored{Key: k, Event: r.e})
+			out = append(out, dedupe.Stored{Key: k, Event: r.e, Done: r.done})
 		}
 	}
 	return out, nil

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,8 @@ type entry struct {
 	items     []*item // one per subscription that wants it; set by admit
 	failure   atomic.Pointer[dedupe.Failure]
 	discarded atomic.Bool
+	lost      atomic.Bool // another holder took it over: finished here without a store call
+	done      []string    // subscriptions that acked it in a committed transaction (adoption)
 
 	// The end of the entry, for AckWait: finished once its key is
 	// committed (or it is buried, or released) or it is given back at
@@ -342,7 +345,7 @@ func (s *Stream) admit(en *entry) error {
 	en.seq = s.seq
 	var subs []*subscription
 	for _, sub := range s.subs {
-		if sub.matches(&en.ev) {
+		if sub.matches(&en.ev) && !slices.Contains(en.done, sub.name) {
 			subs = append(subs, sub)
 			en.items = append(en.items, &item{e: en, sub: sub, attempt: en.base})
 		}
@@ -398,8 +401,12 @@ func (s *Stream) committed(batch []*entry) {
 	}
 	now := time.Now()
 	for _, en := range batch {
-		en.finish(nil)
-		if en.failure.Load() == nil && !en.discarded.Load() { // buried or released: not committed
+		if en.lost.Load() {
+			en.finish(dedupe.ErrNotHeld)
+		} else {
+			en.finish(nil)
+		}
+		if en.failure.Load() == nil && !en.discarded.Load() && !en.lost.Load() { // buried, released or let go: not committed
 			s.rec.Count(metric.Committed, en.ev.Source, "", 1)
 		}
 		s.rec.Observe(metric.Processing, en.ev.Source, now.Sub(en.start))
@@ -655,7 +662,7 @@ func (s *Stream) adopt(ctx context.Context) {
 			got = len(items)
 			var back []string
 			for _, it := range items {
-				if err := s.admit(&entry{ev: it.Event, key: it.Key, base: it.Attempts, start: time.Now()}); err != nil {
+				if err := s.admit(&entry{ev: it.Event, key: it.Key, base: it.Attempts, done: it.Done, start: time.Now()}); err != nil {
 					back = append(back, it.Key)
 				}
 			}

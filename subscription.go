@@ -74,7 +74,9 @@ var ErrNacked = errors.New("intake: delivery already nacked")
 // acked, so with several subscriptions AckWait waits for the others too.
 // It returns nil then; ctx's error if ctx ends first (the ack still
 // counts, and the commit still happens); [ErrNotCommitted] if the stream
-// stopped first; [ErrNacked] if the delivery was nacked already. It costs
+// stopped first; [ErrNacked] if the delivery was nacked already;
+// [dedupe.ErrNotHeld] if a subscription let go of the event because
+// another holder took it over (see [Delivery.Nack]). It costs
 // the handler the commit's latency (a few milliseconds with a durable
 // queue), so call it only where a duplicate effect must be avoided and
 // cannot be made idempotent.
@@ -96,10 +98,23 @@ func (d *Delivery) AckWait(ctx context.Context) error {
 	}
 }
 
+// Key returns the event's idempotency key (see [event.Event.Key]): what
+// a backend's transactional ack marks done, and what an effect outside
+// the database can be made idempotent by.
+func (d *Delivery) Key() string { return d.it.e.key }
+
+// Subscription returns the name of the subscription the event was
+// delivered to ([WithName], or "sub-1", "sub-2"… in the order made).
+func (d *Delivery) Subscription() string { return d.sub.name }
+
 // Nack reports that handling failed; the event is delivered again after
 // the subscription's retry backoff, or goes to the dead-letter function
 // once it has had its maximum attempts. A Nack after the lease ran out is
-// ignored: the event was already scheduled again.
+// ignored: the event was already scheduled again. A Nack with an error
+// wrapping [dedupe.ErrNotHeld] (a transactional ack found that another
+// holder took the event over) lets go of the event instead: it is not
+// retried, and the stream neither commits nor buries it, since the holder
+// that has it now will.
 func (d *Delivery) Nack(err error) {
 	if d.settled.CompareAndSwap(0, settledNack) {
 		d.sub.nack(d.it, d.gen, err)
@@ -121,20 +136,15 @@ func (e *permanentError) Unwrap() error { return e.err }
 // attempt this is.
 type HandlerFunc func(ctx context.Context, e event.Event) error
 
-type attemptKey struct{}
-
-type attempt struct {
-	n   int
-	sub string
-}
-
 // Attempt returns, from the context of a [Stream.Handle] function's call,
 // the attempt number of the delivery (1 for the first) and the name of the
 // subscription; 0 and "" for any other context. A handler uses it to log,
 // or to give up early on an event it knows it cannot handle.
 func Attempt(ctx context.Context) (n int, subscription string) {
-	if a, ok := ctx.Value(attemptKey{}).(attempt); ok {
-		return a.n, a.sub
+	if d, ok := dedupe.DeliveryFromContext(ctx); ok {
+		if d, ok := d.(*Delivery); ok {
+			return d.Attempt, d.sub.name
+		}
 	}
 	return 0, ""
 }
@@ -478,6 +488,15 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 		return
 	}
 	it.gen++
+	if errors.Is(err, dedupe.ErrNotHeld) {
+		sub.mu.Unlock()
+		it.e.lost.Store(true)
+		sub.log.Warn("intake: event taken over by another holder; letting go of it", "subscription", sub.name,
+			"source", it.e.ev.Source, "id", it.e.ev.ID)
+		sub.rec.Count(metric.Nacked, it.e.ev.Source, "not_held", 1)
+		sub.ack(it)
+		return
+	}
 	var perm *permanentError
 	if sub.exhausted(it) || errors.As(err, &perm) {
 		sub.mu.Unlock()
@@ -541,7 +560,7 @@ func (sub *subscription) retryDelay(attempt int) time.Duration {
 // closed.
 func (sub *subscription) work(ctx context.Context) {
 	for d := range sub.ch {
-		err := sub.call(context.WithValue(ctx, attemptKey{}, attempt{d.Attempt, sub.name}), d.Event)
+		err := sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
 		if err == nil {
 			d.Ack()
 		} else {

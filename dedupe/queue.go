@@ -75,6 +75,11 @@ type Stored struct {
 	Key      string
 	Event    event.Event
 	Attempts int
+	// Done names the subscriptions that already acked the event in a
+	// committed transaction (a backend's transactional ack): the stream
+	// does not deliver it to them again. Queues without transactional
+	// acks leave it empty.
+	Done []string
 }
 
 // Waker is a [Queue] that can tell its holder when there may be events to
