@@ -111,6 +111,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, err
 	return b, nil
 }
 
+// Holder returns this Backend's holder id: what the rows of the events
+// it holds say (the column holder), and the second key of its advisory
+// lock (the first is 0x696e7461).
+func (b *Backend) Holder() string { return b.holder }
+
 // lockClass is the first key of every holder's advisory lock (two-key
 // form); the second is the holder's id.
 const lockClass = 0x696e7461 // "inta"
@@ -372,8 +377,9 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 			r        row
 			key, enc []byte
 			attempts int32
+			done     [][]byte
 		)
-		if err := rows.Scan(&key, &r.seq, &enc, &attempts); err != nil {
+		if err := rows.Scan(&key, &r.seq, &enc, &attempts, &done); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("postgres: adopt: %w", err)
 		}
@@ -382,6 +388,9 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 			return nil, fmt.Errorf("postgres: adopt %q: %w", key, err)
 		}
 		r.it.Key, r.it.Attempts = string(key), int(attempts)
+		for _, sub := range done {
+			r.it.Done = append(r.it.Done, string(sub))
+		}
 		got = append(got, r)
 	}
 	if err := rows.Err(); err != nil {

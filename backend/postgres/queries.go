@@ -8,12 +8,13 @@ type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	checkSchema, bury, list, get, replay, discard                  string
 	enqueueBatch                                                   string
+	ackTx, ackTxWhy                                                string
 	loadCheckpoint, saveCheckpoint                                 string
 	acquire, renew, releaseLease                                   string
 }
 
 // clearEvent resets a row's queued-event columns.
-const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL`
+const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL`
 
 func newQueries(p string) queries {
 	q := queries{
@@ -89,7 +90,9 @@ WHERE hash = ANY($1) AND holder = $3 AND state = 1`,
 
 		// Adoptable: given back (no holder), or held by a holder whose
 		// advisory lock is free (its process is gone). A live holder keeps
-		// its events however long it pauses; $4 is the lock class. The
+		// its events however long it pauses; $4 is the lock class. Never
+		// this holder's own ($1): with its lock lost (its connection cut)
+		// they look orphaned, but it has them in memory already. The
 		// holders are found by a skip scan of keys_held (one index probe
 		// per holder), and only the rows of the ones gone, and those given
 		// back, are read: a live holder's backlog, however large, is not.
@@ -109,7 +112,7 @@ WITH RECURSIVE holders AS (
 	SELECT objid::bigint::text AS holder FROM pg_locks
 	WHERE locktype = 'advisory' AND classid = $4::int::oid AND objsubid = 2 AND granted
 ), gone AS MATERIALIZED (
-	SELECT holder FROM holders WHERE holder IS NOT NULL AND holder NOT IN (SELECT holder FROM live)
+	SELECT holder FROM holders WHERE holder IS NOT NULL AND holder <> $1 AND holder NOT IN (SELECT holder FROM live)
 ), back AS MATERIALIZED (
 	SELECT ctid AS tid, seq FROM {p}keys
 	WHERE state = 1 AND seq IS NOT NULL AND holder IS NULL
@@ -129,7 +132,20 @@ UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 micro
 	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END
 FROM picked
 WHERE k.ctid = picked.tid
-RETURNING k.key, k.seq, k.event, k.attempts`,
+RETURNING k.key, k.seq, k.event, k.attempts, k.done`,
+
+		// A transactional ack: the subscription added to the row's done
+		// list, only while this holder ($2) holds the queued event and the
+		// subscription is not in it yet. The UPDATE locks the row until
+		// the caller's transaction ends, so adoption (FOR UPDATE SKIP
+		// LOCKED) cannot take the event meanwhile, and finds it done after.
+		ackTx: `
+UPDATE {p}keys SET done = array_append(coalesce(done, '{}'), $3::bytea)
+WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))`,
+		// Why it changed nothing: true when this holder holds the event
+		// and the subscription already acked it; otherwise not held.
+		ackTxWhy: `
+SELECT coalesce(holder = $2 AND state = 1 AND seq IS NOT NULL AND $3::bytea = ANY(done), false) FROM {p}keys WHERE hash = $1`,
 
 		cleanup: `
 DELETE FROM {p}keys WHERE hash IN (
@@ -177,7 +193,7 @@ WHERE name = $1 AND holder = $2 AND expires_at > now()
 RETURNING 1`,
 		releaseLease: `DELETE FROM {p}leases WHERE name = $1 AND holder = $2`,
 	}
-	for _, s := range []*string{&q.enqueueBatch, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

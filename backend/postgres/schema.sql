@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS {p}keys (
     failure     bytea
 );
 
+-- The subscriptions that acked a queued event inside a transaction of
+-- their own (Backend.AckTx): adoption does not deliver it to them again.
+-- Cleared with the event when the key is committed.
+ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS done bytea[];
+
 -- Expired keys that can be deleted (no queued event) are found through
 -- this index, in bounded batches: queued events whose claim expired (a
 -- live holder's renewal writes nothing) are not in it, so that cleanup
