@@ -27,6 +27,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("INTAKE_PG_CHILD") == "effects" {
+		if err := effectsChild(os.Getenv("INTAKE_PG_PREFIX")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_PG_CHILD") == "1" {
 		if err := crashChild(os.Getenv("INTAKE_PG_PREFIX")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)

@@ -164,19 +164,29 @@ func TestReplicasHandleEachEventOnce(t *testing.T) {
 // sendUntilStored posts a signed webhook until it is stored (202) or known
 // (200, or 409 while another replica holds it), as a provider would retry.
 func sendUntilStored(client *http.Client, url, id string) bool {
-	body := []byte(`{"id":"` + id + `"}`)
 	for range 200 {
-		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		req.Header = webhook.SignGitHub(secret, id, "push", body)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			switch resp.StatusCode {
-			case http.StatusAccepted, http.StatusOK, http.StatusConflict:
-				return true
-			}
+		if sendUntilStoredOnce(client, url, id) {
+			return true
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// sendUntilStoredOnce posts the webhook once and reports whether it was
+// stored or known.
+func sendUntilStoredOnce(client *http.Client, url, id string) bool {
+	body := []byte(`{"id":"` + id + `"}`)
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header = webhook.SignGitHub(secret, id, "push", body)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusAccepted, http.StatusOK, http.StatusConflict:
+		return true
 	}
 	return false
 }

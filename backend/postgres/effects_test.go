@@ -1,0 +1,277 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/postgres"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/webhook"
+)
+
+// effectsPlan is the workload of the effects crash test, the same in
+// every process: n unique events; a quarter arrive first by poll, the
+// rest by webhook; 30% arrive a second time by the other path. It
+// returns the ids to send as webhooks and the events the API serves to
+// the poller, in order.
+func effectsPlan(n int) (hooks []string, polled []event.Event) {
+	for i := range n {
+		id := fmt.Sprintf("evt_%05d", i)
+		first := event.Webhook
+		if i%4 == 0 {
+			first = event.Poll
+		}
+		both := i%10 < 3
+		if first == event.Webhook || both {
+			hooks = append(hooks, id)
+		}
+		if first == event.Poll || both {
+			polled = append(polled, event.Event{ID: id, Type: "t", Payload: []byte(`{"id":"` + id + `"}`)})
+		}
+	}
+	return hooks, polled
+}
+
+// effectsChild is one replica of the effects crash test: a stream on the
+// shared tables with a webhook endpoint (its address said on stdout) and
+// the poller of the shared API (one leader at a time, its cursor in
+// Postgres), whose handler inserts one row per event into the user's
+// table: in the same transaction as its ack (ack=tx), or committed on
+// its own before a plain ack (ack=plain). It runs until killed.
+func effectsChild(prefix string) error {
+	ctx := context.Background()
+	n, _ := strconv.Atoi(os.Getenv("INTAKE_EFFECTS_N"))
+	table := prefix + "effects"
+	pg, err := postgres.Open(ctx, dsn(), postgres.WithPrefix(prefix))
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, dsn())
+	if err != nil {
+		return err
+	}
+	s := intake.New(intake.WithQueue(pg), intake.WithLogger(quiet), intake.WithQueueSize(2000))
+	hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
+	_, polled := effectsPlan(n)
+	p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
+		poller.WithCheckpoint(pg.Checkpoint()), poller.WithLease(pg.Lease(), time.Second), poller.WithLogger(quiet))
+	s.Add(hook, p)
+	insert := `INSERT INTO ` + table + ` (id, by) VALUES ($1, $2)`
+	me := strconv.Itoa(os.Getpid())
+	if os.Getenv("INTAKE_EFFECTS_ACK") == "tx" {
+		s.Handle(pg.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+			_, err := tx.Exec(ctx, insert, e.ID, me)
+			return err
+		}), intake.WithWorkers(8), intake.WithMaxAttempts(1000))
+	} else {
+		s.Handle(func(ctx context.Context, e event.Event) error {
+			_, err := pool.Exec(ctx, insert, e.ID, me)
+			return err
+		}, intake.WithWorkers(8), intake.WithMaxAttempts(1000))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.Serve(ln, hook) }()
+	go func() { _ = s.Run(ctx) }()
+	fmt.Println("http://" + ln.Addr().String())
+	select {}
+}
+
+// TestCrashEffectsOnce: three replica processes on one Postgres take
+// 20,000 events (30% of them twice, by webhook and by poll) while they
+// are SIGKILLed and restarted at random, at least ten times. A handler
+// that inserts its row and acks in one transaction (HandleTx) leaves
+// exactly one row per event; the same run with the insert committed on
+// its own and a plain ack must leave duplicates (so the test can fail),
+// and says how many.
+func TestCrashEffectsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two runs of 20,000 events with replicas killed")
+	}
+	n := 20_000
+	if raceEnabled {
+		n = 4_000 // the race detector slows the replicas tenfold
+	}
+	for _, ack := range []string{"tx", "plain"} {
+		t.Run(ack, func(t *testing.T) {
+			missing, dups := crashEffects(t, ack, n)
+			switch {
+			case missing > 0:
+				t.Errorf("%d events without a row", missing)
+			case ack == "tx" && dups > 0:
+				t.Errorf("%d duplicate rows with transactional acks", dups)
+			case ack == "plain" && dups == 0:
+				t.Errorf("no duplicate row with plain acks: the run did not test the crash window")
+			}
+		})
+	}
+}
+
+// crashEffects runs the workload on three replicas with ack mode ack,
+// killing and restarting them until every event has its row, and returns
+// how many events have no row and how many rows are duplicates.
+func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	newBackend(t, pool, prefix) // the tables, before the replicas race to make them
+	table := prefix + "effects"
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+table+` (id text NOT NULL, by text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP TABLE IF EXISTS `+table) })
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("seed %d", seed)
+
+	const replicas = 3
+	var (
+		mu    sync.Mutex
+		procs [replicas]*exec.Cmd
+		urls  [replicas]string
+	)
+	start := func(i int) {
+		cmd, out := intaketest.Child(t, "INTAKE_PG_CHILD=effects", "INTAKE_PG_PREFIX="+prefix,
+			"INTAKE_EFFECTS_ACK="+ack, "INTAKE_EFFECTS_N="+strconv.Itoa(n))
+		url := intaketest.FirstLine(t, out, 20*time.Second)
+		if !strings.HasPrefix(url, "http://") {
+			t.Fatalf("replica said %q", url)
+		}
+		mu.Lock()
+		procs[i], urls[i] = cmd, url
+		mu.Unlock()
+	}
+	for i := range replicas {
+		start(i)
+	}
+	pick := func(i int) string {
+		mu.Lock()
+		defer mu.Unlock()
+		for j := range replicas {
+			if u := urls[(i+j)%replicas]; u != "" {
+				return u
+			}
+		}
+		return ""
+	}
+
+	// Send the webhooks as a provider does, retrying until a 2xx (or a
+	// 409: stored, pending at another replica), 16 at a time.
+	hooks, _ := effectsPlan(n)
+	var sends sync.WaitGroup
+	var failed atomic.Int64
+	work := make(chan int)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	for range 16 {
+		sends.Add(1)
+		go func() {
+			defer sends.Done()
+			for i := range work {
+				if !sendUntilStoredAt(client, func() string { return pick(i) }, hooks[i]) {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	sent := make(chan struct{})
+	go func() {
+		for i := range hooks {
+			work <- i
+		}
+		close(work)
+		sends.Wait()
+		close(sent)
+	}()
+
+	// Kill a random replica every 150–450 ms and start it again, until
+	// the webhooks are sent and at least ten kills happened; then let
+	// the survivors finish.
+	kills := 0
+	began := time.Now()
+	for kills < 10 || !isClosed(sent) {
+		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+		i := rng.IntN(replicas)
+		mu.Lock()
+		cmd := procs[i]
+		urls[i] = ""
+		mu.Unlock()
+		_ = cmd.Process.Kill() // SIGKILL
+		_ = cmd.Wait()
+		kills++
+		start(i)
+	}
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d webhooks never stored", f)
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		var rows, queued int
+		if err := pool.QueryRow(context.Background(), `SELECT (SELECT count(DISTINCT id) FROM `+table+`),
+			(SELECT count(*) FROM `+prefix+`keys WHERE state = 1 AND seq IS NOT NULL)`).Scan(&rows, &queued); err != nil {
+			t.Fatal(err)
+		}
+		if rows == n && queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("after 120 s: %d of %d events have a row, %d still queued", rows, n, queued)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	for _, cmd := range procs {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	mu.Unlock()
+	var distinct, total int
+	if err := pool.QueryRow(context.Background(), `SELECT count(DISTINCT id), count(*) FROM `+table).Scan(&distinct, &total); err != nil {
+		t.Fatal(err)
+	}
+	missing, dups = n-distinct, total-distinct
+	t.Logf("ack=%s: %d events, %d webhooks, %d kills in %v; rows: %d missing, %d duplicates",
+		ack, n, len(hooks), kills, time.Since(began).Round(time.Millisecond), missing, dups)
+	return missing, dups
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// sendUntilStoredAt posts a signed webhook to the replica url() names
+// until it is stored (202) or known (200, or 409 while another replica
+// holds it), as a provider retries: a refused connection or a 5xx is
+// tried again.
+func sendUntilStoredAt(client *http.Client, url func() string, id string) bool {
+	for range 3000 {
+		if u := url(); u != "" && sendUntilStoredOnce(client, u, id) {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
