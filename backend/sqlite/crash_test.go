@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -49,6 +48,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("INTAKE_SQLITE_CHILD") == "effects" {
+		if err := effectsChild(os.Getenv("INTAKE_DB")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_SQLITE_CHILD") == "poison" {
 		if err := poisonChild(os.Getenv("INTAKE_DB")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
@@ -79,7 +85,7 @@ func child(dbPath, handledPath string) error {
 		return err
 	}
 	defer log.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
 	s := intake.New(intake.WithQueue(b), intake.WithClaimLease(600*time.Millisecond), intake.WithLogger(quiet),
 		intake.WithDrainTimeout(20*time.Second))
 	hook := webhook.New("github", webhook.GitHub(secret), webhook.WithLogger(quiet))
@@ -296,7 +302,7 @@ func poisonChild(dbPath string) error {
 		return err
 	}
 	defer b.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
 	s := intake.New(intake.WithQueue(b), intake.WithClaimLease(300*time.Millisecond), intake.WithLogger(quiet))
 	s.Handle(func(ctx context.Context, e event.Event) error {
 		if e.ID == "poison" {
@@ -387,7 +393,7 @@ func recoveryChild(dbPath, handledPath, mode string) error {
 		return err
 	}
 	defer b.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
 	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet))
 	var out *os.File
 	if mode == "handle" {
@@ -481,7 +487,7 @@ func ackWaitChild(dbPath, handledPath string) error {
 		return err
 	}
 	defer out.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
 	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet))
 	deliveries := s.Subscribe()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

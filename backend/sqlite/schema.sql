@@ -7,7 +7,9 @@
 -- (kept until expires_at). A pending or dead row with seq set holds an
 -- event, in event as event.MarshalBinary encodes it, byte-exact, with its
 -- source and type for filtering, the attempts counted across processes,
--- and failure (JSON) why it died; seq orders the queue.
+-- and failure (JSON) why it died; seq orders the queue. done lists the
+-- subscriptions that acked the event inside a transaction of their own
+-- (Backend.AckTx), each as |hex(name)|, so that adoption skips them.
 CREATE TABLE IF NOT EXISTS {p}keys (
     key         BLOB    PRIMARY KEY,
     state       INTEGER NOT NULL,
@@ -18,7 +20,8 @@ CREATE TABLE IF NOT EXISTS {p}keys (
     source      BLOB,
     type        BLOB,
     attempts    INTEGER NOT NULL DEFAULT 0,
-    failure     BLOB
+    failure     BLOB,
+    done        TEXT
 );
 
 -- Expired keys are found through this index, in bounded batches.

@@ -146,6 +146,9 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
 		return nil, fmt.Errorf("sqlite: create tables: %w", err)
 	}
+	if err := addDone(db, s.prefix+"keys"); err != nil {
+		return nil, err
+	}
 	b := &Backend{
 		db:       db,
 		holder:   newHolder(),
@@ -174,6 +177,22 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	b.conn = conn
 	go b.write()
 	return b, nil
+}
+
+// addDone adds the column of transactional acks to a table made before
+// it existed (SQLite has no ADD COLUMN IF NOT EXISTS).
+func addDone(db *sql.DB, keys string) error {
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = 'done'`, keys).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite: check tables: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := db.Exec(`ALTER TABLE ` + keys + ` ADD COLUMN done TEXT`); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+		return fmt.Errorf("sqlite: add column done: %w", err)
+	}
+	return nil
 }
 
 // stmts are the writer's hot statements, prepared once on its connection.
@@ -648,7 +667,7 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		}
 		var keys [][]byte
 		for _, c := range cands {
-			it := dedupe.Stored{Key: string(c.key), Attempts: c.attempts}
+			it := dedupe.Stored{Key: string(c.key), Attempts: c.attempts, Done: decodeDone(c.done.String)}
 			if err := it.Event.UnmarshalBinary(c.enc); err != nil {
 				return fmt.Errorf("event of %q: %w", c.key, err)
 			}
@@ -938,7 +957,8 @@ type candidate struct {
 	key, enc []byte // the key, and the event as MarshalBinary wrote it
 	seq      int64
 	attempts int
-	crashed  bool // held by a holder that did not give it back
+	done     sql.NullString // the subscriptions acked in a transaction
+	crashed  bool           // held by a holder that did not give it back
 }
 
 // adoptable returns up to n adoptable events, oldest first: given back,
@@ -954,7 +974,7 @@ func (b *Backend) adoptable(tx *sql.Tx, now int64, n int) ([]candidate, error) {
 		defer rows.Close()
 		for rows.Next() {
 			c := candidate{crashed: crashed}
-			if err := rows.Scan(&c.key, &c.seq, &c.enc, &c.attempts); err != nil {
+			if err := rows.Scan(&c.key, &c.seq, &c.enc, &c.attempts, &c.done); err != nil {
 				return err
 			}
 			cands = append(cands, c)
@@ -993,9 +1013,9 @@ type adoptQueries struct{ givenBack, gone, expired, holders string }
 func adoptSQL(keys string) adoptQueries {
 	const queued = ` WHERE state = 1 AND seq IS NOT NULL AND `
 	return adoptQueries{
-		givenBack: `SELECT key, seq, event, attempts FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
-		gone:      `SELECT key, seq, event, attempts FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
-		expired:   `SELECT key, seq, event, attempts FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
+		givenBack: `SELECT key, seq, event, attempts, done FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
+		gone:      `SELECT key, seq, event, attempts, done FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
+		expired:   `SELECT key, seq, event, attempts, done FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
 		holders:   holdersSQL(keys),
 	}
 }

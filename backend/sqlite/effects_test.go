@@ -1,0 +1,255 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/webhook"
+)
+
+// effectsPlan is the workload of the effects crash test: n unique
+// events; a quarter arrive first by poll, the rest by webhook; 30%
+// arrive a second time by the other path. It returns the ids to send as
+// webhooks and the events the API serves to the poller, in order.
+func effectsPlan(n int) (hooks []string, polled []event.Event) {
+	for i := range n {
+		id := fmt.Sprintf("evt_%05d", i)
+		first := event.Webhook
+		if i%4 == 0 {
+			first = event.Poll
+		}
+		both := i%10 < 3
+		if first == event.Webhook || both {
+			hooks = append(hooks, id)
+		}
+		if first == event.Poll || both {
+			polled = append(polled, event.Event{ID: id, Type: "t", Payload: []byte(`{"id":"` + id + `"}`)})
+		}
+	}
+	return hooks, polled
+}
+
+// effectsChild is the service of the effects crash test: a stream on the
+// SQLite file with a webhook endpoint (its address said on stdout) and a
+// poller of the API (its cursor in the file), whose handler inserts one
+// row per event into the user's table in the same file: in the same
+// transaction as its ack (ack=tx), or committed on its own before a
+// plain ack (ack=plain). It runs until killed.
+func effectsChild(dbPath string) error {
+	n, _ := strconv.Atoi(os.Getenv("INTAKE_EFFECTS_N"))
+	b, err := sqlite.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet), intake.WithQueueSize(2000))
+	hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
+	_, polled := effectsPlan(n)
+	p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
+		poller.WithCheckpoint(b.Checkpoint()), poller.WithLogger(quiet))
+	s.Add(hook, p)
+	const insert = `INSERT INTO effects (id, by) VALUES (?, ?)`
+	me := strconv.Itoa(os.Getpid())
+	if os.Getenv("INTAKE_EFFECTS_ACK") == "tx" {
+		s.Handle(b.HandleTx(func(ctx context.Context, tx *sql.Tx, e event.Event) error {
+			_, err := tx.ExecContext(ctx, insert, e.ID, me)
+			return err
+		}), intake.WithWorkers(4), intake.WithMaxAttempts(1000))
+	} else {
+		s.Handle(func(ctx context.Context, e event.Event) error {
+			_, err := b.DB().ExecContext(ctx, insert, e.ID, me)
+			return err
+		}, intake.WithWorkers(4), intake.WithMaxAttempts(1000))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.Serve(ln, hook) }()
+	go func() { _ = s.Run(context.Background()) }()
+	fmt.Println("ADDR " + ln.Addr().String())
+	select {}
+}
+
+// pageFetch serves events in pages of size, the cursor being an index.
+func pageFetch(events []event.Event, size int) poller.FetchFunc {
+	return func(ctx context.Context, cursor string) (poller.Page, error) {
+		from := 0
+		fmt.Sscan(cursor, &from)
+		if from >= len(events) {
+			return poller.Page{}, nil
+		}
+		to := min(from+size, len(events))
+		return poller.Page{Events: events[from:to], Next: fmt.Sprint(to), More: to < len(events)}, nil
+	}
+}
+
+// TestCrashEffectsOnce: one service on SQLite takes 20,000 events (30%
+// of them twice, by webhook and by poll) while it is SIGKILLed and
+// restarted at random, at least ten times. A handler that inserts its
+// row and acks in one transaction (HandleTx) leaves exactly one row per
+// event; the same run with the insert committed on its own and a plain
+// ack must leave duplicates, and says how many.
+func TestCrashEffectsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two runs of 20,000 events with the service killed")
+	}
+	n := 20_000
+	if raceEnabled {
+		n = 3_000 // the race detector slows the transpiled SQLite tenfold
+	}
+	for _, ack := range []string{"tx", "plain"} {
+		t.Run(ack, func(t *testing.T) {
+			missing, dups := crashEffects(t, ack, n)
+			switch {
+			case missing > 0:
+				t.Errorf("%d events without a row", missing)
+			case ack == "tx" && dups > 0:
+				t.Errorf("%d duplicate rows with transactional acks", dups)
+			case ack == "plain" && dups == 0:
+				t.Errorf("no duplicate row with plain acks: the run did not test the crash window")
+			}
+		})
+	}
+}
+
+func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
+	path := filepath.Join(t.TempDir(), "effects.db")
+	db := openDB(t, path)
+	if _, err := db.Exec(`CREATE TABLE effects (id TEXT NOT NULL, by TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("seed %d", seed)
+	var (
+		mu   sync.Mutex
+		proc *exec.Cmd
+		addr string
+	)
+	start := func() {
+		cmd, out := intaketest.Child(t, "INTAKE_SQLITE_CHILD=effects", "INTAKE_DB="+path,
+			"INTAKE_EFFECTS_ACK="+ack, "INTAKE_EFFECTS_N="+strconv.Itoa(n))
+		line := intaketest.FirstLine(t, out, time.Minute)
+		a, ok := strings.CutPrefix(line, "ADDR ")
+		if !ok {
+			t.Fatalf("child said %q", line)
+		}
+		mu.Lock()
+		proc, addr = cmd, a
+		mu.Unlock()
+	}
+	start()
+
+	// Send the webhooks as a provider does, retrying until a 2xx, 8 at a
+	// time.
+	hooks, _ := effectsPlan(n)
+	var sends sync.WaitGroup
+	var failed atomic.Int64
+	work := make(chan string)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for range 8 {
+		sends.Add(1)
+		go func() {
+			defer sends.Done()
+			for id := range work {
+				ok := false
+				for range 3000 {
+					mu.Lock()
+					a := addr
+					mu.Unlock()
+					if a != "" && post(client, a, id) {
+						ok = true
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if !ok {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	sent := make(chan struct{})
+	go func() {
+		for _, id := range hooks {
+			work <- id
+		}
+		close(work)
+		sends.Wait()
+		close(sent)
+	}()
+
+	// SIGKILL the service every 150–450 ms and start it again, until the
+	// webhooks are sent and it was killed at least ten times.
+	kills := 0
+	began := time.Now()
+	for kills < 10 || !isClosed(sent) {
+		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+		mu.Lock()
+		cmd := proc
+		addr = ""
+		mu.Unlock()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		kills++
+		start()
+	}
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d webhooks never stored", f)
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		var rows, queued int
+		if err := db.QueryRow(`SELECT (SELECT count(DISTINCT id) FROM effects),
+			(SELECT count(*) FROM intake_keys WHERE state = 1 AND seq IS NOT NULL)`).Scan(&rows, &queued); err != nil {
+			t.Fatal(err)
+		}
+		if rows == n && queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("after 120 s: %d of %d events have a row, %d still queued", rows, n, queued)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	_ = proc.Process.Kill()
+	_ = proc.Wait()
+	mu.Unlock()
+	var distinct, total int
+	if err := db.QueryRow(`SELECT count(DISTINCT id), count(*) FROM effects`).Scan(&distinct, &total); err != nil {
+		t.Fatal(err)
+	}
+	missing, dups = n-distinct, total-distinct
+	t.Logf("ack=%s: %d events, %d webhooks, %d kills in %v; rows: %d missing, %d duplicates",
+		ack, n, len(hooks), kills, time.Since(began).Round(time.Millisecond), missing, dups)
+	return missing, dups
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,121 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+// decodeDone reads the done column: each subscription as |hex(name)|.
+func decodeDone(s string) []string {
+	var out []string
+	for _, h := range strings.Split(s, "|") {
+		if h == "" {
+			continue
+		}
+		if name, err := hex.DecodeString(h); err == nil {
+			out = append(out, string(name))
+		}
+	}
+	return out
+}
+
+// AckTx acks d inside tx, a transaction on this backend's database file
+// (the [sql.DB] given to [New], or [Backend.DB]): the subscription is
+// marked done for the event's key by tx, so that the handler's own writes
+// in tx and the ack commit together or not at all. Once tx commits, the
+// event is not delivered to that subscription again, whatever crashes,
+// and a rollback undoes the ack with the rest. Ack (or return nil from
+// the Handle function) after the commit as usual.
+//
+// The mark is fenced: it is written only while this Backend (this
+// holder) still holds the event. If another holder took it over, AckTx
+// returns an error wrapping [dedupe.ErrNotHeld]: roll back and return
+// the error (or Nack with it), and the stream lets go of the event. If a
+// transaction that committed before already acked it for this
+// subscription, AckTx returns [dedupe.ErrAlreadyAcked]: roll back and
+// ack.
+//
+// Call it first in the transaction: it is a write, and SQLite lets a
+// transaction that has read already fail to start writing when another
+// connection wrote meanwhile. The transaction holds SQLite's one write
+// lock until it ends, so keep it short: the stream's own writes wait for
+// it. [Backend.HandleTx] does all of this.
+func (b *Backend) AckTx(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) error {
+	if d == nil {
+		return errors.New("sqlite: AckTx with no delivery")
+	}
+	key, sub := []byte(d.Key()), []byte(d.Subscription())
+	res, err := tx.ExecContext(ctx, `UPDATE `+b.t.keys+` SET done = coalesce(done, '|') || hex(?3) || '|'
+		WHERE key = ?1 AND holder = ?2 AND state = 1 AND seq IS NOT NULL
+			AND instr(coalesce(done, '|'), '|' || hex(?3) || '|') = 0`, key, b.holder, sub)
+	if err != nil {
+		return fmt.Errorf("sqlite: ack in transaction: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: ack in transaction: %w", err)
+	} else if n == 1 {
+		return nil
+	}
+	var acked bool
+	err = tx.QueryRowContext(ctx, `SELECT coalesce(holder = ?2 AND state = 1 AND seq IS NOT NULL
+		AND instr(coalesce(done, '|'), '|' || hex(?3) || '|') > 0, 0) FROM `+b.t.keys+` WHERE key = ?1`, key, b.holder, sub).Scan(&acked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("sqlite: ack in transaction: %w", err)
+	case acked:
+		return fmt.Errorf("sqlite: event %.80q, subscription %q: %w", d.Key(), d.Subscription(), dedupe.ErrAlreadyAcked)
+	}
+	return fmt.Errorf("sqlite: event %.80q, subscription %q: %w", d.Key(), d.Subscription(), dedupe.ErrNotHeld)
+}
+
+// DB returns the database the backend keeps its tables in: open the
+// transactions of [Backend.AckTx] on it.
+func (b *Backend) DB() *sql.DB { return b.db }
+
+// HandleTx returns a function for [intake.Stream.Handle] that handles
+// each event in a transaction of its own on the backend's database: it
+// begins, acks the delivery in the transaction ([Backend.AckTx]), calls
+// fn, and commits. So fn's writes through tx happen once per event and
+// subscription, whatever crashes: an event already acked is not passed to
+// fn again. fn returning an error (or panicking) rolls back; the event is
+// retried with the subscription's backoff and dead-lettered after its
+// attempts, as with any handler.
+//
+// [intake.Stream.Handle]: https://pkg.go.dev/github.com/intakehq/intake#Stream.Handle
+func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Event) error) func(context.Context, event.Event) error {
+	if fn == nil {
+		panic("sqlite: HandleTx with a nil function")
+	}
+	return func(ctx context.Context, e event.Event) error {
+		d, ok := dedupe.DeliveryFromContext(ctx)
+		if !ok {
+			return errors.New("sqlite: a HandleTx function runs only under Stream.Handle (its context carries the delivery)")
+		}
+		tx, err := b.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite: begin: %w", err)
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		switch err := b.AckTx(ctx, tx, d); {
+		case errors.Is(err, dedupe.ErrAlreadyAcked):
+			return nil // done by a transaction that committed: ack
+		case err != nil:
+			return err
+		}
+		if err := fn(ctx, tx, e); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite: commit: %w", err)
+		}
+		return nil
+	}
+}
