@@ -98,7 +98,7 @@ func effectsChild(prefix string) error {
 
 // TestCrashEffectsOnce: three replica processes on one Postgres take
 // 20,000 events (30% of them twice, by webhook and by poll) while they
-// are SIGKILLed and restarted at random, at least ten times. A handler
+// are SIGKILLed and restarted at random, twelve times. A handler
 // that inserts its row and acks in one transaction (HandleTx) leaves
 // exactly one row per event; the same run with the insert committed on
 // its own and a plain ack must leave duplicates (so the test can fail),
@@ -177,7 +177,7 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 	// 409: stored, pending at another replica), 16 at a time.
 	hooks, _ := effectsPlan(n)
 	var sends sync.WaitGroup
-	var failed atomic.Int64
+	var failed, stored atomic.Int64
 	work := make(chan int)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 	for range 16 {
@@ -188,6 +188,7 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 				if !sendUntilStoredAt(client, func() string { return pick(i) }, hooks[i]) {
 					failed.Add(1)
 				}
+				stored.Add(1)
 			}
 		}()
 	}
@@ -201,13 +202,22 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 		close(sent)
 	}()
 
-	// Kill a random replica every 150–450 ms and start it again, until
-	// the webhooks are sent and at least ten kills happened; then let
-	// the survivors finish.
-	kills := 0
+	// Kill a random replica twelve times, at random points spread over
+	// the webhooks' progress (so that every kill finds work in flight and
+	// each restart makes progress, however slow the machine), and start
+	// it again at once; then let the replicas finish.
+	const kills = 12
 	began := time.Now()
-	for kills < 10 || !isClosed(sent) {
-		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+	for k := range kills {
+		at := int64((float64(k) + rng.Float64()) * float64(len(hooks)) / (kills + 1))
+		for stored.Load() < at && !isClosed(sent) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// and once the replicas are handling: rows keep coming.
+		for base := countRows(t, pool, table); countRows(t, pool, table) < base+100; {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		i := rng.IntN(replicas)
 		mu.Lock()
 		cmd := procs[i]
@@ -215,9 +225,9 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 		mu.Unlock()
 		_ = cmd.Process.Kill() // SIGKILL
 		_ = cmd.Wait()
-		kills++
 		start(i)
 	}
+	<-sent
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("%d webhooks never stored", f)
 	}
@@ -274,4 +284,14 @@ func sendUntilStoredAt(client *http.Client, url func() string, id string) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// countRows counts the rows of the user's table.
+func countRows(t *testing.T, pool *pgxpool.Pool, table string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -103,7 +103,7 @@ func pageFetch(events []event.Event, size int) poller.FetchFunc {
 
 // TestCrashEffectsOnce: one service on SQLite takes 20,000 events (30%
 // of them twice, by webhook and by poll) while it is SIGKILLed and
-// restarted at random, at least ten times. A handler that inserts its
+// restarted at random points, twelve times. A handler that inserts its
 // row and acks in one transaction (HandleTx) leaves exactly one row per
 // event; the same run with the insert committed on its own and a plain
 // ack must leave duplicates, and says how many.
@@ -162,7 +162,7 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 	// time.
 	hooks, _ := effectsPlan(n)
 	var sends sync.WaitGroup
-	var failed atomic.Int64
+	var failed, stored atomic.Int64
 	work := make(chan string)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	for range 8 {
@@ -184,6 +184,7 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 				if !ok {
 					failed.Add(1)
 				}
+				stored.Add(1)
 			}
 		}()
 	}
@@ -197,21 +198,31 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 		close(sent)
 	}()
 
-	// SIGKILL the service every 150–450 ms and start it again, until the
-	// webhooks are sent and it was killed at least ten times.
-	kills := 0
+	// SIGKILL the service twelve times, at random points spread over the
+	// webhooks' progress (so that every kill finds work in flight and
+	// each restart makes progress, however slow the machine), and start
+	// it again at once.
+	const kills = 12
 	began := time.Now()
-	for kills < 10 || !isClosed(sent) {
-		time.Sleep(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+	for k := range kills {
+		at := int64((float64(k) + rng.Float64()) * float64(len(hooks)) / (kills + 1))
+		for stored.Load() < at && !isClosed(sent) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// and once the service is handling: rows keep coming.
+		for base := countRows(t, db); countRows(t, db) < base+100; {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		mu.Lock()
 		cmd := proc
 		addr = ""
 		mu.Unlock()
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		kills++
 		start()
 	}
+	<-sent
 	if f := failed.Load(); f > 0 {
 		t.Fatalf("%d webhooks never stored", f)
 	}
@@ -252,4 +263,14 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// countRows counts the rows of the user's table.
+func countRows(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM effects`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -165,6 +165,12 @@ func pgPrefix(pool *pgxpool.Pool) (string, func()) {
 // With guard, the GitHub handler's replay guard is on, as by default: in
 // q's database; without, it is off (the River receiver has none).
 func intakeStream(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool) (*webhook.Handler, func()) {
+	return intakeStreamWith(q, c, quiet, guard, nil)
+}
+
+// intakeStreamWith is intakeStream whose handler runs fn before it
+// counts an event (nil: it only counts).
+func intakeStreamWith(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool, fn intake.HandlerFunc) (*webhook.Handler, func()) {
 	s := intake.New(intake.WithLogger(quiet), intake.WithQueue(q), intake.WithQueueSize(1<<20), intake.WithDrainTimeout(time.Millisecond))
 	opts := []webhook.Option{webhook.WithLogger(quiet)}
 	if !guard {
@@ -173,6 +179,11 @@ func intakeStream(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool) (*
 	h := webhook.New("github", webhook.GitHub(secret), opts...)
 	s.Add(h)
 	s.Handle(func(ctx context.Context, e event.Event) error {
+		if fn != nil {
+			if err := fn(ctx, e); err != nil {
+				return err
+			}
+		}
 		c.add(e.ID)
 		return nil
 	}, intake.WithWorkers(16))
@@ -232,6 +243,40 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 					}
 					drop()
 				}, nil
+			}})
+		}
+		// A handler with an effect in the database: one row per event in
+		// the user's table, committed on its own before a plain ack, or
+		// in one transaction with the ack (exactly once).
+		for _, tx := range []bool{false, true} {
+			name := "intake, Postgres queue, handler INSERT, then Ack"
+			if tx {
+				name = "intake, Postgres queue, handler INSERT + AckTx, one tx"
+			}
+			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
+				prefix, drop := pgPrefix(srv.pg)
+				b, err := postgres.Open(context.Background(), srv.dsn, postgres.WithPrefix(prefix))
+				if err == nil {
+					_, err = srv.pg.Exec(context.Background(), `CREATE TABLE `+prefix+`effects (id text NOT NULL, payload bytea)`)
+				}
+				if err != nil {
+					drop()
+					return nil, nil, nil, err
+				}
+				insert := `INSERT INTO ` + prefix + `effects (id, payload) VALUES ($1, $2)`
+				fn := func(ctx context.Context, e event.Event) error {
+					_, err := srv.pg.Exec(ctx, insert, e.ID, e.Payload)
+					return err
+				}
+				if tx {
+					fn = b.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+						_, err := tx.Exec(ctx, insert, e.ID, e.Payload)
+						return err
+					})
+				}
+				c := newCounter()
+				h, stop := intakeStreamWith(b, c, quiet, false, fn)
+				return h, c, func() { stop(); b.Close(); drop() }, nil
 			}})
 		}
 		ts = append(ts, target{name: "River: verify, Insert (unique by delivery), worker", setup: func() (http.Handler, *counter, func(), error) {

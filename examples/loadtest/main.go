@@ -176,6 +176,19 @@ func main() {
 		fmt.Printf("  %-52s %9d %9.0f %6.2f %8s %8s %8s %8d %11s %9s %8s\n", r.Target, r.Requests, r.PerSecond, r.Ratio,
 			us(r.P50us), us(r.P99us), us(r.P999us), r.Non2xx, handled, commits, once)
 	}
+	var plainInsert, txInsert *Result
+	for i, r := range results {
+		switch {
+		case strings.HasSuffix(r.Target, "handler INSERT, then Ack"):
+			plainInsert = &results[i]
+		case strings.HasSuffix(r.Target, "handler INSERT + AckTx, one tx"):
+			txInsert = &results[i]
+		}
+	}
+	if plainInsert != nil && txInsert != nil && plainInsert.ProcessedPerSecond > 0 {
+		fmt.Printf("\n  exactly-once effects (median rounds): INSERT + AckTx in one transaction handles %.2f× the events/s of INSERT then Ack (%.0f vs %.0f), %.2f× its req/s\n",
+			txInsert.ProcessedPerSecond/plainInsert.ProcessedPerSecond, txInsert.ProcessedPerSecond, plainInsert.ProcessedPerSecond, txInsert.PerSecond/plainInsert.PerSecond)
+	}
 	for _, r := range results {
 		if strings.HasPrefix(r.Target, "River") {
 			fmt.Printf("\n  against the River receiver (median rounds): ")
