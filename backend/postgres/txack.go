@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
@@ -96,5 +98,55 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx pgx.Tx, e event.Event
 			return fmt.Errorf("postgres: commit: %w", err)
 		}
 		return nil
+	}
+}
+
+// ackFailed marks the error of a batch's ack that wrote nothing.
+const ackFailed = "intake: ack not written"
+
+// HandleBatch returns a function for [intake.Stream.Handle] for handlers
+// whose writes need no answer back: fn queues its statements on batch,
+// and HandleBatch queues the delivery's ack after them (fenced as
+// [Backend.AckTx]) and sends the whole batch at once. pgx runs a batch in
+// one implicit transaction, so the writes and the ack commit together or
+// not at all, in one round trip to the server: the cheapest way to have
+// an effect happen once. If the ack cannot be written, the batch rolls
+// back: when a committed transaction acked the event for this
+// subscription before, the call returns nil (the event is acked);
+// when another holder took it over, an error wrapping
+// [dedupe.ErrNotHeld]. An error of fn or of one of its statements rolls
+// back too, and the event is retried as with any handler.
+//
+// [intake.Stream.Handle]: https://pkg.go.dev/github.com/intakehq/intake#Stream.Handle
+func (b *Backend) HandleBatch(fn func(ctx context.Context, e event.Event, batch *pgx.Batch) error) func(context.Context, event.Event) error {
+	if fn == nil {
+		panic("postgres: HandleBatch with a nil function")
+	}
+	return func(ctx context.Context, e event.Event) error {
+		d, ok := dedupe.DeliveryFromContext(ctx)
+		if !ok {
+			return errors.New("postgres: a HandleBatch function runs only under Stream.Handle (its context carries the delivery)")
+		}
+		batch := &pgx.Batch{}
+		if err := fn(ctx, e, batch); err != nil {
+			return err
+		}
+		h, sub := hash(d.Key()), []byte(d.Subscription())
+		batch.Queue(b.q.ackBatch, h, b.holder, sub)
+		err := b.pool.SendBatch(ctx, batch).Close()
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || !strings.Contains(pgErr.Message, ackFailed) {
+			return err
+		}
+		// Rolled back: find out why, now that it is over.
+		var acked bool
+		switch err := b.pool.QueryRow(ctx, b.q.ackTxWhy, h, b.holder, sub).Scan(&acked); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("postgres: ack in batch: %w", err)
+		case acked:
+			return nil // done by a transaction that committed: ack
+		}
+		return fmt.Errorf("postgres: event %.80q, subscription %q: %w", d.Key(), d.Subscription(), dedupe.ErrNotHeld)
 	}
 }

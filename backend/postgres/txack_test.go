@@ -272,3 +272,59 @@ func mustAtoi(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+// HandleBatch sends the handler's statements and the ack as one batch, in
+// one implicit transaction: an ack that cannot be written rolls the
+// handler's writes back, with nil (already acked) or ErrNotHeld; a
+// statement that fails rolls the ack back.
+func TestHandleBatchCommitsOrRollsBackAll(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	table := userTable(t, pool, prefix)
+	ctx := context.Background()
+	a, b := newBackend(t, pool, prefix), newBackend(t, pool, prefix)
+	e := event.Event{Source: "shop", ID: "order-1"}
+	k := e.Key()
+	if st, err := a.Enqueue(ctx, k, e, time.Hour); err != nil || st != dedupe.Claimed {
+		t.Fatal(st, err)
+	}
+	insert := func(by string, bad bool) func(context.Context, event.Event, *pgx.Batch) error {
+		return func(ctx context.Context, e event.Event, batch *pgx.Batch) error {
+			batch.Queue(`INSERT INTO `+table+` (id, by) VALUES ($1, $2)`, e.ID, by)
+			if bad {
+				batch.Queue(`SELECT no_such_column FROM ` + table)
+			}
+			return nil
+		}
+	}
+	dctx := dedupe.ContextWithDelivery(ctx, delivery{k, "billing"})
+	if err := a.HandleBatch(insert("a-bad", true))(dctx, e); err == nil || errors.Is(err, dedupe.ErrNotHeld) {
+		t.Fatalf("a failing statement: %v", err)
+	}
+	if err := b.HandleBatch(insert("b", false))(dctx, e); !errors.Is(err, dedupe.ErrNotHeld) {
+		t.Fatalf("a holder that never held the event: %v, want ErrNotHeld", err)
+	}
+	if err := a.HandleBatch(insert("a", false))(dctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.HandleBatch(insert("a-again", false))(dctx, e); err != nil {
+		t.Fatalf("an event acked before: %v, want nil", err)
+	}
+	if err := a.HandleBatch(insert("a-mail", false))(dedupe.ContextWithDelivery(ctx, delivery{k, "mail"}), e); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT by FROM `+table+` ORDER BY by`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(by) != 2 || by[0] != "a" || by[1] != "a-mail" {
+		t.Fatalf("rows written by %q, want [a a-mail]", by)
+	}
+	if err := a.HandleBatch(insert("x", false))(ctx, e); err == nil {
+		t.Fatal("HandleBatch outside Stream.Handle: no error")
+	}
+}

@@ -247,12 +247,14 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 		}
 		// A handler with an effect in the database: one row per event in
 		// the user's table, committed on its own before a plain ack, or
-		// in one transaction with the ack (exactly once).
-		for _, tx := range []bool{false, true} {
-			name := "intake, Postgres queue, handler INSERT, then Ack"
-			if tx {
-				name = "intake, Postgres queue, handler INSERT + AckTx, one tx"
-			}
+		// with the ack in one transaction (HandleTx) or one batch
+		// (HandleBatch): exactly once.
+		for _, mode := range []string{"plain", "tx", "batch"} {
+			name := map[string]string{
+				"plain": "intake, Postgres queue, handler INSERT, then Ack",
+				"tx":    "intake, Postgres queue, handler INSERT + AckTx, one tx",
+				"batch": "intake, Postgres queue, handler INSERT + ack, one batch",
+			}[mode]
 			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
 				prefix, drop := pgPrefix(srv.pg)
 				b, err := postgres.Open(context.Background(), srv.dsn, postgres.WithPrefix(prefix))
@@ -268,10 +270,16 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 					_, err := srv.pg.Exec(ctx, insert, e.ID, e.Payload)
 					return err
 				}
-				if tx {
+				switch mode {
+				case "tx":
 					fn = b.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
 						_, err := tx.Exec(ctx, insert, e.ID, e.Payload)
 						return err
+					})
+				case "batch":
+					fn = b.HandleBatch(func(ctx context.Context, e event.Event, batch *pgx.Batch) error {
+						batch.Queue(insert, e.ID, e.Payload)
+						return nil
 					})
 				}
 				c := newCounter()
