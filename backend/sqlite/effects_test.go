@@ -210,7 +210,8 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		// and once the service is handling: rows keep coming.
-		for base := countRows(t, db); countRows(t, db) < base+100; {
+		// (a while at most: the last ones may find all handled)
+		for base, until := countRows(t, db), time.Now().Add(2*time.Second); countRows(t, db) < base+100 && time.Now().Before(until); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
