@@ -60,9 +60,12 @@ type Backend struct {
 	// lock is the connection that holds this holder's advisory lock for
 	// the Backend's life: when the process dies, the server drops the
 	// connection and the lock with it, and peers adopt at once.
-	lock   *pgx.Conn
-	lockMu sync.Mutex
-	prefix string
+	lock     *pgx.Conn
+	lockMu   sync.Mutex
+	lockStop chan struct{} // closed by Close: keepLock returns
+	lockDone chan struct{}
+	lockOnce sync.Once
+	prefix   string
 
 	feedOnce sync.Once
 	feed     *Feed
@@ -107,8 +110,52 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, err
 	if err := b.takeLock(ctx); err != nil {
 		return nil, err
 	}
+	b.lockStop, b.lockDone = make(chan struct{}), make(chan struct{})
+	go b.keepLock()
 	b.enq = newEnqueuer(b)
 	return b, nil
+}
+
+// lockCheck is how often keepLock checks the lock's connection.
+const lockCheck = time.Second
+
+// keepLock checks every lockCheck that the connection holding the
+// holder's lock lives, and when it died (a network fault, a restarted
+// pooler, pg_terminate_backend) takes the lock again on a new one. While
+// the lock is gone the others take this holder's events for a dead one's
+// (and its transactional acks then fail, fenced); without this it would
+// stay gone for the Backend's life, every event it enqueued adopted and
+// handled twice.
+func (b *Backend) keepLock() {
+	defer close(b.lockDone)
+	t := time.NewTicker(lockCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.lockStop:
+			return
+		case <-t.C:
+		}
+		b.lockMu.Lock()
+		if b.lock != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), lockCheck)
+			if _, err := b.lock.Exec(ctx, `SELECT 1`); err != nil {
+				_ = b.lock.Close(ctx)
+				b.lock = nil
+			}
+			cancel()
+		}
+		if b.lock == nil {
+			select {
+			case <-b.lockStop: // closed meanwhile: stay unlocked
+			default:
+				ctx, cancel := context.WithTimeout(context.Background(), lockCheck)
+				_ = b.takeLock(ctx) // or again at the next check
+				cancel()
+			}
+		}
+		b.lockMu.Unlock()
+	}
 }
 
 // Holder returns this Backend's holder id: what the rows of the events
@@ -167,6 +214,10 @@ func (b *Backend) Close() error {
 		b.feed.close()
 	}
 	b.stopAdoptListener()
+	b.lockOnce.Do(func() {
+		close(b.lockStop)
+		<-b.lockDone
+	})
 	b.lockMu.Lock()
 	var err error
 	if b.lock != nil {

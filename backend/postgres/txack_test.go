@@ -227,15 +227,16 @@ func TestAckTxFencesAHolderTakenOver(t *testing.T) {
 	if n := rowsPerID(t, pool, table)["order-1"]; n != 0 {
 		t.Fatalf("%d rows while a held the event", n)
 	}
-	// Cut a's lock: to b, a is gone.
-	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
-		WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2`, 0x696e7461, mustAtoi(t, pa.Holder())); err != nil {
-		t.Fatal(err)
-	}
+	// Cut a's lock, again each time a takes it back, until b, to which a
+	// looks gone, has adopted and handled the event.
 	deadline := time.Now().Add(10 * time.Second)
 	for rowsPerID(t, pool, table)["order-1"] == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("b did not adopt the event of a holder whose lock was cut")
+		}
+		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2`, 0x696e7461, mustAtoi(t, pa.Holder())); err != nil {
+			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -327,4 +328,46 @@ func TestHandleBatchCommitsOrRollsBackAll(t *testing.T) {
 	if err := a.HandleBatch(insert("x", false))(ctx, e); err == nil {
 		t.Fatal("HandleBatch outside Stream.Handle: no error")
 	}
+}
+
+// A holder whose lock connection is cut (a network fault, a restarted
+// pooler, an administrator's pg_terminate_backend) takes its lock again
+// within a few seconds, so that the others stop taking its events for
+// those of a dead holder.
+func TestHolderRetakesALostLock(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	ctx := context.Background()
+	pg := newBackend(t, pool, prefix)
+	id := mustAtoi(t, pg.Holder())
+	held := func() bool {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted`, 0x696e7461, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if !held() {
+		t.Fatal("a new holder holds no lock")
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2`, 0x696e7461, id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for held() {
+		if time.Now().After(deadline) {
+			t.Fatal("the lock outlived its connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cut := time.Now()
+	for !held() {
+		if time.Since(cut) > 5*time.Second {
+			t.Fatal("the holder did not take its lock again within 5 s of losing it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("lock taken again %v after it was lost", time.Since(cut).Round(time.Millisecond))
 }
