@@ -166,8 +166,8 @@ func (c *committer) commit(batch []*entry) bool {
 	keys := make([]string, 0, len(batch))
 	var other []*entry
 	for _, en := range batch {
-		if en.lost.Load() {
-			continue // another holder has it: nothing of ours to write
+		if en.lost.Load() || en.txCommitted.Load() {
+			continue // another holder has it, or a transaction committed it: nothing to write
 		}
 		if en.discarded.Load() || en.failure.Load() != nil {
 			other = append(other, en)

@@ -107,6 +107,9 @@ type entry struct {
 	failure   atomic.Pointer[dedupe.Failure]
 	discarded atomic.Bool
 	lost      atomic.Bool // another holder took it over: finished here without a store call
+	// txCommitted: a transactional ack committed the key (the last
+	// subscription's); the committer has nothing to write.
+	txCommitted atomic.Bool
 	done      []string    // subscriptions that acked it in a committed transaction (adoption)
 
 	// The end of the entry, for AckWait: finished once its key is

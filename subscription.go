@@ -103,6 +103,22 @@ func (d *Delivery) AckWait(ctx context.Context) error {
 // the database can be made idempotent by.
 func (d *Delivery) Key() string { return d.it.e.key }
 
+// Last reports, for a backend's transactional ack, whether every other
+// subscription has acked the event (none gave up on it and it was not
+// discarded), and the retention of its key: the ack then commits the key
+// itself, in the caller's transaction. See [dedupe.LastDelivery].
+func (d *Delivery) Last() (retain time.Duration, last bool) {
+	en := d.it.e
+	last = en.remaining.Load() == 1 && d.settled.Load() == 0 &&
+		en.failure.Load() == nil && !en.discarded.Load() && !en.lost.Load()
+	return d.sub.retention, last
+}
+
+// Committed records, for a backend's transactional ack, that a
+// transaction committed the event's key: the stream does not commit it
+// again. See [dedupe.LastDelivery].
+func (d *Delivery) Committed() { d.it.e.txCommitted.Store(true) }
+
 // Subscription returns the name of the subscription the event was
 // delivered to ([WithName], or "sub-1", "sub-2"… in the order made).
 func (d *Delivery) Subscription() string { return d.sub.name }
@@ -194,16 +210,17 @@ func (h *timerHeap) Pop() any {
 // with an entry, and never takes the stream's lock. Its pump goroutine is
 // the only sender on ch.
 type subscription struct {
-	name    string
-	cfg     subConfig
-	ch      chan *Delivery
-	fn      HandlerFunc // nil for Subscribe
-	workers int         // goroutines running fn
-	log     *slog.Logger
-	rec     metric.Recorder
-	maxLive int             // the stream's queue size: bounds the timer heap
-	acked   func(*entry)    // called once per entry this subscription acked
-	ctx     context.Context // Run's, for the dead-letter function; set by Run
+	name      string
+	cfg       subConfig
+	ch        chan *Delivery
+	fn        HandlerFunc // nil for Subscribe
+	workers   int         // goroutines running fn
+	log       *slog.Logger
+	rec       metric.Recorder
+	maxLive   int             // the stream's queue size: bounds the timer heap
+	retention time.Duration   // the stream's, for a transactional ack that commits a key
+	acked     func(*entry)    // called once per entry this subscription acked
+	ctx       context.Context // Run's, for the dead-letter function; set by Run
 
 	mu     sync.Mutex
 	ready  []*item
@@ -268,16 +285,17 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 		cfg.name = fmt.Sprintf("sub-%d", len(s.subs)+1)
 	}
 	sub := &subscription{
-		name:    cfg.name,
-		cfg:     cfg,
-		ch:      make(chan *Delivery),
-		fn:      fn,
-		workers: cfg.workers,
-		log:     s.log,
-		rec:     s.rec,
-		maxLive: s.cfg.queueSize,
-		acked:   s.acked,
-		wake:    make(chan struct{}, 1),
+		name:      cfg.name,
+		cfg:       cfg,
+		ch:        make(chan *Delivery),
+		fn:        fn,
+		workers:   cfg.workers,
+		log:       s.log,
+		rec:       s.rec,
+		maxLive:   s.cfg.queueSize,
+		retention: s.cfg.retention,
+		acked:     s.acked,
+		wake:      make(chan struct{}, 1),
 	}
 	if sub.cfg.deadLetter == nil {
 		sub.cfg.deadLetter = func(_ context.Context, d DeadLetter) {

@@ -166,3 +166,33 @@ func TestHandleContextCarriesTheDelivery(t *testing.T) {
 	require.NoError(t, putWhenRunning(context.Background(), s, e))
 	assert.Equal(t, seen{e.Key(), "orders", 1}, <-got)
 }
+
+// The last subscription's delivery says so (a transactional ack then
+// commits the key itself), and once told the transaction committed, the
+// stream does not commit the key again.
+func TestLastDeliveryCommittedByTheTransaction(t *testing.T) {
+	leak.Check(t)
+	q := newFakeQueue()
+	s := intake.New(intake.WithLogger(quiet), intake.WithQueue(q), intake.WithClaimLease(time.Second), intake.WithRetention(time.Hour))
+	ca := s.Subscribe(intake.WithName("a"))
+	cb := s.Subscribe(intake.WithName("b"))
+	stop := runStream(t, s)
+	defer stop()
+	e := event.Event{Source: "s", ID: "x"}
+	require.NoError(t, putWhenRunning(context.Background(), s, e))
+	da, db := <-ca, <-cb
+	var _ dedupe.LastDelivery = da
+	_, last := da.Last()
+	assert.False(t, last, "the first of two subscriptions says it is the last")
+	da.Ack()
+	retain, last := db.Last()
+	assert.True(t, last, "the second of two subscriptions, the first acked, is not the last")
+	assert.Equal(t, time.Hour, retain)
+	db.Committed()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, db.AckWait(ctx))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	assert.Equal(t, dedupe.Pending, q.rows[e.Key()].state, "the stream committed a key a transaction had committed")
+}

@@ -3,6 +3,7 @@ package dedupe
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Transactional acks: a backend whose events live in the same SQL
@@ -51,4 +52,21 @@ func ContextWithDelivery(ctx context.Context, d Delivery) context.Context {
 func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
 	d, ok := ctx.Value(deliveryKey{}).(Delivery)
 	return d, ok
+}
+
+// LastDelivery is a [Delivery] that knows whether it is the last of its
+// event's subscriptions to ack (*intake.Delivery is one). A transactional
+// ack of the last one commits the event's key itself, in the caller's
+// transaction, for the retention Last returns, instead of marking the
+// subscription done; the backend's wrapper (HandleTx) calls Committed
+// once that transaction has committed, and the stream then does not
+// commit the key a second time. A caller that does not call Committed
+// costs the stream one more commit of the key, nothing else.
+type LastDelivery interface {
+	Delivery
+	// Last reports whether every other subscription of the event has
+	// acked it (none gave up on it), and the retention of its key.
+	Last() (retain time.Duration, last bool)
+	// Committed says that a transaction committed the event's key.
+	Committed()
 }

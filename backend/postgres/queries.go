@@ -8,7 +8,7 @@ type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	checkSchema, bury, list, get, replay, discard                  string
 	enqueueBatch                                                   string
-	ackTx, ackTxWhy, ackBatch                                      string
+	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
 	loadCheckpoint, saveCheckpoint                                 string
 	acquire, renew, releaseLease                                   string
 }
@@ -142,12 +142,24 @@ RETURNING k.key, k.seq, k.event, k.attempts, k.done`,
 		ackTx: `
 UPDATE {p}keys SET done = array_append(coalesce(done, '{}'), $3::bytea)
 WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))`,
+		// The ack of the last subscription, which commits the key
+		// itself (for $4 µs), fenced the same way.
+		ackTxCommit: `
+UPDATE {p}keys SET state = 2, expires_at = now() + $4 * interval '1 microsecond', holder = NULL, ` + clearEvent + `
+WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))`,
 		// The same in a batch, whose statements commit or roll back
 		// together: an ack that wrote nothing fails (at run time, with
 		// ackFailed in its message), and the batch with it.
 		ackBatch: `
 WITH u AS (
 	UPDATE {p}keys SET done = array_append(coalesce(done, '{}'), $3::bytea)
+	WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))
+	RETURNING 1
+)
+SELECT CASE WHEN n = 1 THEN 1 ELSE ('` + ackFailed + ` ' || n)::int END FROM (SELECT count(*) AS n FROM u) c`,
+		ackBatchCommit: `
+WITH u AS (
+	UPDATE {p}keys SET state = 2, expires_at = now() + $4 * interval '1 microsecond', holder = NULL, ` + clearEvent + `
 	WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))
 	RETURNING 1
 )
@@ -203,7 +215,7 @@ WHERE name = $1 AND holder = $2 AND expires_at > now()
 RETURNING 1`,
 		releaseLease: `DELETE FROM {p}leases WHERE name = $1 AND holder = $2`,
 	}
-	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,19 +37,52 @@ import (
 // nothing but the row, and an event already acked is then not handled a
 // second time at all. [Backend.HandleTx] does all of this.
 func (b *Backend) AckTx(ctx context.Context, tx pgx.Tx, d dedupe.Delivery) error {
+	_, err := b.ackTx(ctx, tx, d)
+	return err
+}
+
+// ackTx is AckTx, and says whether it committed the key (the last
+// subscription's ack of a [dedupe.LastDelivery]).
+func (b *Backend) ackTx(ctx context.Context, tx pgx.Tx, d dedupe.Delivery) (committedKey bool, err error) {
 	if d == nil {
-		return errors.New("postgres: AckTx with no delivery")
+		return false, errors.New("postgres: AckTx with no delivery")
 	}
 	h, sub := hash(d.Key()), []byte(d.Subscription())
-	tag, err := tx.Exec(ctx, b.q.ackTx, h, b.holder, sub)
+	var tag pgconn.CommandTag
+	if retain, last := lastOf(d); last {
+		tag, err = tx.Exec(ctx, b.q.ackTxCommit, h, b.holder, sub, micros(retain))
+		committedKey = true
+	} else {
+		tag, err = tx.Exec(ctx, b.q.ackTx, h, b.holder, sub)
+	}
 	if err != nil {
-		return fmt.Errorf("postgres: ack in transaction: %w", err)
+		return false, fmt.Errorf("postgres: ack in transaction: %w", err)
 	}
 	if tag.RowsAffected() == 1 {
-		return nil
+		return committedKey, nil
 	}
+	return false, b.whyNotAcked(ctx, tx, d)
+}
+
+// lastOf reports whether d is the last of its event's subscriptions to
+// ack, and the key's retention then.
+func lastOf(d dedupe.Delivery) (time.Duration, bool) {
+	if l, ok := d.(dedupe.LastDelivery); ok {
+		if retain, last := l.Last(); last && retain > 0 {
+			return retain, true
+		}
+	}
+	return 0, false
+}
+
+// whyNotAcked says why an ack wrote nothing: ErrAlreadyAcked when this
+// holder holds the event and the subscription is done, else ErrNotHeld.
+func (b *Backend) whyNotAcked(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, d dedupe.Delivery) error {
+	h, sub := hash(d.Key()), []byte(d.Subscription())
 	var acked bool
-	err = tx.QueryRow(ctx, b.q.ackTxWhy, h, b.holder, sub).Scan(&acked)
+	err := q.QueryRow(ctx, b.q.ackTxWhy, h, b.holder, sub).Scan(&acked)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
@@ -85,7 +119,8 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx pgx.Tx, e event.Event
 			return fmt.Errorf("postgres: begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-		switch err := b.AckTx(ctx, tx, d); {
+		committedKey, err := b.ackTx(ctx, tx, d)
+		switch {
 		case errors.Is(err, dedupe.ErrAlreadyAcked):
 			return nil // done by a transaction that committed: ack
 		case err != nil:
@@ -96,6 +131,9 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx pgx.Tx, e event.Event
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return fmt.Errorf("postgres: commit: %w", err)
+		}
+		if committedKey {
+			d.(dedupe.LastDelivery).Committed()
 		}
 		return nil
 	}
@@ -132,21 +170,27 @@ func (b *Backend) HandleBatch(fn func(ctx context.Context, e event.Event, batch 
 			return err
 		}
 		h, sub := hash(d.Key()), []byte(d.Subscription())
-		batch.Queue(b.q.ackBatch, h, b.holder, sub)
+		retain, last := lastOf(d)
+		if last {
+			batch.Queue(b.q.ackBatchCommit, h, b.holder, sub, micros(retain))
+		} else {
+			batch.Queue(b.q.ackBatch, h, b.holder, sub)
+		}
 		err := b.pool.SendBatch(ctx, batch).Close()
+		if err == nil {
+			if last {
+				d.(dedupe.LastDelivery).Committed()
+			}
+			return nil
+		}
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || !strings.Contains(pgErr.Message, ackFailed) {
+		if !errors.As(err, &pgErr) || !strings.Contains(pgErr.Message, ackFailed) {
 			return err
 		}
 		// Rolled back: find out why, now that it is over.
-		var acked bool
-		switch err := b.pool.QueryRow(ctx, b.q.ackTxWhy, h, b.holder, sub).Scan(&acked); {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return fmt.Errorf("postgres: ack in batch: %w", err)
-		case acked:
-			return nil // done by a transaction that committed: ack
+		if err := b.whyNotAcked(ctx, b.pool, d); !errors.Is(err, dedupe.ErrAlreadyAcked) {
+			return err
 		}
-		return fmt.Errorf("postgres: event %.80q, subscription %q: %w", d.Key(), d.Subscription(), dedupe.ErrNotHeld)
+		return nil // done by a transaction that committed: ack
 	}
 }

@@ -48,23 +48,49 @@ func decodeDone(s string) []string {
 // lock until it ends, so keep it short: the stream's own writes wait for
 // it. [Backend.HandleTx] does all of this.
 func (b *Backend) AckTx(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) error {
+	_, err := b.ackTx(ctx, tx, d)
+	return err
+}
+
+// ackTx is AckTx, and says whether it committed the key: the last
+// subscription's ack of a [dedupe.LastDelivery] commits it, for its
+// retention, instead of marking the subscription done.
+func (b *Backend) ackTx(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) (committedKey bool, err error) {
 	if d == nil {
-		return errors.New("sqlite: AckTx with no delivery")
+		return false, errors.New("sqlite: AckTx with no delivery")
 	}
 	key, sub := []byte(d.Key()), []byte(d.Subscription())
-	res, err := tx.ExecContext(ctx, `UPDATE `+b.t.keys+` SET done = coalesce(done, '|') || hex(?3) || '|'
-		WHERE key = ?1 AND holder = ?2 AND state = 1 AND seq IS NOT NULL
-			AND instr(coalesce(done, '|'), '|' || hex(?3) || '|') = 0`, key, b.holder, sub)
+	const fence = ` WHERE key = ?1 AND holder = ?2 AND state = 1 AND seq IS NOT NULL
+		AND instr(coalesce(done, '|'), '|' || hex(?3) || '|') = 0`
+	var res sql.Result
+	if l, ok := d.(dedupe.LastDelivery); ok {
+		if retain, last := l.Last(); last && retain > 0 {
+			committedKey = true
+			res, err = tx.ExecContext(ctx, `UPDATE `+b.t.keys+` SET state = 2, expires_at = ?4, holder = NULL, seq = NULL,
+				event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL`+fence,
+				key, b.holder, sub, b.now().UnixNano()+int64(retain))
+		}
+	}
+	if !committedKey {
+		res, err = tx.ExecContext(ctx, `UPDATE `+b.t.keys+` SET done = coalesce(done, '|') || hex(?3) || '|'`+fence, key, b.holder, sub)
+	}
 	if err != nil {
-		return fmt.Errorf("sqlite: ack in transaction: %w", err)
+		return false, fmt.Errorf("sqlite: ack in transaction: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: ack in transaction: %w", err)
+		return false, fmt.Errorf("sqlite: ack in transaction: %w", err)
 	} else if n == 1 {
-		return nil
+		return committedKey, nil
 	}
+	return false, b.whyNotAcked(ctx, tx, d)
+}
+
+// whyNotAcked says why an ack wrote nothing: ErrAlreadyAcked when this
+// holder holds the event and the subscription is done, else ErrNotHeld.
+func (b *Backend) whyNotAcked(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) error {
+	key, sub := []byte(d.Key()), []byte(d.Subscription())
 	var acked bool
-	err = tx.QueryRowContext(ctx, `SELECT coalesce(holder = ?2 AND state = 1 AND seq IS NOT NULL
+	err := tx.QueryRowContext(ctx, `SELECT coalesce(holder = ?2 AND state = 1 AND seq IS NOT NULL
 		AND instr(coalesce(done, '|'), '|' || hex(?3) || '|') > 0, 0) FROM `+b.t.keys+` WHERE key = ?1`, key, b.holder, sub).Scan(&acked)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -104,7 +130,8 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 			return fmt.Errorf("sqlite: begin: %w", err)
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-		switch err := b.AckTx(ctx, tx, d); {
+		committedKey, err := b.ackTx(ctx, tx, d)
+		switch {
 		case errors.Is(err, dedupe.ErrAlreadyAcked):
 			return nil // done by a transaction that committed: ack
 		case err != nil:
@@ -115,6 +142,9 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("sqlite: commit: %w", err)
+		}
+		if committedKey {
+			d.(dedupe.LastDelivery).Committed()
 		}
 		return nil
 	}

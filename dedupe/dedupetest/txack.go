@@ -22,6 +22,15 @@ type delivery struct{ key, sub string }
 func (d delivery) Key() string          { return d.key }
 func (d delivery) Subscription() string { return d.sub }
 
+// lastDelivery is the last subscription's delivery of its event.
+type lastDelivery struct {
+	delivery
+	retain time.Duration
+}
+
+func (d lastDelivery) Last() (time.Duration, bool) { return d.retain, true }
+func (d lastDelivery) Committed()                  {}
+
 // RunTxAck runs the conformance suite of a queue's transactional ack: it
 // is fenced by the holder, once per key and subscription, undone by a
 // rollback, and what it marked is returned by Adopt ([dedupe.Stored.Done])
@@ -39,6 +48,7 @@ func RunTxAck(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 		{"NotHeldAfterAdoption", ackAfterAdoption},
 		{"NotHeldAfterCommit", ackAfterCommit},
 		{"CommitClearsTheMarks", commitClearsDone},
+		{"LastAckCommitsTheKey", lastAckCommits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,14 +57,14 @@ func RunTxAck(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 	}
 }
 
-func wantAck(t *testing.T, ack AckTxFunc, q dedupe.Queue, d delivery, commit bool, want error) {
+func wantAck(t *testing.T, ack AckTxFunc, q dedupe.Queue, d dedupe.Delivery, commit bool, want error) {
 	t.Helper()
 	err := ack(context.Background(), q, d, commit)
 	switch {
 	case want == nil && err != nil:
-		t.Fatalf("ack of %s for %q: %v, want nil", d.key, d.sub, err)
+		t.Fatalf("ack of %s for %q: %v, want nil", d.Key(), d.Subscription(), err)
 	case want != nil && !errors.Is(err, want):
-		t.Fatalf("ack of %s for %q: %v, want %v", d.key, d.sub, err, want)
+		t.Fatalf("ack of %s for %q: %v, want %v", d.Key(), d.Subscription(), err, want)
 	}
 }
 
@@ -148,4 +158,23 @@ func commitClearsDone(t *testing.T, holder func() dedupe.Queue, ack AckTxFunc) {
 	if len(got) != 1 || len(got[0].Done) != 0 {
 		t.Fatalf("adopted %v after a commit and a new arrival, want the key with nothing done", got)
 	}
+}
+
+// The last subscription's ack ([dedupe.LastDelivery]) commits the key in
+// the transaction: a rollback leaves it queued; a commit makes it done,
+// for the retention, and never adopted.
+func lastAckCommits(t *testing.T, holder func() dedupe.Queue, ack AckTxFunc) {
+	a, b := holder(), holder()
+	k := key(t, "last")
+	enqueue(t, a, k, short, dedupe.Claimed)
+	wantAck(t, ack, a, delivery{k, "x"}, true, nil)
+	wantAck(t, ack, a, lastDelivery{delivery{k, "y"}, long}, false, nil) // rolled back
+	enqueue(t, b, k, long, dedupe.Pending)
+	wantAck(t, ack, a, lastDelivery{delivery{k, "y"}, long}, true, nil)
+	enqueue(t, b, k, long, dedupe.Done)
+	crash(t, a)
+	if got := adopt(t, b, 10, long); len(got) != 0 {
+		t.Fatalf("adopted %v, a key its last ack committed", keysOf(got))
+	}
+	wantAck(t, ack, b, delivery{k, "z"}, true, dedupe.ErrNotHeld)
 }
