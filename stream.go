@@ -110,7 +110,7 @@ type entry struct {
 	// txCommitted: a transactional ack committed the key (the last
 	// subscription's); the committer has nothing to write.
 	txCommitted atomic.Bool
-	done      []string    // subscriptions that acked it in a committed transaction (adoption)
+	done        []string // subscriptions that acked it in a committed transaction (adoption)
 
 	// The end of the entry, for AckWait: finished once its key is
 	// committed (or it is buried, or released) or it is given back at
