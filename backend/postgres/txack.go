@@ -33,6 +33,10 @@ import (
 // before already acked it for this subscription, AckTx returns
 // [dedupe.ErrAlreadyAcked]: roll back and ack.
 //
+// The ack of the last subscription that had not acked the event (as
+// [dedupe.LastDelivery] tells) commits the event's key itself, in tx,
+// rather than marking the subscription done.
+//
 // Call it early in the transaction (before the effect): it waits for
 // nothing but the row, and an event already acked is then not handled a
 // second time at all. [Backend.HandleTx] does all of this.
@@ -94,9 +98,9 @@ func (b *Backend) whyNotAcked(ctx context.Context, q interface {
 }
 
 // HandleTx returns a function for [intake.Stream.Handle] that handles
-// each event in a transaction of its own on this backend's pool: it
-// begins, acks the delivery in the transaction ([Backend.AckTx]), calls
-// fn, and commits. So fn's writes through tx happen once per event and
+// each event in a transaction of its own on this backend's pool (size it
+// for the handler's workers too): it begins and acks the delivery in the
+// transaction ([Backend.AckTx]) in one round trip, calls fn, and commits. So fn's writes through tx happen once per event and
 // subscription, whatever crashes: an event already acked is not passed to
 // fn again, and a transaction that cannot commit leaves the event to be
 // retried. fn returning an error (or panicking) rolls back; the event is
@@ -114,18 +118,38 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx pgx.Tx, e event.Event
 		if !ok {
 			return errors.New("postgres: a HandleTx function runs only under Stream.Handle (its context carries the delivery)")
 		}
-		tx, err := b.pool.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("postgres: begin: %w", err)
+		// Begin and ack in one round trip: a batch that begins the
+		// transaction and leaves it open.
+		h, sub := hash(d.Key()), []byte(d.Subscription())
+		retain, last := lastOf(d)
+		batch := &pgx.Batch{}
+		batch.BeginTx(pgx.TxOptions{})
+		if last {
+			batch.Queue(b.q.ackTxCommit, h, b.holder, sub, micros(retain))
+		} else {
+			batch.Queue(b.q.ackTx, h, b.holder, sub)
 		}
+		br := b.pool.SendBatch(ctx, batch)
+		tx := br.Tx()
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-		committedKey, err := b.ackTx(ctx, tx, d)
-		switch {
-		case errors.Is(err, dedupe.ErrAlreadyAcked):
-			return nil // done by a transaction that committed: ack
-		case err != nil:
-			return err
+		_, err := br.Exec()
+		var tag pgconn.CommandTag
+		if err == nil {
+			tag, err = br.Exec()
 		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: begin and ack: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			if err := b.whyNotAcked(ctx, tx, d); !errors.Is(err, dedupe.ErrAlreadyAcked) {
+				return err
+			}
+			return nil // done by a transaction that committed: ack
+		}
+		committedKey := last
 		if err := fn(ctx, tx, e); err != nil {
 			return err
 		}

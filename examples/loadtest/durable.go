@@ -256,18 +256,34 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 				"batch": "intake, Postgres queue, handler INSERT + ack, one batch",
 			}[mode]
 			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
+				// One pool, as an application has, for the queue and the
+				// handler's writes alike, sized for the 16 workers.
+				ctx := context.Background()
+				cfg, err := pgxpool.ParseConfig(srv.dsn)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				cfg.MaxConns = 24
+				pool, err := pgxpool.NewWithConfig(ctx, cfg)
+				if err != nil {
+					return nil, nil, nil, err
+				}
 				prefix, drop := pgPrefix(srv.pg)
-				b, err := postgres.Open(context.Background(), srv.dsn, postgres.WithPrefix(prefix))
+				b, err := postgres.New(ctx, pool, postgres.WithPrefix(prefix))
 				if err == nil {
-					_, err = srv.pg.Exec(context.Background(), `CREATE TABLE `+prefix+`effects (id text NOT NULL, payload bytea)`)
+					_, err = pool.Exec(ctx, `CREATE TABLE `+prefix+`effects (id text NOT NULL, payload bytea)`)
 				}
 				if err != nil {
+					if b != nil {
+						b.Close()
+					}
+					pool.Close()
 					drop()
 					return nil, nil, nil, err
 				}
 				insert := `INSERT INTO ` + prefix + `effects (id, payload) VALUES ($1, $2)`
 				fn := func(ctx context.Context, e event.Event) error {
-					_, err := srv.pg.Exec(ctx, insert, e.ID, e.Payload)
+					_, err := pool.Exec(ctx, insert, e.ID, e.Payload)
 					return err
 				}
 				switch mode {
@@ -284,7 +300,7 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 				}
 				c := newCounter()
 				h, stop := intakeStreamWith(b, c, quiet, false, fn)
-				return h, c, func() { stop(); b.Close(); drop() }, nil
+				return h, c, func() { stop(); b.Close(); pool.Close(); drop() }, nil
 			}})
 		}
 		ts = append(ts, target{name: "River: verify, Insert (unique by delivery), worker", setup: func() (http.Handler, *counter, func(), error) {
