@@ -149,7 +149,9 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 // HandlerFunc handles one event for [Stream.Handle]. A nil error acks the
 // event; an error or a panic nacks it. [Attempt] tells, from ctx, which
-// attempt this is.
+// attempt this is, and ctx carries the delivery for a backend's
+// transactional ack ([dedupe.DeliveryFromContext]; the SQL backends'
+// HandleTx wraps a function of this shape).
 type HandlerFunc func(ctx context.Context, e event.Event) error
 
 // Attempt returns, from the context of a [Stream.Handle] function's call,

@@ -54,7 +54,8 @@ func effectsPlan(n int) (hooks []string, polled []event.Event) {
 // the poller of the shared API (one leader at a time, its cursor in
 // Postgres), whose handler inserts one row per event into the user's
 // table: in the same transaction as its ack (ack=tx), or committed on
-// its own before a plain ack (ack=plain). It runs until killed.
+// its own before a plain ack (ack=plain), or queued in one batch with
+// its ack (ack=batch, HandleBatch). It runs until killed.
 func effectsChild(prefix string) error {
 	ctx := context.Background()
 	n, _ := strconv.Atoi(os.Getenv("INTAKE_EFFECTS_N"))
@@ -75,12 +76,18 @@ func effectsChild(prefix string) error {
 	s.Add(hook, p)
 	insert := `INSERT INTO ` + table + ` (id, by) VALUES ($1, $2)`
 	me := strconv.Itoa(os.Getpid())
-	if os.Getenv("INTAKE_EFFECTS_ACK") == "tx" {
+	switch os.Getenv("INTAKE_EFFECTS_ACK") {
+	case "tx":
 		s.Handle(pg.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
 			_, err := tx.Exec(ctx, insert, e.ID, me)
 			return err
 		}), intake.WithWorkers(8), intake.WithMaxAttempts(1000))
-	} else {
+	case "batch":
+		s.Handle(pg.HandleBatch(func(ctx context.Context, e event.Event, batch *pgx.Batch) error {
+			batch.Queue(insert, e.ID, me)
+			return nil
+		}), intake.WithWorkers(8), intake.WithMaxAttempts(1000))
+	default:
 		s.Handle(func(ctx context.Context, e event.Event) error {
 			_, err := pool.Exec(ctx, insert, e.ID, me)
 			return err
@@ -99,10 +106,10 @@ func effectsChild(prefix string) error {
 // TestCrashEffectsOnce: three replica processes on one Postgres take
 // 20,000 events (30% of them twice, by webhook and by poll) while they
 // are SIGKILLed and restarted at random, twelve times. A handler
-// that inserts its row and acks in one transaction (HandleTx) leaves
-// exactly one row per event; the same run with the insert committed on
-// its own and a plain ack must leave duplicates (so the test can fail),
-// and says how many.
+// that inserts its row and acks in one transaction (HandleTx, or one
+// batch: HandleBatch) leaves exactly one row per event; the same run
+// with the insert committed on its own and a plain ack must leave
+// duplicates (so the test can fail), and says how many.
 func TestCrashEffectsOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two runs of 20,000 events with replicas killed")
@@ -111,14 +118,14 @@ func TestCrashEffectsOnce(t *testing.T) {
 	if raceEnabled {
 		n = 4_000 // the race detector slows the replicas tenfold
 	}
-	for _, ack := range []string{"tx", "plain"} {
+	for _, ack := range []string{"tx", "batch", "plain"} {
 		t.Run(ack, func(t *testing.T) {
 			missing, dups := crashEffects(t, ack, n)
 			switch {
 			case missing > 0:
 				t.Errorf("%d events without a row", missing)
-			case ack == "tx" && dups > 0:
-				t.Errorf("%d duplicate rows with transactional acks", dups)
+			case ack != "plain" && dups > 0:
+				t.Errorf("%d duplicate rows with transactional acks (%s)", dups, ack)
 			case ack == "plain" && dups == 0:
 				t.Errorf("no duplicate row with plain acks: the run did not test the crash window")
 			}
