@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/intakehq/intake/webhook"
 )
@@ -282,5 +283,35 @@ func FuzzMicrosoftGraph(f *testing.F) {
 				t.Fatalf("accepted %q with an item without the client state", b)
 			}
 		}
+	})
+}
+
+func FuzzDropbox(f *testing.F) {
+	f.Add(webhook.SignDropbox(plainSec, body).Get("X-Dropbox-Signature"), body, "challenge=abc")
+	f.Add("zz", []byte{}, "challenge=%zz")
+	v := webhook.Dropbox(plainSec)
+	f.Fuzz(func(t *testing.T, sig string, b []byte, query string) {
+		checkSigned(t, v, header("X-Dropbox-Signature", sig), b)
+		// A GET echoes the challenge it was given, and nothing else.
+		_, err := v.VerifyRequest(&webhook.Request{Method: http.MethodGet, URL: "https://example.com/?" + query, Header: http.Header{}})
+		var reply *webhook.Reply
+		if errors.As(err, &reply) {
+			q, _ := url.ParseQuery(query)
+			if string(reply.Body) != q.Get("challenge") {
+				t.Fatalf("answered %q to the challenge of %q", reply.Body, query)
+			}
+		}
+	})
+}
+
+func FuzzBox(f *testing.F) {
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	b0 := []byte(`{"id":"e-1","trigger":"FILE.UPLOADED"}`)
+	h0 := webhook.SignBox(plainSec, "", b0, at)
+	f.Add(h0.Get("Box-Signature-Primary"), h0.Get("Box-Delivery-Timestamp"), b0)
+	f.Add("====", "2026-12-04T10:00:00+25:00", []byte{})
+	v := webhook.Box(plainSec, "").WithClock(func() time.Time { return at })
+	f.Fuzz(func(t *testing.T, sig, ts string, b []byte) {
+		checkAccepted(t, v, header("Box-Signature-Primary", sig, "Box-Delivery-Timestamp", ts), b)
 	})
 }

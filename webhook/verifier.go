@@ -103,6 +103,10 @@ type Scheme struct {
 	// ack, when set, is the answer to a stored (or duplicate) event in
 	// place of the handler's 202 or 200: Discord's deferred responses.
 	ack func(e event.Event) *Reply
+	// notifyOnly: a verified request says only that something changed;
+	// the handler triggers a poll (WithTrigger) instead of storing it.
+	notifyOnly bool
+	boxKeys    [2]*macKey // Box: the primary and secondary keys, each for its own header
 }
 
 func newScheme(name string, secrets []string, decode func(string) ([]byte, error), hf func() hash.Hash,

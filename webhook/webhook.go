@@ -89,6 +89,8 @@ type Handler struct {
 	ack      func(event.Event) *Reply // the scheme's own answer to a stored event
 	logs     logsample.Sampler        // repeated records: at most once a second per reason
 	status   event.StatusRecorder
+	trigger  func() // WithTrigger
+	notify   bool   // the scheme's notifications trigger and store nothing
 }
 
 type sinkRef struct{ event.Sink }
@@ -192,6 +194,10 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 	}
 	if sc, ok := v.(*Scheme); ok {
 		h.ack = sc.ack
+		h.notify = sc.notifyOnly
+		if h.notify && h.trigger == nil {
+			panic("webhook: New(" + strconv.Quote(name) + "): " + sc.name + " notifications only say that something changed: give WithTrigger the paired poller's Trigger")
+		}
 	}
 	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
 		h.bodyKey = true
@@ -244,6 +250,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		}
 		w.Header().Set("Allow", h.allow)
 		return h.reject(w, http.StatusMethodNotAllowed, "method", nil)
+	}
+	if h.notify {
+		return h.notification(w, r)
 	}
 	// Not running: answer before reading anything, the provider retries.
 	ref := h.sink.Load()
@@ -355,6 +364,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		if h.accepted != nil {
 			h.accepted(e)
 		}
+		if h.trigger != nil {
+			h.trigger()
+		}
 		return "accepted"
 	case errors.Is(err, event.ErrDuplicate):
 		h.status.Succeeded()
@@ -418,6 +430,27 @@ func (h *Handler) handshake(w http.ResponseWriter, r *http.Request) string {
 		err = malformed("a GET carries no event")
 	}
 	return h.refuse(w, err)
+}
+
+// notification answers a notification-only scheme's POST: verified, it
+// triggers the paired poller and is answered 200; nothing is stored, so
+// the stream need not run (the poller, when it does, catches up).
+func (h *Handler) notification(w http.ResponseWriter, r *http.Request) string {
+	body, err := readBody(w, r, h.maxBody)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return h.reject(w, http.StatusRequestEntityTooLarge, "too-large", nil)
+		}
+		return h.reject(w, http.StatusBadRequest, "read", err)
+	}
+	if _, err := h.verify(r, body); err != nil {
+		return h.refuse(w, err)
+	}
+	h.trigger()
+	h.status.Succeeded()
+	w.WriteHeader(http.StatusOK)
+	return "triggered"
 }
 
 // writeAck writes the scheme's own answer to a stored event, when it has

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,29 +24,6 @@ import (
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
-
-// effectsPlan is the workload of the effects crash test, the same in
-// every process: n unique events; a quarter arrive first by poll, the
-// rest by webhook; 30% arrive a second time by the other path. It
-// returns the ids to send as webhooks and the events the API serves to
-// the poller, in order.
-func effectsPlan(n int) (hooks []string, polled []event.Event) {
-	for i := range n {
-		id := fmt.Sprintf("evt_%05d", i)
-		first := event.Webhook
-		if i%4 == 0 {
-			first = event.Poll
-		}
-		both := i%10 < 3
-		if first == event.Webhook || both {
-			hooks = append(hooks, id)
-		}
-		if first == event.Poll || both {
-			polled = append(polled, event.Event{ID: id, Type: "t", Payload: []byte(`{"id":"` + id + `"}`)})
-		}
-	}
-	return hooks, polled
-}
 
 // effectsChild is one replica of the effects crash test: a stream on the
 // shared tables with a webhook endpoint (its address said on stdout) and
@@ -70,8 +46,8 @@ func effectsChild(prefix string) error {
 	}
 	s := intake.New(intake.WithQueue(pg), intake.WithLogger(quiet), intake.WithQueueSize(2000))
 	hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
-	_, polled := effectsPlan(n)
-	p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
+	_, polled := intaketest.EffectsPlan(n)
+	p := poller.New("provider", intaketest.PageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
 		poller.WithCheckpoint(pg.Checkpoint()), poller.WithLease(pg.Lease(), time.Second), poller.WithLogger(quiet))
 	s.Add(hook, p)
 	insert := `INSERT INTO ` + table + ` (id, by) VALUES ($1, $2)`
@@ -121,14 +97,7 @@ func TestCrashEffectsOnce(t *testing.T) {
 	for _, ack := range []string{"tx", "batch", "plain"} {
 		t.Run(ack, func(t *testing.T) {
 			missing, dups := crashEffects(t, ack, n)
-			switch {
-			case missing > 0:
-				t.Errorf("%d events without a row", missing)
-			case ack != "plain" && dups > 0:
-				t.Errorf("%d duplicate rows with transactional acks (%s)", dups, ack)
-			case ack == "plain" && dups == 0:
-				t.Errorf("no duplicate row with plain acks: the run did not test the crash window")
-			}
+			intaketest.EffectsVerdict(t, ack, missing, dups)
 		})
 	}
 }
@@ -182,50 +151,18 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 
 	// Send the webhooks as a provider does, retrying until a 2xx (or a
 	// 409: stored, pending at another replica), 16 at a time.
-	hooks, _ := effectsPlan(n)
-	var sends sync.WaitGroup
-	var failed, stored atomic.Int64
-	work := make(chan int)
+	hooks, _ := intaketest.EffectsPlan(n)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
-	for range 16 {
-		sends.Add(1)
-		go func() {
-			defer sends.Done()
-			for i := range work {
-				if !sendUntilStoredAt(client, func() string { return pick(i) }, hooks[i]) {
-					failed.Add(1)
-				}
-				stored.Add(1)
-			}
-		}()
-	}
-	sent := make(chan struct{})
-	go func() {
-		for i := range hooks {
-			work <- i
-		}
-		close(work)
-		sends.Wait()
-		close(sent)
-	}()
+	sending := intaketest.SendAll(len(hooks), 16, func(i int) bool {
+		return sendUntilStoredAt(client, func() string { return pick(i) }, hooks[i])
+	})
 
-	// Kill a random replica twelve times, at random points spread over
-	// the webhooks' progress (so that every kill finds work in flight and
-	// each restart makes progress, however slow the machine), and start
-	// it again at once; then let the replicas finish.
+	// Kill a random replica twelve times, at random points of the
+	// webhooks' progress while the handlers write, and start it again
+	// at once; then let the replicas finish.
 	const kills = 12
 	began := time.Now()
-	for k := range kills {
-		at := int64((float64(k) + rng.Float64()) * float64(len(hooks)) / (kills + 1))
-		for stored.Load() < at && !isClosed(sent) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		// and once the replicas are handling: rows keep coming.
-		// (a while at most: the last ones may find all handled)
-		for base, until := countRows(t, pool, table), time.Now().Add(2*time.Second); countRows(t, pool, table) < base+100 && time.Now().Before(until); {
-			time.Sleep(5 * time.Millisecond)
-		}
-		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+	intaketest.KillDuringProgress(rng, kills, int64(len(hooks)), sending.Stored.Load, sending.Done, func() int { return countRows(t, pool, table) }, func() {
 		i := rng.IntN(replicas)
 		mu.Lock()
 		cmd := procs[i]
@@ -234,9 +171,9 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 		_ = cmd.Process.Kill() // SIGKILL
 		_ = cmd.Wait()
 		start(i)
-	}
-	<-sent
-	if f := failed.Load(); f > 0 {
+	})
+	<-sending.Done
+	if f := sending.Failed.Load(); f > 0 {
 		t.Fatalf("%d webhooks never stored", f)
 	}
 	deadline := time.Now().Add(120 * time.Second)
@@ -269,15 +206,6 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 	t.Logf("ack=%s: %d events, %d webhooks, %d kills in %v; rows: %d missing, %d duplicates",
 		ack, n, len(hooks), kills, time.Since(began).Round(time.Millisecond), missing, dups)
 	return missing, dups
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // sendUntilStoredAt posts a signed webhook to the replica url() names

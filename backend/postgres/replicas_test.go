@@ -84,7 +84,7 @@ func TestReplicasHandleEachEventOnce(t *testing.T) {
 		// The guard off: GitHub's default keys an event by its body, and
 		// this test dedupes by id across the two paths.
 		hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
-		p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000), poller.WithLogger(quiet))
+		p := poller.New("provider", intaketest.PageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000), poller.WithLogger(quiet))
 		s.Add(hook, p)
 		s.Handle(handled.Handle, intake.WithWorkers(4))
 		rep := &replica{stream: s, srv: httptest.NewServer(hook), poll: p}
@@ -189,19 +189,6 @@ func sendUntilStoredOnce(client *http.Client, url, id string) bool {
 		return true
 	}
 	return false
-}
-
-// pageFetch serves events in pages of size, the cursor being an index.
-func pageFetch(events []event.Event, size int) poller.FetchFunc {
-	return func(ctx context.Context, cursor string) (poller.Page, error) {
-		from := 0
-		fmt.Sscan(cursor, &from)
-		if from >= len(events) {
-			return poller.Page{}, nil
-		}
-		to := min(from+size, len(events))
-		return poller.Page{Events: events[from:to], Next: fmt.Sprint(to), More: to < len(events)}, nil
-	}
 }
 
 // crashLease is a lease whose Release does nothing, as when a process dies.

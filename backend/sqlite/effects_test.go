@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,28 +23,6 @@ import (
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
-
-// effectsPlan is the workload of the effects crash test: n unique
-// events; a quarter arrive first by poll, the rest by webhook; 30%
-// arrive a second time by the other path. It returns the ids to send as
-// webhooks and the events the API serves to the poller, in order.
-func effectsPlan(n int) (hooks []string, polled []event.Event) {
-	for i := range n {
-		id := fmt.Sprintf("evt_%05d", i)
-		first := event.Webhook
-		if i%4 == 0 {
-			first = event.Poll
-		}
-		both := i%10 < 3
-		if first == event.Webhook || both {
-			hooks = append(hooks, id)
-		}
-		if first == event.Poll || both {
-			polled = append(polled, event.Event{ID: id, Type: "t", Payload: []byte(`{"id":"` + id + `"}`)})
-		}
-	}
-	return hooks, polled
-}
 
 // effectsChild is the service of the effects crash test: a stream on the
 // SQLite file with a webhook endpoint (its address said on stdout) and a
@@ -61,8 +38,8 @@ func effectsChild(dbPath string) error {
 	}
 	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet), intake.WithQueueSize(2000))
 	hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
-	_, polled := effectsPlan(n)
-	p := poller.New("provider", pageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
+	_, polled := intaketest.EffectsPlan(n)
+	p := poller.New("provider", intaketest.PageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
 		poller.WithCheckpoint(b.Checkpoint()), poller.WithLogger(quiet))
 	s.Add(hook, p)
 	const insert = `INSERT INTO effects (id, by) VALUES (?, ?)`
@@ -88,19 +65,6 @@ func effectsChild(dbPath string) error {
 	select {}
 }
 
-// pageFetch serves events in pages of size, the cursor being an index.
-func pageFetch(events []event.Event, size int) poller.FetchFunc {
-	return func(ctx context.Context, cursor string) (poller.Page, error) {
-		from := 0
-		fmt.Sscan(cursor, &from)
-		if from >= len(events) {
-			return poller.Page{}, nil
-		}
-		to := min(from+size, len(events))
-		return poller.Page{Events: events[from:to], Next: fmt.Sprint(to), More: to < len(events)}, nil
-	}
-}
-
 // TestCrashEffectsOnce: one service on SQLite takes 20,000 events (30%
 // of them twice, by webhook and by poll) while it is SIGKILLed and
 // restarted at random points, twelve times. A handler that inserts its
@@ -118,14 +82,7 @@ func TestCrashEffectsOnce(t *testing.T) {
 	for _, ack := range []string{"tx", "plain"} {
 		t.Run(ack, func(t *testing.T) {
 			missing, dups := crashEffects(t, ack, n)
-			switch {
-			case missing > 0:
-				t.Errorf("%d events without a row", missing)
-			case ack == "tx" && dups > 0:
-				t.Errorf("%d duplicate rows with transactional acks", dups)
-			case ack == "plain" && dups == 0:
-				t.Errorf("no duplicate row with plain acks: the run did not test the crash window")
-			}
+			intaketest.EffectsVerdict(t, ack, missing, dups)
 		})
 	}
 }
@@ -160,61 +117,27 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 
 	// Send the webhooks as a provider does, retrying until a 2xx, 8 at a
 	// time.
-	hooks, _ := effectsPlan(n)
-	var sends sync.WaitGroup
-	var failed, stored atomic.Int64
-	work := make(chan string)
+	hooks, _ := intaketest.EffectsPlan(n)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	for range 8 {
-		sends.Add(1)
-		go func() {
-			defer sends.Done()
-			for id := range work {
-				ok := false
-				for range 3000 {
-					mu.Lock()
-					a := addr
-					mu.Unlock()
-					if a != "" && post(client, a, id) {
-						ok = true
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				if !ok {
-					failed.Add(1)
-				}
-				stored.Add(1)
+	sending := intaketest.SendAll(len(hooks), 8, func(i int) bool {
+		for range 3000 {
+			mu.Lock()
+			a := addr
+			mu.Unlock()
+			if a != "" && post(client, a, hooks[i]) {
+				return true
 			}
-		}()
-	}
-	sent := make(chan struct{})
-	go func() {
-		for _, id := range hooks {
-			work <- id
+			time.Sleep(10 * time.Millisecond)
 		}
-		close(work)
-		sends.Wait()
-		close(sent)
-	}()
+		return false
+	})
 
-	// SIGKILL the service twelve times, at random points spread over the
-	// webhooks' progress (so that every kill finds work in flight and
-	// each restart makes progress, however slow the machine), and start
-	// it again at once.
+	// SIGKILL the service twelve times, at random points of the
+	// webhooks' progress while the handlers write, and start it again
+	// at once.
 	const kills = 12
 	began := time.Now()
-	for k := range kills {
-		at := int64((float64(k) + rng.Float64()) * float64(len(hooks)) / (kills + 1))
-		for stored.Load() < at && !isClosed(sent) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		// and once the service is handling: rows keep coming.
-		// (a while at most: the last ones may find all handled)
-		for base, until := countRows(t, db), time.Now().Add(2*time.Second); countRows(t, db) < base+100 && time.Now().Before(until); {
-			time.Sleep(5 * time.Millisecond)
-		}
-		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+	intaketest.KillDuringProgress(rng, kills, int64(len(hooks)), sending.Stored.Load, sending.Done, func() int { return countRows(t, db) }, func() {
 		mu.Lock()
 		cmd := proc
 		addr = ""
@@ -222,9 +145,9 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		start()
-	}
-	<-sent
-	if f := failed.Load(); f > 0 {
+	})
+	<-sending.Done
+	if f := sending.Failed.Load(); f > 0 {
 		t.Fatalf("%d webhooks never stored", f)
 	}
 	deadline := time.Now().Add(120 * time.Second)
@@ -255,15 +178,6 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 	t.Logf("ack=%s: %d events, %d webhooks, %d kills in %v; rows: %d missing, %d duplicates",
 		ack, n, len(hooks), kills, time.Since(began).Round(time.Millisecond), missing, dups)
 	return missing, dups
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // countRows counts the rows of the user's table.
