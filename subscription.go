@@ -137,6 +137,10 @@ func (d *Delivery) Nack(err error) {
 	}
 }
 
+// A handler error (or a Nack's) that carries a delay ([event.RetryAfter]:
+// an API's Retry-After) is retried no sooner than that delay, capped at
+// the subscription's maximum backoff.
+
 // Permanent marks err as one that no retry can fix: a [HandlerFunc] that
 // returns it, or a [Delivery.Nack] given it, sends the event to the dead
 // letters at once instead of retrying.
@@ -523,7 +527,13 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 		sub.deadLetter(it, err)
 		return
 	}
-	heap.Push(&sub.timers, timed{at: time.Now().Add(sub.retryDelay(it.attempt)), it: it, gen: it.gen, kind: timerRetry})
+	delay := sub.retryDelay(it.attempt)
+	if d, ok := event.RetryDelay(err); ok {
+		// The handler's error says when to try again (a fetch's 429
+		// with Retry-After): no sooner, within the backoff's cap.
+		delay = max(delay, min(d, sub.cfg.retryMax))
+	}
+	heap.Push(&sub.timers, timed{at: time.Now().Add(delay), it: it, gen: it.gen, kind: timerRetry})
 	sub.mu.Unlock()
 	sub.poke()
 	sub.rec.Count(metric.Nacked, it.e.ev.Source, "nack", 1)

@@ -54,4 +54,9 @@ const (
 	NotModified = "intake_polls_304_total"      // conditional request answered 304
 	PollErrors  = "intake_poll_errors_total"    //
 	Backoff     = "intake_poll_backoff_seconds" // delay chosen after an error
+
+	// Fetch on demand (package fetch).
+	Fetched     = "intake_fetches_total"           // one per request for an object
+	Coalesced   = "intake_fetches_coalesced_total" // events served by another event's fetch
+	FetchFailed = "intake_fetch_errors_total"      //
 )

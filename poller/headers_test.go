@@ -24,9 +24,9 @@ func TestRetryAfterParse(t *testing.T) {
 		{"99999999999999999999", 0, false},
 	}
 	for _, tt := range tests {
-		got, ok := retryAfter(tt.in, now)
+		got, ok := ParseRetryAfter(tt.in, now)
 		if got != tt.want || ok != tt.ok {
-			t.Errorf("retryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 	}
 }
@@ -59,8 +59,8 @@ func FuzzHeaders(f *testing.F) {
 	base, _ := url.Parse("https://api.example.com/events")
 	now := time.Unix(1_700_000_000, 0)
 	f.Fuzz(func(t *testing.T, ra, link, remaining, reset, ietf, pollInterval string) {
-		if d, ok := retryAfter(ra, now); d < 0 || (!ok && d != 0) {
-			t.Fatalf("retryAfter(%q) = %v, %v", ra, d, ok)
+		if d, ok := ParseRetryAfter(ra, now); d < 0 || (!ok && d != 0) {
+			t.Fatalf("ParseRetryAfter(%q) = %v, %v", ra, d, ok)
 		}
 		h := http.Header{}
 		h.Set("X-RateLimit-Remaining", remaining)

@@ -174,7 +174,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, cursor string) (Page, error) {
 	case code == http.StatusGone:
 		return Page{Wait: wait}, fmt.Errorf("%w: HTTP 410", ErrCursorExpired)
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		d, ok := retryAfter(resp.Header.Get("Retry-After"), now)
+		d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 		err := &StatusError{Code: code, Body: excerpt(body)}
 		if ok {
 			return Page{Wait: wait}, event.RetryAfter(d, err)
@@ -254,8 +254,9 @@ func excerpt(body []byte) string {
 	return strings.ToValidUTF8(string(body), "?")
 }
 
-// retryAfter parses a Retry-After value: delay-seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
+// ParseRetryAfter parses a Retry-After value, delay-seconds or an HTTP
+// date, into the delay from now it asks for.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false

@@ -1,0 +1,258 @@
+package fetch_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/fetch"
+	"github.com/intakehq/intake/intaketest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// api serves objects at /objects/{id} as {"id":…,"full":true}, counting
+// the GETs per object; fail, when set, decides which requests fail.
+type api struct {
+	mu   sync.Mutex
+	gets map[string]int
+	fail func() (status int, retryAfter string) // 0: answer
+	slow time.Duration
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/objects/")
+	a.mu.Lock()
+	a.gets[id]++
+	fail := a.fail
+	a.mu.Unlock()
+	time.Sleep(a.slow)
+	if fail != nil {
+		if code, ra := fail(); code != 0 {
+			if ra != "" {
+				w.Header().Set("Retry-After", ra)
+			}
+			http.Error(w, "try later", code)
+			return
+		}
+	}
+	fmt.Fprintf(w, `{"id":%q,"full":true}`, id)
+}
+
+func (a *api) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, c := range a.gets {
+		n += c
+	}
+	return n
+}
+
+// thin is a notification about object obj: it names the object and its
+// URL, as Stripe's thin events do.
+func thin(srv string, i, obj int) event.Event {
+	p := fmt.Sprintf(`{"id":"evt_%04d","related_object":{"id":"obj_%03d","url":"%s/objects/obj_%03d"}}`, i, obj, srv, obj)
+	return event.Event{Source: "api", ID: fmt.Sprintf("evt_%04d", i), Type: "thing.updated", Payload: []byte(p)}
+}
+
+// object reads the related object of a thin event.
+func object(e event.Event) (fetch.Object, bool) {
+	var n struct {
+		Related *struct{ ID, URL string } `json:"related_object"`
+	}
+	if json.Unmarshal(e.Payload, &n) != nil || n.Related == nil {
+		return fetch.Object{}, false
+	}
+	return fetch.Object{ID: n.Related.ID, URL: n.Related.URL}, true
+}
+
+// run puts events into a stream whose handler is f.Handle(record) and
+// waits until each was handled, or limit.
+func run(t *testing.T, f *fetch.Fetcher, events []event.Event, limit time.Duration, opts ...intake.SubscribeOption) map[string][]event.Event {
+	return runPaced(t, f, events, 0, limit, opts...)
+}
+
+// runPaced is run with a pause after every 100 events: bursts.
+func runPaced(t *testing.T, f *fetch.Fetcher, events []event.Event, pause, limit time.Duration, opts ...intake.SubscribeOption) map[string][]event.Event {
+	t.Helper()
+	s := intake.New(intake.WithLogger(quiet), intake.WithQueueSize(len(events)+1))
+	var mu sync.Mutex
+	got := map[string][]event.Event{}
+	all := make(chan struct{})
+	s.Handle(f.Handle(func(ctx context.Context, e event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[e.ID] = append(got[e.ID], e)
+		if len(got) == len(events) {
+			close(all)
+		}
+		return nil
+	}), append([]intake.SubscribeOption{intake.WithWorkers(16)}, opts...)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for i, e := range events {
+		if err := intaketest.Put(context.Background(), s, e); err != nil {
+			t.Fatal(err)
+		}
+		if pause > 0 && i%100 == 99 {
+			time.Sleep(pause)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(limit):
+		t.Errorf("not every event handled within %v", limit)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return got
+}
+
+// checkFull checks that every event was handled once, with the full
+// object as its payload and the notification kept.
+func checkFull(t *testing.T, events []event.Event, got map[string][]event.Event) {
+	t.Helper()
+	for _, e := range events {
+		es := got[e.ID]
+		if len(es) != 1 {
+			t.Errorf("%s handled %d times", e.ID, len(es))
+			continue
+		}
+		o, _ := object(e)
+		if want := fmt.Sprintf(`{"id":%q,"full":true}`, o.ID); string(es[0].Payload) != want {
+			t.Errorf("%s delivered with %s, want %s", e.ID, es[0].Payload, want)
+		}
+		if es[0].Meta[fetch.MetaNotification] != string(e.Payload) {
+			t.Errorf("%s: the notification was not kept", e.ID)
+		}
+	}
+}
+
+// 1,000 thin events about 100 objects, in ten bursts 300 ms apart: at
+// most one fetch per object per window, every event delivered with its
+// full object.
+func TestBurstsFetchOncePerObjectAndWindow(t *testing.T) {
+	a := &api{gets: map[string]int{}, slow: 5 * time.Millisecond}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	const window = time.Second
+	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithWindow(window))
+	var events []event.Event
+	for i := range 1000 {
+		events = append(events, thin(srv.URL, i, i%100))
+	}
+	start := time.Now()
+	got := runPaced(t, f, events, 300*time.Millisecond, 30*time.Second)
+	took := time.Since(start)
+	checkFull(t, events, got)
+	windows := int(took/window) + 1
+	st := f.Stats()
+	t.Logf("1,000 events about 100 objects in %v: %d fetches, %d coalesced (at most %d: one per object per window)",
+		took.Round(time.Millisecond), st.Fetches, st.Coalesced, 100*windows)
+	if a.total() > 100*windows || int(st.Fetches) != a.total() || st.Fetches+st.Coalesced != 1000 {
+		t.Errorf("%d GETs (%d fetches, %d coalesced) for 100 objects in %d windows", a.total(), st.Fetches, st.Coalesced, windows)
+	}
+	for id, n := range a.gets {
+		if n > windows {
+			t.Errorf("%s fetched %d times in %d windows", id, n, windows)
+		}
+	}
+}
+
+// An API that answers 500 or 429 to half the requests for three seconds
+// loses nothing: each failed fetch is a failed attempt, retried.
+func TestFailingAPILosesNothing(t *testing.T) {
+	a := &api{gets: map[string]int{}}
+	until := time.Now().Add(3 * time.Second)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var rngMu sync.Mutex
+	a.fail = func() (int, string) {
+		rngMu.Lock()
+		defer rngMu.Unlock()
+		if time.Now().After(until) || rng.IntN(2) == 0 {
+			return 0, ""
+		}
+		if rng.IntN(2) == 0 {
+			return http.StatusTooManyRequests, "0"
+		}
+		return http.StatusInternalServerError, ""
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithWindow(0))
+	var events []event.Event
+	for i := range 1000 {
+		events = append(events, thin(srv.URL, i, i%100))
+	}
+	var dead atomic.Int64
+	got := run(t, f, events, 60*time.Second,
+		intake.WithMaxAttempts(100), intake.WithRetryBackoff(5*time.Millisecond, 200*time.Millisecond),
+		intake.WithDeadLetter(func(context.Context, intake.DeadLetter) { dead.Add(1) }))
+	checkFull(t, events, got)
+	st := f.Stats()
+	t.Logf("1,000 events with the API failing half the time for 3 s: %d fetches, %d failed, %d coalesced, %d dead", st.Fetches, st.Errors, st.Coalesced, dead.Load())
+	if st.Errors == 0 || dead.Load() != 0 {
+		t.Errorf("%d failed fetches (want some), %d dead (want none)", st.Errors, dead.Load())
+	}
+}
+
+// A 429 with Retry-After is waited out before the retry.
+func TestRetryAfterIsWaitedOut(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		if len(at) == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, `{"id":"obj_000","full":true}`)
+	}))
+	defer srv.Close()
+	f := fetch.New(object, fetch.HTTP(srv.Client(), nil))
+	events := []event.Event{thin(srv.URL, 0, 0)}
+	got := run(t, f, events, 10*time.Second, intake.WithRetryBackoff(time.Millisecond, 10*time.Second))
+	checkFull(t, events, got)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 2 {
+		t.Fatalf("%d requests, want 2", len(at))
+	}
+	if gap := at[1].Sub(at[0]); gap < 900*time.Millisecond {
+		t.Errorf("retried %v after a Retry-After of 1 s", gap)
+	}
+}
+
+// An event about no object passes through as it is.
+func TestCompleteEventsPassThrough(t *testing.T) {
+	f := fetch.New(object, func(context.Context, fetch.Object) ([]byte, error) {
+		t.Error("fetched for a complete event")
+		return nil, nil
+	})
+	e := event.Event{Source: "api", ID: "evt_full", Payload: []byte(`{"id":"evt_full","data":{}}`)}
+	got := run(t, f, []event.Event{e}, 5*time.Second)
+	if len(got["evt_full"]) != 1 || string(got["evt_full"][0].Payload) != string(e.Payload) {
+		t.Errorf("got %v", got)
+	}
+}
