@@ -48,6 +48,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("INTAKE_SQLITE_CHILD") == "fetch" {
+		if err := fetchChild(os.Getenv("INTAKE_DB"), os.Getenv("INTAKE_HANDLED"), os.Getenv("INTAKE_API"), os.Getenv("INTAKE_PUT") == "1"); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_SQLITE_CHILD") == "effects" {
 		if err := effectsChild(os.Getenv("INTAKE_DB")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
