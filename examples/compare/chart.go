@@ -8,22 +8,22 @@ import (
 	"time"
 )
 
-var colors = map[string]string{"polling": "#e4572e", "webhooks": "#17a2b8", "hybrid": "#5b3f9e", "relay": "#2a9d3f"}
+var colors = map[string]string{"polling": "#e4572e", "webhooks": "#17a2b8", "hybrid": "#5b3f9e", "relay": "#2a9d3f", "thin": "#f4a259"}
 
 // chart draws the report as a self-contained SVG: on the left, the
 // distribution of delivery latency per consumer (a CDF on a log scale); on
 // the right, HTTP requests per second over the run.
 func chart(r *Report) []byte {
 	const (
-		w, h           = 1010, 450
-		top, bottom    = 70, 90
+		w, h           = 1010, 470
+		top, bottom    = 70, 110
 		panelW, margin = 400, 70
 	)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`, w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#fff"/>`)
 	c := r.Config
-	fmt.Fprintf(&b, `<text x="%d" y="28" font-size="17" font-weight="600" fill="#222">Polling vs webhooks vs hybrid — %d events over %s</text>`, margin, r.Emitted, c.Duration)
+	fmt.Fprintf(&b, `<text x="%d" y="28" font-size="17" font-weight="600" fill="#222">Polling vs webhooks vs hybrid vs relay vs thin + fetch — %d events over %s</text>`, margin, r.Emitted, c.Duration)
 	fmt.Fprintf(&b, `<text x="%d" y="48" fill="#555">poll every %s · %.0f%% of webhook deliveries lost, %d retries · hybrid reconciles every %s · seed %d</text>`,
 		margin, c.Interval, 100*c.Drop, c.Retries, c.Reconcile, c.Seed)
 
@@ -98,13 +98,17 @@ func chart(r *Report) []byte {
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2"%s stroke-linejoin="round" points="%s"/>`, colors[cr.Name], dash(cr.Name), pts.String())
 	}
 
-	// Legend.
-	lx := x0
+	// Legend, in rows that fit the width.
+	lx, ly := x0, h-38
 	for _, cr := range r.Consumers {
 		label := fmt.Sprintf("%s · p50 %s · %d missed · %d req", cr.Name, dur(cr.LatencyMS.P50), cr.Missed, cr.Requests)
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="3"%s/>`, lx, h-18, lx+22, h-18, colors[cr.Name], dash(cr.Name))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#333">%s</text>`, lx+28, h-14, html.EscapeString(label))
-		lx += 28 + 6.1*float64(len([]rune(label))) + 26
+		width := 28 + 6.1*float64(len([]rune(label))) + 26
+		if lx > x0 && lx+width > w-10 {
+			lx, ly = x0, ly+20
+		}
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="3"%s/>`, lx, ly, lx+22, ly, colors[cr.Name], dash(cr.Name))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#333">%s</text>`, lx+28, ly+4, html.EscapeString(label))
+		lx += width
 	}
 	b.WriteString(`</svg>`)
 	return b.Bytes()
@@ -112,7 +116,7 @@ func chart(r *Report) []byte {
 
 func drawOrder(cs []ConsumerReport) []ConsumerReport {
 	var out []ConsumerReport
-	for _, name := range []string{"hybrid", "polling", "webhooks"} {
+	for _, name := range []string{"thin", "hybrid", "polling", "relay", "webhooks"} {
 		for _, c := range cs {
 			if c.Name == name {
 				out = append(out, c)

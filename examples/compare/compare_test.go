@@ -82,6 +82,16 @@ func TestComparisonProperties(t *testing.T) {
 	if p.Missed != 0 || p.DuplicatesDelivered != 0 {
 		t.Errorf("polling: missed %d, duplicates delivered %d", p.Missed, p.DuplicatesDelivered)
 	}
+	// Thin webhooks fetched on demand: what the network delivered, each
+	// event with the full object, fewer fetches than events (one per
+	// object and window), never twice.
+	th := by["thin"]
+	if int64(th.Missed) != th.WebhooksUnrecovered || th.DuplicatesDelivered != 0 {
+		t.Errorf("thin: missed %d with %d unrecovered, %d delivered twice", th.Missed, th.WebhooksUnrecovered, th.DuplicatesDelivered)
+	}
+	if th.Complete != th.Delivered || th.Fetches == 0 || th.Fetches >= int64(th.Delivered) || th.Coalesced == 0 {
+		t.Errorf("thin: %d of %d complete, %d fetches, %d coalesced", th.Complete, th.Delivered, th.Fetches, th.Coalesced)
+	}
 	if fi, err := os.Stat(out); err != nil || fi.Size() < 1000 {
 		t.Errorf("chart not written: %v", err)
 	}

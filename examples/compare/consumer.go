@@ -6,12 +6,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/fetch"
 	"github.com/intakehq/intake/metric"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/relay"
@@ -34,10 +38,14 @@ type consumer struct {
 
 	dups atomic.Int64 // duplicates the stream suppressed
 
+	fetcher *fetch.Fetcher // the thin consumer's fetch of objects
+	thin    bool           // its events arrive thin: complete counts those fetched
+
 	mu        sync.Mutex
 	delivered map[string]time.Time
 	redeliver int // the same event delivered twice: must stay 0
 	order     []string
+	complete  int // events handed over with the full object (thin: fetched)
 }
 
 // dupCounter counts the stream's suppressed duplicates.
@@ -159,19 +167,68 @@ func newRelayConsumer(name string, p *provider, log *slog.Logger) (*consumer, er
 	return c, nil
 }
 
+// newThinConsumer builds the thin-webhook pattern: the provider's
+// webhooks only name the object that changed, and the consumer fetches
+// it on demand (package fetch) before its handler sees the event: one
+// request per object and window, within the API's rate limit.
+func newThinConsumer(name string, p *provider, log *slog.Logger) (*consumer, error) {
+	c := &consumer{name: name, delivered: make(map[string]time.Time), thin: true}
+	c.stream = intake.New(intake.WithLogger(log), intake.WithMetrics(dupCounter{n: &c.dups}), intake.WithDrainTimeout(2*time.Second))
+	c.hook = webhook.New("provider", webhook.StandardWebhooks(p.secret), webhook.WithLogger(log))
+	c.stream.Add(c.hook)
+	client := &http.Client{Timeout: 10 * time.Second}
+	c.fetcher = fetch.New(func(e event.Event) (fetch.Object, bool) {
+		var n struct {
+			Object struct{ ID, URL string } `json:"object"`
+		}
+		if json.Unmarshal(e.Payload, &n) != nil || n.Object.ID == "" {
+			return fetch.Object{}, false
+		}
+		return fetch.Object{ID: n.Object.ID, URL: n.Object.URL}, true
+	}, fetch.HTTP(client, func(ctx context.Context, o fetch.Object) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
+		if err == nil {
+			req.Header.Set("X-Consumer", name)
+		}
+		return req, err
+	}), fetch.WithLimiter(rate.NewLimiter(rate.Limit(p.cfg.apiLimit), int(max(1, p.cfg.apiLimit)))))
+	c.stream.Handle(c.fetcher.Handle(func(ctx context.Context, e event.Event) error {
+		c.note(e)
+		return nil
+	}), intake.WithWorkers(32), intake.WithRetryBackoff(50*time.Millisecond, time.Second), intake.WithMaxAttempts(50))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks", c.hook)
+	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	c.url = "http://" + ln.Addr().String() + "/webhooks"
+	go func() { _ = c.srv.Serve(ln) }()
+	return c, nil
+}
+
+// note records an event's first arrival, and whether it came complete.
+func (c *consumer) note(e event.Event) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, seen := c.delivered[e.ID]; seen {
+		c.redeliver++
+		return
+	}
+	c.delivered[e.ID] = now
+	c.order = append(c.order, e.ID)
+	if !c.thin || e.Meta[fetch.MetaNotification] != "" && json.Valid(e.Payload) && strings.Contains(string(e.Payload), `"data"`) {
+		c.complete++
+	}
+}
+
 // record takes deliveries, noting when each event first arrived.
 func (c *consumer) record(deliveries <-chan *intake.Delivery) {
 	go func() {
 		for d := range deliveries {
-			now := time.Now()
-			c.mu.Lock()
-			if _, seen := c.delivered[d.Event.ID]; seen {
-				c.redeliver++
-			} else {
-				c.delivered[d.Event.ID] = now
-				c.order = append(c.order, d.Event.ID)
-			}
-			c.mu.Unlock()
+			c.note(d.Event)
 			d.Ack()
 		}
 	}()

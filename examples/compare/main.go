@@ -5,14 +5,19 @@
 // The provider emits events as a Poisson process, delivers each as a
 // signed webhook over a network that drops a fraction of deliveries (with
 // an optional retry schedule), and serves them from a list API with
-// ETags, Link pagination and a rate limit. Three consumers, each a real
+// ETags, Link pagination and a rate limit. Five consumers, each a real
 // intake.Stream, receive them:
 //
 //   - polling: a poller of the list API, every -interval;
 //   - webhooks: a webhook handler only;
 //   - hybrid: the webhook handler plus a slow reconciliation poll
 //     (-reconcile) that catches what the network dropped; the stream's
-//     idempotency store delivers each event once, whichever path won.
+//     idempotency store delivers each event once, whichever path won;
+//   - relay: webhooks to a public relay, long-polled by a consumer with
+//     no listening socket;
+//   - thin: webhooks that only name the object that changed, fetched on
+//     demand (package fetch) before the handler sees the event, once per
+//     object and window, within the API's rate limit.
 //
 // Usage:
 //
@@ -132,7 +137,11 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	consumers := []*consumer{polling, hooks, hybrid, relayed}
+	thin, err := newThinConsumer("thin", prov, log)
+	if err != nil {
+		return nil, err
+	}
+	consumers := []*consumer{polling, hooks, hybrid, relayed, thin}
 
 	streamCtx, stopStreams := context.WithCancel(context.Background())
 	var streams []*intake.Stream
@@ -152,7 +161,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 			c.close()
 		}
 	}()
-	if err := waitRunning(ctx, hooks.url, hybrid.url, relayed.url); err != nil {
+	if err := waitRunning(ctx, hooks.url, hybrid.url, relayed.url, thin.url); err != nil {
 		return nil, err
 	}
 
@@ -160,7 +169,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 	emitted := make(chan struct{})
 	go func() {
 		defer close(emitted)
-		prov.run(ctx, start, map[string]string{"webhooks": hooks.url, "hybrid": hybrid.url, "relay": relayed.url})
+		prov.run(ctx, start, map[string]string{"webhooks": hooks.url, "hybrid": hybrid.url, "relay": relayed.url, "thin": thin.url})
 	}()
 	deliveriesDone := make(chan struct{})
 	go func() {
@@ -173,6 +182,9 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 	// up: at most their longest interval (and the retry schedule) more.
 	total := len(prov.events)
 	grace := max(cfg.interval, cfg.reconcile) + time.Second
+	// The thin consumer fetches within the API's rate: at the end, up to
+	// one fetch per object.
+	grace = max(grace, time.Duration(float64(objects)/max(cfg.apiLimit, 0.1)*float64(time.Second))+time.Second)
 	for k := 1; k <= cfg.retries; k++ {
 		grace += retryDelay(k)
 	}
@@ -190,12 +202,13 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*Report, error) {
 			finished = true
 		case <-tick.C:
 			if !cfg.quiet {
-				fmt.Fprintf(progress, "\r%5.1fs  emitted %4d/%d   delivered: polling %4d · webhooks %4d · hybrid %4d · relay %4d ",
-					time.Since(start).Seconds(), prov.emittedCount(), total, polling.count(), hooks.count(), hybrid.count(), relayed.count())
+				fmt.Fprintf(progress, "\r%5.1fs  emitted %4d/%d   delivered: polling %4d · webhooks %4d · hybrid %4d · relay %4d · thin %4d ",
+					time.Since(start).Seconds(), prov.emittedCount(), total, polling.count(), hooks.count(), hybrid.count(), relayed.count(), thin.count())
 			}
 			select {
 			case <-deliveriesDone:
-				finished = emitted == nil && polling.count() == total && hybrid.count() == total
+				finished = emitted == nil && polling.count() == total && hybrid.count() == total &&
+					int64(thin.count())+prov.snapshot("thin").unrecovered == int64(total)
 			default:
 			}
 		}
@@ -292,6 +305,9 @@ type ConsumerReport struct {
 	NotModified          int64   `json:"not_modified"`
 	RateLimited          int64   `json:"rate_limited"`
 	Bytes                int64   `json:"bytes_received"`
+	Complete             int     `json:"payloads_complete"`
+	Fetches              int64   `json:"objects_fetched,omitempty"`
+	Coalesced            int64   `json:"fetches_coalesced,omitempty"`
 
 	latencies []time.Duration
 	perSecond map[int]int64
@@ -315,7 +331,7 @@ func (c *consumer) report(p *provider, emitted int) ConsumerReport {
 			lat = append(lat, at.Sub(t))
 		}
 	}
-	r := ConsumerReport{Name: c.name, Delivered: len(c.delivered), Missed: emitted - len(c.delivered), DuplicatesDelivered: c.redeliver}
+	r := ConsumerReport{Name: c.name, Delivered: len(c.delivered), Missed: emitted - len(c.delivered), DuplicatesDelivered: c.redeliver, Complete: c.complete}
 	c.mu.Unlock()
 	slices.Sort(lat)
 	r.latencies = lat
@@ -330,6 +346,10 @@ func (c *consumer) report(p *provider, emitted int) ConsumerReport {
 	r.WebhooksLost, r.WebhooksUnrecovered = s.webhooksDropped, s.unrecovered
 	r.EmptyPolls, r.NotModified, r.RateLimited, r.Bytes = s.emptyPolls, s.notModified, s.rateLimited, s.bytes
 	r.perSecond = s.perSecond
+	if c.fetcher != nil {
+		st := c.fetcher.Stats()
+		r.Fetches, r.Coalesced = st.Fetches, st.Coalesced
+	}
 	return r
 }
 
@@ -353,8 +373,9 @@ func printTable(w io.Writer, r *Report) {
 		retries = fmt.Sprintf("%d retries", c.Retries)
 	}
 	fmt.Fprintf(w, "\nintake compare: %s of events (Poisson, %.0f/s, seed %d) → %d emitted\n", c.Duration, c.Rate, c.Seed, r.Emitted)
-	fmt.Fprintf(w, "polling every %s · webhooks with %.0f%% of deliveries lost, %s · hybrid = webhooks + reconciliation poll every %s\n\n",
+	fmt.Fprintf(w, "polling every %s · webhooks with %.0f%% of deliveries lost, %s · hybrid = webhooks + reconciliation poll every %s\n",
 		c.Interval, 100*c.Drop, retries, c.Reconcile)
+	fmt.Fprintf(w, "relay = webhooks to a public relay, long-polled · thin = webhooks naming the object, fetched on demand (%d objects)\n\n", objects)
 
 	row := func(label string, f func(ConsumerReport) string) {
 		fmt.Fprintf(w, "  %-24s", label)
@@ -370,6 +391,9 @@ func printTable(w io.Writer, r *Report) {
 	row("events missed", func(cr ConsumerReport) string { return fmt.Sprint(cr.Missed) })
 	row("duplicates suppressed", func(cr ConsumerReport) string { return num(cr.DuplicatesSuppressed) })
 	row("duplicates delivered", func(cr ConsumerReport) string { return fmt.Sprint(cr.DuplicatesDelivered) })
+	row("payloads complete", func(cr ConsumerReport) string { return fmt.Sprint(cr.Complete) })
+	row("objects fetched", func(cr ConsumerReport) string { return num(cr.Fetches) })
+	row("  events coalesced", func(cr ConsumerReport) string { return num(cr.Coalesced) })
 	row("latency p50", func(cr ConsumerReport) string { return dur(cr.LatencyMS.P50) })
 	row("latency p90", func(cr ConsumerReport) string { return dur(cr.LatencyMS.P90) })
 	row("latency p99", func(cr ConsumerReport) string { return dur(cr.LatencyMS.P99) })

@@ -27,6 +27,17 @@ type simEvent struct {
 	at    time.Duration // offset from the start
 	drops []bool        // per delivery attempt: lost in the network
 	body  []byte        // filled when emitted (it carries the emission time)
+	thin  []byte        // the thin notification of it: which object changed
+}
+
+// objects is how many objects the events are about (customers, say): the
+// thin consumer fetches each object's state, once per object and window.
+const objects = 20
+
+// object is the id of the object event e is about.
+func (e *simEvent) object() string {
+	n, _ := strconv.Atoi(strings.TrimPrefix(e.id, "evt_"))
+	return fmt.Sprintf("obj_%03d", n%objects)
 }
 
 var eventTypes = []string{"invoice.paid", "customer.created", "charge.refunded", "subscription.updated"}
@@ -76,6 +87,7 @@ type provider struct {
 	happened map[string]time.Time // when each event happened
 	seen     map[string]*counters
 	limiters map[string]*rate.Limiter
+	state    map[string]string // object → the id of the last event about it
 	inflight sync.WaitGroup
 }
 
@@ -89,6 +101,7 @@ func newProvider(cfg config, secret string) (*provider, error) {
 		happened: make(map[string]time.Time),
 		seen:     make(map[string]*counters),
 		limiters: make(map[string]*rate.Limiter),
+		state:    make(map[string]string),
 		client: &http.Client{
 			Timeout:   5 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64},
@@ -99,7 +112,10 @@ func newProvider(cfg config, secret string) (*provider, error) {
 		return nil, err
 	}
 	p.url = "http://" + ln.Addr().String()
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.serveList), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /events", p.serveList)
+	mux.HandleFunc("GET /objects/{id}", p.serveObject)
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil
 }
@@ -142,7 +158,10 @@ func (p *provider) run(ctx context.Context, start time.Time, hooks map[string]st
 		}
 		now := time.Now()
 		e.body = p.body(e, now)
+		e.thin = []byte(fmt.Sprintf(`{"id":%q,"type":%q,"created_ms":%d,"object":{"id":%q,"url":"%s/objects/%s"}}`,
+			e.id, e.typ, now.UnixMilli(), e.object(), p.url, e.object()))
 		p.mu.Lock()
+		p.state[e.object()] = e.id
 		p.happened[e.id] = now
 		p.emitted = i + 1
 		p.mu.Unlock()
@@ -181,15 +200,19 @@ func (p *provider) deliver(ctx context.Context, consumer, url string, e *simEven
 			p.count(consumer, false, func(c *counters) { c.webhooksDropped++ })
 			continue
 		}
-		h, err := webhook.SignStandardWebhooks(p.secret, e.id, time.Now(), e.body)
+		body := e.body
+		if consumer == "thin" {
+			body = e.thin
+		}
+		h, err := webhook.SignStandardWebhooks(p.secret, e.id, time.Now(), body)
 		if err != nil {
 			panic(err)
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.body))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		req.Header = h
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := p.client.Do(req)
-		p.count(consumer, true, func(c *counters) { c.webhooks++; c.bytes += int64(len(e.body)) })
+		p.count(consumer, true, func(c *counters) { c.webhooks++; c.bytes += int64(len(body)) })
 		if err != nil {
 			continue
 		}
@@ -208,12 +231,8 @@ func (p *provider) deliver(ctx context.Context, consumer, url string, e *simEven
 func (p *provider) serveList(w http.ResponseWriter, r *http.Request) {
 	consumer := r.Header.Get("X-Consumer")
 	sleepCtx(r.Context(), p.cfg.latency)
+	lim := p.limiter(consumer)
 	p.mu.Lock()
-	lim := p.limiters[consumer]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(p.cfg.apiLimit), int(max(1, p.cfg.apiLimit)))
-		p.limiters[consumer] = lim
-	}
 	visible := p.events[:p.emitted]
 	p.mu.Unlock()
 
@@ -267,6 +286,46 @@ func (p *provider) serveList(w http.ResponseWriter, r *http.Request) {
 			c.emptyPolls++
 		}
 	})
+}
+
+// limiter is the API's rate limit of one consumer.
+func (p *provider) limiter(consumer string) *rate.Limiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lim := p.limiters[consumer]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(p.cfg.apiLimit), int(max(1, p.cfg.apiLimit)))
+		p.limiters[consumer] = lim
+	}
+	return lim
+}
+
+// serveObject is GET /objects/{id}: the object's current state (the last
+// event about it, padded to the event size), rate-limited per consumer as
+// the list API is.
+func (p *provider) serveObject(w http.ResponseWriter, r *http.Request) {
+	consumer := r.Header.Get("X-Consumer")
+	sleepCtx(r.Context(), p.cfg.latency)
+	if !p.limiter(consumer).Allow() {
+		p.count(consumer, true, func(c *counters) { c.apiRequests++; c.rateLimited++ })
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "rate limited", http.StatusTooManyRequests)
+		return
+	}
+	id := r.PathValue("id")
+	p.mu.Lock()
+	last, ok := p.state[id]
+	p.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	head := fmt.Sprintf(`{"id":%q,"last_event":%q,"data":{"note":"`, id, last)
+	tail := `"}}`
+	out := []byte(head + strings.Repeat("x", max(0, p.cfg.size-len(head)-len(tail))) + tail)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+	p.count(consumer, true, func(c *counters) { c.apiRequests++; c.bytes += int64(len(out)) })
 }
 
 func (p *provider) snapshot(consumer string) counters {
