@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,5 +214,56 @@ func TestNotificationBurstCoalesces(t *testing.T) {
 	t.Logf("1,000 notifications in %v: %d polls (at most %d)", took.Round(time.Millisecond), n, limit)
 	if n > limit || n == 0 {
 		t.Errorf("%d polls for 1,000 notifications in %v, want 1 to %d", n, took, limit)
+	}
+}
+
+// Graph's lifecycle notifications: "missed" (Graph dropped changes) is
+// stored with its type and triggers the reconciliation poll through
+// OnAccepted; "reauthorizationRequired" is stored with its type for a
+// subscription of its own to act on, and triggers nothing.
+func TestGraphLifecycleNotifications(t *testing.T) {
+	var triggered atomic.Int32
+	var stored []event.Event
+	h := webhook.New("graph", webhook.MicrosoftGraph("secretClientState"), webhook.WithLogger(quiet),
+		webhook.OnAccepted(func(e event.Event) {
+			if e.Type == "missed" {
+				triggered.Add(1)
+			}
+		}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	go func() {
+		_ = h.Run(ctx, event.SinkFunc(func(_ context.Context, e event.Event) error {
+			mu.Lock()
+			stored = append(stored, e)
+			mu.Unlock()
+			return nil
+		}))
+	}()
+	send := func(lifecycle string) int {
+		body := `{"value":[{"subscriptionId":"7f105c7d-2dc5-4530-97cd-4e7ae6534c07","subscriptionExpirationDateTime":"2026-12-05T02:00:00Z","tenantId":"84bd8158-6d4d-4958-8b9f-9d6445542f95","clientState":"secretClientState","lifecycleEvent":"` + lifecycle + `"}]}`
+		for {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/graph/lifecycle", strings.NewReader(body)))
+			if w.Code != http.StatusServiceUnavailable { // not running yet
+				return w.Code
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if code := send("reauthorizationRequired"); code != http.StatusAccepted {
+		t.Fatalf("reauthorizationRequired: %d", code)
+	}
+	if code := send("missed"); code != http.StatusAccepted {
+		t.Fatalf("missed: %d", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(stored) != 2 || stored[0].Type != "reauthorizationRequired" || stored[1].Type != "missed" {
+		t.Fatalf("stored %+v", stored)
+	}
+	if triggered.Load() != 1 {
+		t.Errorf("triggered %d times, want once (for missed)", triggered.Load())
 	}
 }
