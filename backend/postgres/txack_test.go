@@ -116,60 +116,22 @@ func rowsPerID(t *testing.T, pool *pgxpool.Pool, table string) map[string]int {
 	return m
 }
 
-// HandleTx: a handler that fails after its insert is rolled back and
-// retried, with Attempt as usual; one that fails every time is
-// dead-lettered with nothing written; two subscriptions each write once.
+// HandleTx under retries and dead letters: a failure after the insert
+// rolls it back, Attempt works inside, two subscriptions write once each.
 func TestHandleTxRetriesAndDeadLetters(t *testing.T) {
 	pool := testPool(t)
 	prefix := testPrefix(t, pool)
 	table := userTable(t, pool, prefix)
 	pg := newBackend(t, pool, prefix)
-	s := intake.New(intake.WithQueue(pg), intake.WithLogger(quiet))
-	var dead atomic.Int32
-	for _, name := range []string{"billing", "mail"} {
-		s.Handle(pg.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
-			n, sub := intake.Attempt(ctx)
+	intaketest.TxRetries(t, pg, func(after func(context.Context, event.Event) error) intake.HandlerFunc {
+		return pg.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+			_, sub := intake.Attempt(ctx)
 			if _, err := tx.Exec(ctx, `INSERT INTO `+table+` (id, by) VALUES ($1, $2)`, e.ID, sub); err != nil {
 				return err
 			}
-			switch {
-			case e.ID == "flaky" && n < 3:
-				return fmt.Errorf("attempt %d fails after its insert", n)
-			case e.ID == "poison":
-				return errors.New("never")
-			}
-			return nil
-		}), intake.WithName(name), intake.WithMaxAttempts(3), intake.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
-			intake.WithDeadLetter(func(context.Context, intake.DeadLetter) { dead.Add(1) }))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	for _, id := range []string{"ok", "flaky", "poison"} {
-		if err := intaketest.Put(context.Background(), s, event.Event{Source: "shop", ID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for dead.Load() < 2 || len(rowsPerID(t, pool, table)) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dead letters %d, rows %v after 10 s", dead.Load(), rowsPerID(t, pool, table))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	got := rowsPerID(t, pool, table)
-	want := map[string]int{"ok": 2, "flaky": 2} // once per subscription; poison's rolled back
-	if len(got) != len(want) || got["ok"] != 2 || got["flaky"] != 2 {
-		t.Fatalf("rows per event %v, want %v", got, want)
-	}
-	if r, err := s.Get(context.Background(), event.Key("shop", "poison")); err != nil || r.State != dedupe.Dead {
-		t.Fatalf("poison: %+v, %v; want dead", r, err)
-	}
+			return after(ctx, e)
+		})
+	}, func() map[string]int { return rowsPerID(t, pool, table) })
 }
 
 // The fence: a holder that lost its advisory lock (its connection cut)

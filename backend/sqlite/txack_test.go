@@ -3,13 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,41 +100,22 @@ type fakeDelivery struct{ key, sub string }
 func (d fakeDelivery) Key() string          { return d.key }
 func (d fakeDelivery) Subscription() string { return d.sub }
 
-// HandleTx: a handler that fails after its insert is rolled back and
-// retried; one that always fails is dead-lettered with nothing written.
+// HandleTx under retries and dead letters: a failure after the insert
+// rolls it back, Attempt works inside, two subscriptions write once each.
 func TestHandleTxRetriesAndDeadLetters(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "handle.db")
-	b := open(t, path)
+	b := open(t, filepath.Join(t.TempDir(), "handle.db"))
 	if _, err := b.DB().Exec(`CREATE TABLE orders (id TEXT NOT NULL, by TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet))
-	var dead atomic.Int32
-	for _, name := range []string{"billing", "mail"} {
-		s.Handle(b.HandleTx(func(ctx context.Context, tx *sql.Tx, e event.Event) error {
-			n, sub := intake.Attempt(ctx)
+	intaketest.TxRetries(t, b, func(after func(context.Context, event.Event) error) intake.HandlerFunc {
+		return b.HandleTx(func(ctx context.Context, tx *sql.Tx, e event.Event) error {
+			_, sub := intake.Attempt(ctx)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, by) VALUES (?, ?)`, e.ID, sub); err != nil {
 				return err
 			}
-			switch {
-			case e.ID == "flaky" && n < 3:
-				return fmt.Errorf("attempt %d fails after its insert", n)
-			case e.ID == "poison":
-				return errors.New("never")
-			}
-			return nil
-		}), intake.WithName(name), intake.WithMaxAttempts(3), intake.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
-			intake.WithDeadLetter(func(context.Context, intake.DeadLetter) { dead.Add(1) }))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	for _, id := range []string{"ok", "flaky", "poison"} {
-		if err := intaketest.Put(context.Background(), s, event.Event{Source: "shop", ID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rows := func() map[string]int {
+			return after(ctx, e)
+		})
+	}, func() map[string]int {
 		m := map[string]int{}
 		rs, err := b.DB().Query(`SELECT id, count(*) FROM orders GROUP BY id`)
 		if err != nil {
@@ -153,20 +131,5 @@ func TestHandleTxRetriesAndDeadLetters(t *testing.T) {
 			m[id] = n
 		}
 		return m
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for dead.Load() < 2 || len(rows()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dead letters %d, rows %v after 10 s", dead.Load(), rows())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if got := rows(); len(got) != 2 || got["ok"] != 2 || got["flaky"] != 2 {
-		t.Fatalf("rows per event %v, want ok and flaky once per subscription", got)
-	}
+	})
 }
