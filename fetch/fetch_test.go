@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,11 +178,17 @@ func TestBurstsFetchOncePerObjectAndWindow(t *testing.T) {
 	}
 }
 
-// An API that answers 500 or 429 to half the requests for three seconds
-// loses nothing: each failed fetch is a failed attempt, retried.
+// An API that answers 500 or 429 to half the requests while 1,000 thin
+// events arrive over three seconds (INTAKE_FETCH_FAULT_SECONDS sets
+// another span: 60 for the minute of the issue) loses nothing: each
+// failed fetch is a failed attempt, retried.
 func TestFailingAPILosesNothing(t *testing.T) {
+	span := 3 * time.Second
+	if v, err := time.ParseDuration(os.Getenv("INTAKE_FETCH_FAULT_SECONDS") + "s"); err == nil && v > 0 {
+		span = v
+	}
 	a := &api{gets: map[string]int{}}
-	until := time.Now().Add(3 * time.Second)
+	until := time.Now().Add(span)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var rngMu sync.Mutex
 	a.fail = func() (int, string) {
@@ -203,12 +210,12 @@ func TestFailingAPILosesNothing(t *testing.T) {
 		events = append(events, thin(srv.URL, i, i%100))
 	}
 	var dead atomic.Int64
-	got := run(t, f, events, 60*time.Second,
+	got := runPaced(t, f, events, span/10, span+60*time.Second,
 		intake.WithMaxAttempts(100), intake.WithRetryBackoff(5*time.Millisecond, 200*time.Millisecond),
 		intake.WithDeadLetter(func(context.Context, intake.DeadLetter) { dead.Add(1) }))
 	checkFull(t, events, got)
 	st := f.Stats()
-	t.Logf("1,000 events with the API failing half the time for 3 s: %d fetches, %d failed, %d coalesced, %d dead", st.Fetches, st.Errors, st.Coalesced, dead.Load())
+	t.Logf("1,000 events over %v with the API failing half the time: %d fetches, %d failed, %d coalesced, %d dead", span, st.Fetches, st.Errors, st.Coalesced, dead.Load())
 	if st.Errors == 0 || dead.Load() != 0 {
 		t.Errorf("%d failed fetches (want some), %d dead (want none)", st.Errors, dead.Load())
 	}
