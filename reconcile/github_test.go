@@ -62,13 +62,13 @@ func TestGitHubRedeliversFailedDeliveries(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	at := func(ago time.Duration) string { return now.Add(-ago).Format(time.RFC3339) }
 	gh := &fakeGitHub{deliveries: []map[string]any{
-		{"id": 9, "guid": "A", "delivered_at": at(time.Minute), "status_code": 200},      // A: failed, then OK
+		{"id": 9, "guid": "A", "delivered_at": at(time.Minute), "status_code": 200},     // A: failed, then OK
 		{"id": 8, "guid": "B", "delivered_at": at(2 * time.Minute), "status_code": 502}, // B: failed twice: redeliver 8
 		{"id": 7, "guid": "C", "delivered_at": at(3 * time.Minute), "status_code": 200},
 		{"id": 6, "guid": "A", "delivered_at": at(4 * time.Minute), "status_code": 500},
-		{"id": 5, "guid": "B", "delivered_at": at(5 * time.Minute), "status_code": 0}, // timed out
+		{"id": 5, "guid": "B", "delivered_at": at(5 * time.Minute), "status_code": 0},   // timed out
 		{"id": 4, "guid": "E", "delivered_at": at(6 * time.Minute), "status_code": 404}, // E: redeliver 4
-		{"id": 3, "guid": "D", "delivered_at": at(30 * time.Hour), "status_code": 500}, // older than the lookback
+		{"id": 3, "guid": "D", "delivered_at": at(30 * time.Hour), "status_code": 500},  // older than the lookback
 	}}
 	srv := httptest.NewServer(gh)
 	defer srv.Close()
