@@ -19,7 +19,21 @@ type SourceStats struct {
 	Committed  int64            `json:"committed"`
 	Dead       int64            `json:"dead"`
 	Rate       []int64          `json:"rate"` // accepted per 10 s, the last 60 buckets
+
+	// Fetch on demand (package fetch, given the stream's Metrics): the
+	// objects fetched for the source's events, the events served by
+	// another's fetch, and the fetches that failed.
+	Fetches     int64 `json:"fetches,omitempty"`
+	Coalesced   int64 `json:"fetches_coalesced,omitempty"`
+	FetchErrors int64 `json:"fetch_errors,omitempty"`
 }
+
+// Metrics returns the recorder the stream records to: its own counts
+// (see [Stream.Stats]), then the one given with [WithMetrics]. Give it to
+// what works beside the stream, such as a fetch.Fetcher
+// (fetch.WithMetrics), so that its counts show in the stream's stats and
+// console.
+func (s *Stream) Metrics() metric.Recorder { return s.rec }
 
 // Stats returns each source's counters, by name.
 func (s *Stream) Stats() []SourceStats {
@@ -52,7 +66,8 @@ func newStatsRecorder(next metric.Recorder) *statsRecorder {
 func (r *statsRecorder) Count(name, source, reason string, delta int64) {
 	r.next.Count(name, source, reason, delta)
 	switch name {
-	case metric.Accepted, metric.Duplicate, metric.Rejected, metric.Committed, metric.DeadLetter:
+	case metric.Accepted, metric.Duplicate, metric.Rejected, metric.Committed, metric.DeadLetter,
+		metric.Fetched, metric.Coalesced, metric.FetchFailed:
 	default:
 		return
 	}
@@ -86,6 +101,12 @@ func (r *statsRecorder) Count(name, source, reason string, delta int64) {
 		c.Committed += delta
 	case metric.DeadLetter:
 		c.Dead += delta
+	case metric.Fetched:
+		c.Fetches += delta
+	case metric.Coalesced:
+		c.Coalesced += delta
+	case metric.FetchFailed:
+		c.FetchErrors += delta
 	}
 }
 

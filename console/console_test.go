@@ -20,6 +20,7 @@ import (
 	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/fetch"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -149,4 +150,28 @@ func TestReadinessBanner(t *testing.T) {
 	s.Subscribe()
 	h := console.New(s)
 	assert.Contains(t, do(h, "GET", "/", local, nil, nil).Body.String(), `id="readiness"`, "not running yet")
+}
+
+// A fetch.Fetcher given the stream's Metrics shows its counts in the
+// overview and in the API's stats, by source.
+func TestOverviewShowsFetches(t *testing.T) {
+	s, h, _, _ := setup(t)
+	f := fetch.New(func(e event.Event) (fetch.Object, bool) { return fetch.Object{ID: "obj"}, true },
+		func(context.Context, fetch.Object) ([]byte, error) { return []byte(`{}`), nil }, fetch.WithMetrics(s.Metrics()))
+	for range 3 {
+		if _, err := f.Fetch(context.Background(), "shop", fetch.Object{ID: "obj"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := do(h, http.MethodGet, "/", "127.0.0.1:1", nil, nil)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), "2 coalesced")
+	var shop intake.SourceStats
+	for _, st := range s.Stats() {
+		if st.Name == "shop" {
+			shop = st
+		}
+	}
+	assert.Equal(t, int64(1), shop.Fetches)
+	assert.Equal(t, int64(2), shop.Coalesced)
 }
