@@ -69,3 +69,38 @@ func verifyGraph(s *Scheme, r *Request) (event.Event, error) {
 	}
 	return e, nil
 }
+
+// GraphChanges splits a Microsoft Graph notification (an event of the
+// [MicrosoftGraph] scheme, whose "value" holds one or more changes, as
+// Graph batches them) into one event per change: its Payload the change's
+// JSON object (with "resource", the path of the object that changed, to
+// fetch on demand), its Type the change's changeType or lifecycleEvent,
+// its ID derived from the change's content, and the rest of e kept. A
+// handler that fetches each change's resource (fetch.Fetcher.Fetch)
+// returns an error for the whole notification if one fails: the
+// notification is retried, its changes handled again.
+func GraphChanges(e event.Event) []event.Event {
+	raw, ok := jsonscan.Field(e.Payload, "value")
+	if !ok {
+		return nil
+	}
+	var out []event.Event
+	_ = jsonscan.Array(raw, func(item []byte) bool {
+		c := e
+		c.Payload = append([]byte(nil), item...)
+		c.Type = ""
+		_ = jsonscan.Object(item, func(k, v []byte) bool {
+			switch string(k) {
+			case "changeType", "lifecycleEvent":
+				if c.Type == "" {
+					c.Type, _ = jsonscan.String(v)
+				}
+			}
+			return false
+		})
+		c.ID = event.ContentID(event.Event{Type: c.Type, Payload: c.Payload})
+		out = append(out, c)
+		return false
+	})
+	return out
+}
