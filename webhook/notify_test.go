@@ -169,8 +169,24 @@ func TestNotifyOnlyNeedsATrigger(t *testing.T) {
 }
 
 // A burst of 1,000 notifications triggers at most one poll per minimum
-// gap (and one more): the poller coalesces.
+// gap (and one more): the poller coalesces. Dropbox and Google alike.
 func TestNotificationBurstCoalesces(t *testing.T) {
+	dropboxBody := []byte(`{"list_folder": {"accounts": ["dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"]}, "delta": {"users": [12345]}}`)
+	for _, tc := range []struct {
+		name   string
+		scheme *webhook.Scheme
+		body   []byte
+		header http.Header
+	}{
+		{"dropbox", webhook.Dropbox("the_secret"), dropboxBody, webhook.SignDropbox("the_secret", dropboxBody)},
+		{"google", webhook.GoogleChannel("398348u3tu83ut8uu38"), nil, http.Header{
+			"X-Goog-Channel-Id": {"4ba78bf0"}, "X-Goog-Channel-Token": {"398348u3tu83ut8uu38"}, "X-Goog-Resource-State": {"update"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { burst(t, tc.scheme, tc.body, tc.header) })
+	}
+}
+
+func burst(t *testing.T, scheme *webhook.Scheme, body []byte, header http.Header) {
 	const gap = 100 * time.Millisecond
 	var polls, last atomic.Int64 // fetches, and the start of the last one
 	p := poller.New("files", poller.FetchFunc(func(ctx context.Context, cursor string) (poller.Page, error) {
@@ -178,7 +194,7 @@ func TestNotificationBurstCoalesces(t *testing.T) {
 		last.Store(time.Now().UnixNano())
 		return poller.Page{}, nil
 	}), poller.Every(time.Hour), poller.WithMinGap(gap), poller.WithLogger(quiet))
-	h := webhook.New("files", webhook.Dropbox("the_secret"), webhook.WithTrigger(p.Trigger), webhook.WithLogger(quiet))
+	h := webhook.New("files", scheme, webhook.WithTrigger(p.Trigger), webhook.WithLogger(quiet))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, event.SinkFunc(func(context.Context, event.Event) error { return nil })) }()
@@ -186,13 +202,12 @@ func TestNotificationBurstCoalesces(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	before := polls.Load()
-	body := []byte(`{"list_folder": {"accounts": ["dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"]}, "delta": {"users": [12345]}}`)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	start := time.Now()
 	for range 1000 {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
-		req.Header = webhook.SignDropbox("the_secret", body)
+		req.Header = header.Clone()
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
