@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -66,4 +67,38 @@ func ExampleStream_Subscribe() {
 	cancel()
 	<-done
 	// Output: in_1 1
+}
+
+// Handlers by event type: exact routes, prefix routes, typed decoding,
+// and what to do with a type no route takes.
+func ExampleRouter() {
+	type invoice struct {
+		ID     string `json:"id"`
+		Amount int    `json:"amount_paid"`
+	}
+	r := intake.NewRouter().
+		On("invoice.paid", intake.JSON(func(ctx context.Context, e event.Event, inv invoice) error {
+			fmt.Println("paid:", inv.ID, inv.Amount)
+			return nil
+		})).
+		OnPrefix("customer.", func(ctx context.Context, e event.Event) error {
+			fmt.Println("customer event:", e.Type)
+			return nil
+		}).
+		Otherwise(intake.AckUnrouted) // the default dead-letters them (intake.ErrNoRoute)
+	ctx := context.Background()
+	_ = r.Handle(ctx, event.Event{Type: "invoice.paid", Payload: []byte(`{"id":"in_1","amount_paid":4200}`)})
+	_ = r.Handle(ctx, event.Event{Type: "customer.deleted"})
+	_ = r.Handle(ctx, event.Event{Type: "payout.paid"})
+	err := r.Handle(ctx, event.Event{Type: "invoice.paid", Payload: []byte(`{"amount_paid":"lots"}`)})
+	fmt.Println("unrouted:", r.Unrouted())
+	var typeErr *json.UnmarshalTypeError
+	fmt.Println("decode error, dead-lettered at once:", errors.As(err, &typeErr))
+	// stream.Handle(r.Handle) runs it for every event.
+
+	// Output:
+	// paid: in_1 4200
+	// customer event: customer.deleted
+	// unrouted: 1
+	// decode error, dead-lettered at once: true
 }

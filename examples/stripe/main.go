@@ -43,14 +43,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stripe:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%d events, %d webhooks lost: %d delivered by webhook, %d by the Events API poll; %d copies suppressed, %d delivered twice\n",
-		*n, res.dropped, res.via[event.Webhook], res.via[event.Poll], res.suppressed, res.twice)
+	fmt.Printf("%d events, %d webhooks lost: %d delivered by webhook, %d by the Events API poll; %d copies suppressed, %d delivered twice; %d paid in all\n",
+		*n, res.dropped, res.via[event.Webhook], res.via[event.Poll], res.suppressed, res.twice, res.paid)
 	for _, id := range res.order {
 		fmt.Printf("  %s  via %s\n", id, res.byID[id])
 	}
 }
 
+// stripeEvent is a Stripe event whose data.object is a T.
+type stripeEvent[T any] struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Data struct {
+		Object T `json:"object"`
+	} `json:"data"`
+}
+
+// invoice is the part of a Stripe invoice this example reads.
+type invoice struct {
+	ID         string `json:"id"`
+	AmountPaid int    `json:"amount_paid"`
+}
+
 type result struct {
+	paid       int // the invoices' amount_paid, summed
 	byID       map[string]event.Via
 	order      []string
 	via        map[event.Via]int
@@ -125,7 +141,6 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 		decodeStripeList,
 	), poller.Every(300*time.Millisecond), poller.WithLogger(quiet))
 	stream.Add(hook, events)
-	deliveries := stream.Subscribe()
 
 	hookLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -146,21 +161,25 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 	res := &result{byID: map[string]event.Via{}, via: map[event.Via]int{}}
 	got := make(chan struct{}, n)
 	var mu sync.Mutex
-	go func() {
-		for d := range deliveries {
+	// Handlers by event type, the payload decoded: an invoice that does
+	// not decode is dead-lettered at once; other types are acked.
+	router := intake.NewRouter().
+		On("invoice.paid", intake.JSON(func(ctx context.Context, e event.Event, ev stripeEvent[invoice]) error {
 			mu.Lock()
-			if _, dup := res.byID[d.Event.ID]; dup {
+			if _, dup := res.byID[e.ID]; dup {
 				res.twice++
 			} else {
-				res.byID[d.Event.ID] = d.Event.Via
-				res.order = append(res.order, d.Event.ID)
-				res.via[d.Event.Via]++
+				res.byID[e.ID] = e.Via
+				res.order = append(res.order, e.ID)
+				res.via[e.Via]++
+				res.paid += ev.Data.Object.AmountPaid
 			}
 			mu.Unlock()
-			d.Ack()
 			got <- struct{}{}
-		}
-	}()
+			return nil
+		})).
+		Otherwise(intake.AckUnrouted)
+	stream.Handle(router.Handle)
 
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	for i := 1; i <= n; i++ {

@@ -20,6 +20,10 @@ func TestEachEventOnceAcrossPaths(t *testing.T) {
 	if res.via[event.Poll] < res.dropped || res.dropped == 0 {
 		t.Errorf("%d webhooks lost but %d events came by poll", res.dropped, res.via[event.Poll])
 	}
+	// The router decoded every invoice: amount_paid is 100·i for evt i.
+	if res.paid != 100*40*41/2 {
+		t.Errorf("paid %d in all, want %d", res.paid, 100*40*41/2)
+	}
 	if res.suppressed == 0 {
 		t.Error("the poll found no copy of a webhook's event to suppress")
 	}
