@@ -1,8 +1,6 @@
 package webhook
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -28,8 +26,9 @@ import (
 // WithTrigger sets the function called for every verified notification
 // of a notification-only scheme ([Dropbox], [GoogleChannel]) instead of
 // storing an event: give it the paired poller's Trigger. It must not
-// block. [New] panics on a notification-only scheme without one. With
-// any other scheme it is called after each newly stored event too.
+// block. [New] panics on a notification-only scheme without one, and on
+// any other scheme with one: to poll after a stored event, use
+// [OnAccepted].
 func WithTrigger(fn func()) Option { return func(h *Handler) { h.trigger = fn } }
 
 // Dropbox returns the verifier of Dropbox's webhooks, given the app
@@ -82,10 +81,8 @@ func verifyDropbox(s *Scheme, r *Request) (event.Event, error) {
 // SignDropbox returns the X-Dropbox-Signature header of body, signed with
 // the app secret.
 func SignDropbox(appSecret string, body []byte) http.Header {
-	mac := hmac.New(sha256.New, []byte(appSecret))
-	mac.Write(body)
 	h := http.Header{}
-	h.Set("X-Dropbox-Signature", hex.EncodeToString(mac.Sum(nil)))
+	h.Set("X-Dropbox-Signature", hex.EncodeToString(newMACKey([]byte(appSecret), nil).sign(nil, body)))
 	return h
 }
 
@@ -146,10 +143,9 @@ func verifyGoogleChannel(s *Scheme, r *Request) (event.Event, error) {
 // must be no more than ten minutes old (the scheme's tolerance); one
 // valid signature is enough, so that keys rotate one at a time.
 func Box(primaryKey, secondaryKey string) *Scheme {
-	s := newScheme("box", []string{"unused"}, nil, nil, verifyBox)
-	s.keys = nil
-	if primaryKey == "" && secondaryKey == "" {
-		s.bad = ErrNoSecret
+	s := newScheme("box", nil, nil, nil, verifyBox) // no shared key list: a key per header
+	if primaryKey != "" || secondaryKey != "" {
+		s.bad = nil
 	}
 	if primaryKey != "" {
 		s.boxKeys[0] = newMACKey([]byte(primaryKey), nil)
@@ -235,10 +231,7 @@ func boxVerify(k *macKey, sig, body []byte, ts string) bool {
 func SignBox(primaryKey, secondaryKey string, body []byte, at time.Time) http.Header {
 	ts := at.UTC().Format(time.RFC3339)
 	sign := func(key string) string {
-		mac := hmac.New(sha256.New, []byte(key))
-		mac.Write(body)
-		mac.Write([]byte(ts))
-		return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+		return base64.StdEncoding.EncodeToString(newMACKey([]byte(key), nil).sign(nil, append(append([]byte(nil), body...), ts...)))
 	}
 	h := http.Header{}
 	h.Set("BOX-DELIVERY-TIMESTAMP", ts)

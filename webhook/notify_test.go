@@ -282,3 +282,14 @@ func TestGraphLifecycleNotifications(t *testing.T) {
 		t.Errorf("triggered %d times, want once (for missed)", triggered.Load())
 	}
 }
+
+// WithTrigger on a scheme that stores its events is a mistake to see at
+// start: OnAccepted is the way to poll after a stored event.
+func TestTriggerOnlyForNotificationSchemes(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("New with GitHub and WithTrigger did not panic")
+		}
+	}()
+	webhook.New("gh", webhook.GitHub("secret"), webhook.WithTrigger(func() {}))
+}

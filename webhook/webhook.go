@@ -199,6 +199,9 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 			panic("webhook: New(" + strconv.Quote(name) + "): " + sc.name + " notifications only say that something changed: give WithTrigger the paired poller's Trigger")
 		}
 	}
+	if h.trigger != nil && !h.notify {
+		panic("webhook: New(" + strconv.Quote(name) + "): WithTrigger is for notification-only schemes (Dropbox, GoogleChannel); to poll after a stored event, use OnAccepted")
+	}
 	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
 		h.bodyKey = true
 	}
@@ -259,13 +262,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	if ref == nil {
 		return h.retryLater(w, http.StatusServiceUnavailable, "not-running", time.Second)
 	}
-	body, err := readBody(w, r, h.maxBody)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return h.reject(w, http.StatusRequestEntityTooLarge, "too-large", nil)
-		}
-		return h.reject(w, http.StatusBadRequest, "read", err)
+	body, refused := h.readBody(w, r)
+	if refused != "" {
+		return refused
 	}
 
 	e, err := h.verify(r, body)
@@ -364,9 +363,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 		if h.accepted != nil {
 			h.accepted(e)
 		}
-		if h.trigger != nil {
-			h.trigger()
-		}
 		return "accepted"
 	case errors.Is(err, event.ErrDuplicate):
 		h.status.Succeeded()
@@ -432,17 +428,27 @@ func (h *Handler) handshake(w http.ResponseWriter, r *http.Request) string {
 	return h.refuse(w, err)
 }
 
-// notification answers a notification-only scheme's POST: verified, it
-// triggers the paired poller and is answered 200; nothing is stored, so
-// the stream need not run (the poller, when it does, catches up).
-func (h *Handler) notification(w http.ResponseWriter, r *http.Request) string {
+// readBody reads the request's body, within the handler's limit; when it
+// cannot, it answers (413 or 400) and returns the reason recorded.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, string) {
 	body, err := readBody(w, r, h.maxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return h.reject(w, http.StatusRequestEntityTooLarge, "too-large", nil)
+			return nil, h.reject(w, http.StatusRequestEntityTooLarge, "too-large", nil)
 		}
-		return h.reject(w, http.StatusBadRequest, "read", err)
+		return nil, h.reject(w, http.StatusBadRequest, "read", err)
+	}
+	return body, ""
+}
+
+// notification answers a notification-only scheme's POST: verified, it
+// triggers the paired poller and is answered 200; nothing is stored, so
+// the stream need not run (the poller, when it does, catches up).
+func (h *Handler) notification(w http.ResponseWriter, r *http.Request) string {
+	body, refused := h.readBody(w, r)
+	if refused != "" {
+		return refused
 	}
 	if _, err := h.verify(r, body); err != nil {
 		return h.refuse(w, err)
