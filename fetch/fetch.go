@@ -165,7 +165,8 @@ func (f *Fetcher) Fetch(ctx context.Context, source string, o Object) ([]byte, e
 	f.mu.Lock()
 	now := f.now()
 	fl, ok := f.flights[key]
-	if ok && fl.at.IsZero() || ok && fl.err == nil && now.Sub(fl.at) < f.window {
+	// In flight, or done within the window (a failed one is not kept).
+	if ok && (fl.at.IsZero() || now.Sub(fl.at) < f.window) {
 		f.mu.Unlock()
 		f.coalesced.Add(1)
 		f.rec.Count(metric.Coalesced, source, "", 1)

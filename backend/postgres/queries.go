@@ -147,23 +147,6 @@ WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::b
 		ackTxCommit: `
 UPDATE {p}keys SET state = 2, expires_at = now() + $4 * interval '1 microsecond', holder = NULL, ` + clearEvent + `
 WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))`,
-		// The same in a batch, whose statements commit or roll back
-		// together: an ack that wrote nothing fails (at run time, with
-		// ackFailed in its message), and the batch with it.
-		ackBatch: `
-WITH u AS (
-	UPDATE {p}keys SET done = array_append(coalesce(done, '{}'), $3::bytea)
-	WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))
-	RETURNING 1
-)
-SELECT CASE WHEN n = 1 THEN 1 ELSE ('` + ackFailed + ` ' || n)::int END FROM (SELECT count(*) AS n FROM u) c`,
-		ackBatchCommit: `
-WITH u AS (
-	UPDATE {p}keys SET state = 2, expires_at = now() + $4 * interval '1 microsecond', holder = NULL, ` + clearEvent + `
-	WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::bytea = ANY(coalesce(done, '{}')))
-	RETURNING 1
-)
-SELECT CASE WHEN n = 1 THEN 1 ELSE ('` + ackFailed + ` ' || n)::int END FROM (SELECT count(*) AS n FROM u) c`,
 		// Why it changed nothing: true when this holder holds the event
 		// and the subscription already acked it; otherwise not held.
 		ackTxWhy: `
@@ -215,9 +198,20 @@ WHERE name = $1 AND holder = $2 AND expires_at > now()
 RETURNING 1`,
 		releaseLease: `DELETE FROM {p}leases WHERE name = $1 AND holder = $2`,
 	}
+	// The acks in a batch, whose statements commit or roll back together:
+	// the same UPDATE, made to fail (at run time, ackFailed in its
+	// message) when it wrote nothing, so the batch fails with it.
+	q.ackBatch, q.ackBatchCommit = failUnlessOne(q.ackTx), failUnlessOne(q.ackTxCommit)
 	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}
 	return q
+}
+
+// failUnlessOne wraps an UPDATE so that it fails when it changes no row:
+// a cast of a string that is not a constant, which the planner cannot
+// fold, raises the error only when it runs.
+func failUnlessOne(update string) string {
+	return "WITH u AS (" + update + "\n\tRETURNING 1\n)\nSELECT CASE WHEN n = 1 THEN 1 ELSE ('" + ackFailed + " ' || n)::int END FROM (SELECT count(*) AS n FROM u) c"
 }
