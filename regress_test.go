@@ -162,6 +162,12 @@ type fakeQueue struct {
 	adopting  atomic.Bool
 	extended  map[string]int // Extend calls with a positive lease, per key
 	holder    string
+	// byHolder adopts as Postgres and Redis do: a row of a live holder
+	// (this one) never, however old its claim; one given back at once.
+	byHolder bool
+	// lostReplies makes that many Enqueue calls do their write and then
+	// fail, as when the connection breaks before the reply comes.
+	lostReplies int
 }
 
 type fakeRow struct {
@@ -189,6 +195,10 @@ func (q *fakeQueue) Enqueue(_ context.Context, key string, e event.Event, lease 
 	}
 	q.seq++
 	q.rows[key] = &fakeRow{e: e, state: dedupe.Pending, expires: q.now().Add(lease), holder: q.holder, seq: q.seq, queued: true}
+	if q.lostReplies > 0 {
+		q.lostReplies--
+		return 0, errors.New("fake: connection reset before the reply")
+	}
 	return dedupe.Claimed, nil
 }
 
@@ -208,7 +218,11 @@ func (q *fakeQueue) Adopt(ctx context.Context, n int, lease time.Duration) ([]de
 		if len(out) == n {
 			break
 		}
-		if r.queued && r.state == dedupe.Pending && !r.expires.After(q.now()) {
+		adoptable := !r.expires.After(q.now())
+		if q.byHolder {
+			adoptable = r.holder == ""
+		}
+		if r.queued && r.state == dedupe.Pending && adoptable {
 			r.holder, r.expires = q.holder, q.now().Add(lease)
 			out = append(out, dedupe.Stored{Key: k, Event: r.e, Done: r.done})
 		}
@@ -224,6 +238,8 @@ func (q *fakeQueue) Extend(_ context.Context, keys []string, lease time.Duration
 			r.expires = q.now().Add(lease)
 			if lease > 0 {
 				q.extended[k]++
+			} else {
+				r.holder = "" // given back
 			}
 		}
 	}
@@ -502,4 +518,44 @@ func TestShutdownBoundedWithStuckHandler(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, dedupe.Claimed, st, "the stuck event's key was released for a retry")
 	close(release)
+}
+
+// Found by the fault campaign (examples/chaos): a claim whose write
+// commits but whose reply is lost (a connection reset after the commit)
+// left the event stored and held by this live holder, which did not have
+// it. Nobody adopted it (its holder lives) and every resend was answered
+// pending: the event was never delivered. The stream now gives back the
+// key of a claim that failed, so the event is adopted and delivered once.
+func TestLostClaimReplyIsGivenBack(t *testing.T) {
+	leak.Check(t)
+	for _, many := range []bool{false, true} {
+		t.Run(fmt.Sprintf("many=%v", many), func(t *testing.T) {
+			q := newFakeQueue()
+			q.byHolder, q.lostReplies = true, 1
+			s := intake.New(intake.WithLogger(quiet), intake.WithQueue(q), intake.WithClaimLease(time.Second))
+			var handled atomic.Int32
+			s.Handle(func(ctx context.Context, e event.Event) error { handled.Add(1); return nil })
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- s.Run(ctx) }()
+			e := event.Event{Source: "p", ID: "1"}
+			var err error
+			require.Eventually(t, func() bool {
+				if many {
+					err = s.PutMany(ctx, []event.Event{e})[0]
+				} else {
+					err = s.Put(ctx, e)
+				}
+				return !errors.Is(err, event.ErrNotRunning)
+			}, time.Second, time.Millisecond)
+			require.Error(t, err, "the claim's reply was lost")
+			require.Eventually(t, func() bool { return handled.Load() == 1 }, 5*time.Second, 10*time.Millisecond,
+				"the stored event was never delivered")
+			require.Eventually(t, func() bool { return errors.Is(s.Put(ctx, e), event.ErrDuplicate) }, 5*time.Second, 10*time.Millisecond,
+				"a resend is answered as done")
+			cancel()
+			require.NoError(t, <-errc)
+			assert.EqualValues(t, 1, handled.Load())
+		})
+	}
 }

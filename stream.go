@@ -93,6 +93,9 @@ type Stream struct {
 	drained chan struct{} // closed when draining and queued reaches 0
 
 	adoptHungry bool // the adopter waits for room for a batch of a backlog
+	// uncertain are the keys of claims that failed with a durable queue:
+	// the adopter gives them back (see giveBackUncertain).
+	uncertain map[string]struct{}
 }
 
 // entry is one stored event on its way to every subscription.
@@ -289,6 +292,15 @@ func (s *Stream) settle(e event.Event, key string, st dedupe.State, err error) e
 		return fmt.Errorf("intake: claim %q: %w", e.ID, err)
 	case err != nil:
 		s.rec.Count(metric.Rejected, e.Source, "store", 1)
+		if s.keys.durable() {
+			s.mu.Lock()
+			if s.uncertain == nil {
+				s.uncertain = make(map[string]struct{})
+			}
+			s.uncertain[key] = struct{}{}
+			s.mu.Unlock()
+			s.adoptNow()
+		}
 		return event.RetryAfter(s.cfg.retryAfter, fmt.Errorf("intake: claim %q: %w", e.ID, err))
 	}
 	switch st {
@@ -646,6 +658,7 @@ func (s *Stream) adopt(ctx context.Context) {
 	}
 	backlog := false // the last look took all it asked for: there may be more
 	for ctx.Err() == nil {
+		s.giveBackUncertain(ctx, every)
 		s.mu.Lock()
 		n := min(max(s.cfg.queueSize-s.queued, 0)/2, maxAdopt)
 		hungry := backlog && n < batch
@@ -696,6 +709,49 @@ func (s *Stream) adopt(ctx context.Context) {
 			backlog = false
 		}
 	}
+}
+
+// giveBackUncertain gives back the keys of claims that failed. A claim
+// whose write committed but whose reply was lost (a connection cut after
+// the commit) leaves its event stored and held by this holder, which does
+// not have it: no other holder adopts the event while this one lives, and
+// every resend is answered pending, so it would wait for this process to
+// die. Given back, it is adopted (here or elsewhere) and delivered. For a
+// claim that failed outright the call changes nothing (a give-back only
+// touches what this holder holds), and a key this stream has in memory
+// (claimed again by a resend) is kept. The adopter calls it between its
+// adoptions, so it never gives back what its own adoption has just
+// taken; keys it could not give back (the store still down) are tried at
+// the adopter's next look.
+func (s *Stream) giveBackUncertain(ctx context.Context, limit time.Duration) {
+	s.mu.Lock()
+	if len(s.uncertain) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	for en := range s.live {
+		delete(s.uncertain, en.key)
+	}
+	keys := make([]string, 0, len(s.uncertain))
+	for k := range s.uncertain {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
+	err := s.cfg.queue.Extend(gctx, keys, 0)
+	cancel()
+	if err != nil {
+		s.logs.Log(s.log, slog.LevelError, "give-back", "intake: giving back the keys of failed claims failed; trying again", "count", len(keys), "err", err)
+		return
+	}
+	s.mu.Lock()
+	for _, k := range keys {
+		delete(s.uncertain, k)
+	}
+	s.mu.Unlock()
 }
 
 // maxAdopt is the most events one adoption takes.
