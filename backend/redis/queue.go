@@ -274,13 +274,15 @@ return 0`)
 
 // adoptScript takes up to n events, oldest first, from "free" and from the
 // holders whose heartbeat is gone; those of a dead holder count an attempt.
+// Never this holder's own: with its heartbeat lapsed (its link cut for
+// longer than the heartbeat) they look orphaned, but it has them in memory.
 var adoptScript = goredis.NewScript(`
 local p, holder, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local cands = {}
 local fr = redis.call('ZRANGE', p .. 'free', 0, n - 1, 'WITHSCORES')
 for i = 1, #fr, 2 do cands[#cands + 1] = {tonumber(fr[i + 1]), fr[i], false} end
 for _, h in ipairs(redis.call('SMEMBERS', p .. 'holders')) do
-  if redis.call('EXISTS', p .. 'live:' .. h) == 0 then
+  if h ~= holder and redis.call('EXISTS', p .. 'live:' .. h) == 0 then
     local got = redis.call('ZRANGE', p .. 'held:' .. h, 0, n - 1, 'WITHSCORES')
     if #got == 0 then redis.call('SREM', p .. 'holders', h) end
     for i = 1, #got, 2 do cands[#cands + 1] = {tonumber(got[i + 1]), got[i], h} end

@@ -3,12 +3,14 @@ package redis_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	intakeredis "github.com/intakehq/intake/backend/redis"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
 )
 
@@ -57,4 +59,39 @@ func TestReplayGuardSurvivesRestart(t *testing.T) {
 		}
 		return q
 	})
+}
+
+// Found by the fault campaign (examples/chaos): a holder whose heartbeat
+// lapsed while it lived (its link to Redis cut for longer than the
+// heartbeat) adopted its own events, which it still had in memory, and
+// each was delivered twice in one process. Another holder adopting them
+// is the documented window of a holder taken over; the holder itself
+// never does.
+func TestHolderNeverAdoptsItsOwnEvents(t *testing.T) {
+	ctx := context.Background()
+	c := testClient(t)
+	prefix := queuePrefix(t, c)
+	q := newQueue(t, c, prefix, intakeredis.WithHeartbeat(time.Minute)) // no beat during the test
+	st, err := q.Enqueue(ctx, "k", event.Event{Source: "s", ID: "1"}, time.Minute)
+	if err != nil || st != dedupe.Claimed {
+		t.Fatalf("enqueue: %v, %v", st, err)
+	}
+	live, err := c.Keys(ctx, prefix+"live:*").Result()
+	if err != nil || len(live) != 1 {
+		t.Fatalf("heartbeat keys %v, %v", live, err)
+	}
+	if err := c.Del(ctx, live...).Err(); err != nil { // the heartbeat lapses
+		t.Fatal(err)
+	}
+	got, err := q.Adopt(ctx, 10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("the holder adopted %d of its own events", len(got))
+	}
+	got, err = newQueue(t, c, prefix).Adopt(ctx, 10, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("another holder adopted %d events (%v), want the lapsed holder's 1", len(got), err)
+	}
 }
