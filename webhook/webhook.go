@@ -338,7 +338,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 			return h.retryLater(w, http.StatusConflict, "pending", time.Second)
 		}
 	}
-	err = ref.Put(r.Context(), e)
+	err = store(r.Context(), ref, e)
 	if h.hold > 0 && errors.Is(err, event.ErrQueueFull) {
 		err = h.holdForRoom(r.Context(), ref, e, err)
 	}
