@@ -47,7 +47,10 @@ const (
 
 // Ack reports that the event was handled. When every subscription has
 // acked it, its key is committed (by the stream, in the background, a
-// few milliseconds later: see the ack→commit window above). An Ack that
+// few milliseconds later: see the ack→commit window above); until then,
+// a crash delivers the event again to every subscription, this one
+// included, so with several subscriptions this ack's window lasts until
+// the slowest of them acks. An Ack that
 // comes after the delivery's lease ran out still counts if the event was
 // not acked yet, and stops a redelivery not yet received.
 func (d *Delivery) Ack() {

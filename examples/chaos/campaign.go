@@ -269,7 +269,7 @@ func (c *campaign) run(ctx context.Context) error {
 	}
 
 	// Make Rate events a second for Duration.
-	made := 0
+	made, said := 0, time.Duration(0)
 	tick := time.NewTicker(10 * time.Millisecond)
 	for now := range tick.C {
 		if ctx.Err() != nil || now.Sub(c.start) >= cfg.Duration {
@@ -280,8 +280,9 @@ func (c *campaign) run(ctx context.Context) error {
 				work <- made
 			}
 		}
-		if made%(cfg.Rate*10) < cfg.Rate/100+1 {
-			fmt.Fprintf(c.log, "%s: %v: %d events made\n", cfg.Backend, now.Sub(c.start).Round(time.Second), made)
+		if since := now.Sub(c.start); since-said >= time.Minute {
+			said = since
+			fmt.Fprintf(c.log, "%s: %v: %d events made\n", cfg.Backend, since.Round(time.Second), made)
 		}
 	}
 	tick.Stop()

@@ -95,10 +95,10 @@ func TestShortCampaign(t *testing.T) {
 }
 
 // TestPlantedDefectIsCaught builds the replicas with a planted defect
-// (the webhook answers before the event is stored: the build tag
-// intake_plant_early_ack) and runs a short campaign with a database
-// crash: the checker must report acknowledged events lost, so that the
-// campaign can fail.
+// (the webhook answers at once and stores the event 200 ms later: the
+// build tag intake_plant_early_ack) and runs a short campaign with two
+// kills and a database crash: the checker must report acknowledged events
+// lost, so that the campaign can fail.
 func TestPlantedDefectIsCaught(t *testing.T) {
 	campaignCases(t)
 	needs(t, "initdb", "apt-get install postgresql")
@@ -107,8 +107,18 @@ func TestPlantedDefectIsCaught(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build -tags intake_plant_early_ack: %v\n%s", err, out)
 	}
-	rep, err := Run(context.Background(), Config{Backend: "postgres", Seed: 21, Duration: 8 * time.Second, Rate: 150,
-		Replicas: 2, Faults: 4, DBCrashes: 1, Drain: 60 * time.Second, Replica: bin, Log: testLog{t}})
+	cfg := Config{Backend: "postgres", Seed: 24, Duration: 8 * time.Second, Rate: 150,
+		Replicas: 2, Faults: 6, DBCrashes: 1, Drain: 60 * time.Second, Replica: bin, Log: testLog{t}}
+	kills := 0
+	for _, f := range Schedule(cfg.Seed, ScheduleConfig{Duration: cfg.Duration, Faults: cfg.Faults, DBCrashes: cfg.DBCrashes, Replicas: cfg.Replicas, Network: true}) {
+		if f.Kind == FaultKill {
+			kills++
+		}
+	}
+	if kills < 2 {
+		t.Fatalf("the seed's schedule has %d kills; the defect needs a few to show", kills)
+	}
+	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
