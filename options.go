@@ -9,6 +9,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
+	"github.com/intakehq/intake/tracing"
 )
 
 // Option configures a [Stream]. A zero value given to an option means its
@@ -28,6 +29,7 @@ type config struct {
 	restartMax     time.Duration
 	logger         *slog.Logger
 	metrics        metric.Recorder
+	tracer         tracing.Tracer
 	healthInterval time.Duration
 }
 
@@ -170,6 +172,17 @@ func WithMetrics(r metric.Recorder) Option {
 	}
 	return func(c *config) { c.metrics = r }
 }
+
+// WithTracer makes each call of a handler given to [Stream.Handle] a
+// consumer span ("process" and the event's source), linked to the
+// context the event was created in (its Meta's traceparent, which the
+// webhook handler and the poller set when they trace: see package
+// [tracing]), with the event's source, type, id, via, the attempt, the
+// subscription and the outcome ("ack", "retry", "dead"). The handler's
+// context carries the span, so its own spans are its children. Defaults
+// to none. A channel from [Stream.Subscribe] gets no spans: the stream
+// cannot see where its reader's work ends.
+func WithTracer(t tracing.Tracer) Option { return func(c *config) { c.tracer = t } }
 
 // SubscribeOption configures a subscription made by [Stream.Subscribe] or
 // [Stream.Handle]. As with [Option], zero means the default and a negative

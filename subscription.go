@@ -14,6 +14,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
+	"github.com/intakehq/intake/tracing"
 )
 
 // Delivery is one event handed to one subscription. Call Ack or Nack when
@@ -226,6 +227,7 @@ type subscription struct {
 	workers   int         // goroutines running fn
 	log       *slog.Logger
 	rec       metric.Recorder
+	tracer    tracing.Tracer  // nil: no spans
 	maxLive   int             // the stream's queue size: bounds the timer heap
 	retention time.Duration   // the stream's, for a transactional ack that commits a key
 	acked     func(*entry)    // called once per entry this subscription acked
@@ -301,6 +303,7 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 		workers:   cfg.workers,
 		log:       s.log,
 		rec:       s.rec,
+		tracer:    s.cfg.tracer,
 		maxLive:   s.cfg.queueSize,
 		retention: s.cfg.retention,
 		acked:     s.acked,
@@ -593,7 +596,12 @@ func (sub *subscription) retryDelay(attempt int) time.Duration {
 // closed.
 func (sub *subscription) work(ctx context.Context) {
 	for d := range sub.ch {
-		err := sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
+		var err error
+		if sub.tracer != nil {
+			err = sub.traced(ctx, d)
+		} else {
+			err = sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
+		}
 		if err == nil {
 			d.Ack()
 		} else {
@@ -602,6 +610,29 @@ func (sub *subscription) work(ctx context.Context) {
 			d.Nack(err)
 		}
 	}
+}
+
+// traced calls the handler inside a consumer span linked to the event's
+// creation context.
+func (sub *subscription) traced(ctx context.Context, d *Delivery) error {
+	e := &d.Event
+	ctx, span := sub.tracer.Start(ctx, "process "+e.Source, tracing.KindConsumer, tracing.FromMeta(e.Meta))
+	err := sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
+	outcome := "ack"
+	if err != nil {
+		outcome = "retry"
+		var perm *permanentError
+		if errors.As(err, &perm) || (sub.cfg.maxAttempts > 0 && d.Attempt >= sub.cfg.maxAttempts) {
+			outcome = "dead"
+		}
+		span.Fail(err)
+	}
+	span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrOperation, "process"),
+		tracing.String(tracing.AttrSource, e.Source), tracing.String(tracing.AttrType, e.Type), tracing.String(tracing.AttrID, e.ID),
+		tracing.String(tracing.AttrVia, e.Via.String()), tracing.Int(tracing.AttrAttempt, d.Attempt),
+		tracing.String(tracing.AttrSubscription, sub.name), tracing.String(tracing.AttrOutcome, outcome))
+	span.End()
+	return err
 }
 
 func (sub *subscription) call(ctx context.Context, e event.Event) (err error) {

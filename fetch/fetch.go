@@ -35,6 +35,7 @@ import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/metric"
 	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/tracing"
 )
 
 // MetaNotification is the Meta key under which a fetched event keeps the
@@ -83,6 +84,12 @@ func WithLimiter(l *rate.Limiter) Option { return func(f *Fetcher) { f.limiter =
 // metric.Fetched, metric.Coalesced, metric.FetchFailed, by source).
 func WithMetrics(r metric.Recorder) Option { return func(f *Fetcher) { f.rec = r } }
 
+// WithTracer makes each fetch a client span ("fetch" and the object's
+// id), a child of the handler's span when the stream traces: see package
+// [tracing]. A fetch shared with another event's gets none of its own.
+// Default: no spans.
+func WithTracer(t tracing.Tracer) Option { return func(f *Fetcher) { f.tracer = t } }
+
 // Fetcher fetches the objects thin events name; see [New]. It is safe for
 // concurrent use.
 type Fetcher struct {
@@ -91,6 +98,7 @@ type Fetcher struct {
 	window  time.Duration
 	limiter *rate.Limiter
 	rec     metric.Recorder
+	tracer  tracing.Tracer
 	now     func() time.Time
 
 	mu      sync.Mutex
@@ -184,7 +192,19 @@ func (f *Fetcher) Fetch(ctx context.Context, source string, o Object) ([]byte, e
 	}
 	f.mu.Unlock()
 
+	var span tracing.Span
+	if f.tracer != nil {
+		ctx, span = f.tracer.Start(ctx, "fetch "+o.ID, tracing.KindClient)
+	}
 	body, err := f.fetch(ctx, o)
+	if span != nil {
+		span.SetAttributes(tracing.String(tracing.AttrSource, source), tracing.String("intake.object.id", o.ID),
+			tracing.String("intake.object.version", o.Version))
+		if err != nil {
+			span.Fail(err)
+		}
+		span.End()
+	}
 	f.mu.Lock()
 	fl.body, fl.err, fl.at = body, err, f.now()
 	if err != nil || f.window == 0 {

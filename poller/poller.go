@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/internal/logsample"
 	"github.com/intakehq/intake/metric"
+	"github.com/intakehq/intake/tracing"
 )
 
 // Page is what one fetch found: everything a page of an API says, read
@@ -173,6 +175,7 @@ type config struct {
 	keepSource    bool
 	log           *slog.Logger
 	rec           metric.Recorder
+	tracer        tracing.Tracer
 }
 
 // The defaults, each written in its option's doc.
@@ -307,6 +310,12 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // WithMetrics sets the metrics recorder. Defaults to [metric.Discard].
 func WithMetrics(r metric.Recorder) Option { return func(c *config) { c.rec = r } }
+
+// WithTracer makes each page fetched and stored a client span ("poll"
+// and the source's name), whose context every event of the page carries
+// in its Meta (see package [tracing]): the creation context its deliveries
+// link to. Default: no spans.
+func WithTracer(t tracing.Tracer) Option { return func(c *config) { c.tracer = t } }
 
 // New returns a poller named name (the Source of its events: give a
 // provider's poller and webhook handler the same name so that the stream
@@ -539,44 +548,73 @@ func (p *Poller) cycle(ctx context.Context, sink event.Sink, cursor string) (tim
 				return slow, cursor, err
 			}
 		}
-		pg, err := p.fetchSafely(ctx, cursor)
-		p.stats.polls.Add(1)
-		p.cfg.rec.Count(metric.Polls, p.name, "", 1)
-		slow = max(slow, min(pg.Wait, p.cfg.maxRetryAfter))
-		if pg.NotModified {
-			p.stats.notModified.Add(1)
-			p.cfg.rec.Count(metric.NotModified, p.name, "", 1)
+		pctx, span := ctx, tracing.Span(nil)
+		if p.cfg.tracer != nil {
+			pctx, span = p.cfg.tracer.Start(ctx, "poll "+p.name, tracing.KindClient)
 		}
-		if err != nil {
-			if errors.Is(err, ErrCursorExpired) {
-				p.cfg.log.Warn("poller: cursor expired; starting over", "source", p.name)
-				return slow, p.cfg.initial, p.save(ctx, p.cfg.initial)
+		res, err := p.page(pctx, sink, cursor, &slow)
+		if span != nil {
+			span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, p.name),
+				tracing.String(tracing.AttrOperation, "receive"), tracing.Int(tracing.AttrEvents, res.events))
+			if err != nil {
+				span.Fail(err)
 			}
+			span.End()
+		}
+		cursor = res.next
+		if err != nil || res.last {
 			return slow, cursor, err
-		}
-		if len(pg.Events) == 0 {
-			p.stats.empty.Add(1)
-			p.cfg.rec.Count(metric.EmptyPolls, p.name, "", 1)
-		}
-		if err := p.deliver(ctx, sink, pg.Events); err != nil {
-			return slow, cursor, err
-		}
-		// Every event of the page is stored: only now does the cursor, and
-		// whatever the fetch keeps in it, move on.
-		if pg.Next != "" && pg.Next != cursor {
-			if err := p.save(ctx, pg.Next); err != nil {
-				// The events are stored; a restart refetches this page and
-				// the store suppresses the copies.
-				p.logs.Log(p.cfg.log, slog.LevelError, "checkpoint", "poller: checkpoint save failed", "source", p.name, "err", err)
-			}
-			cursor = pg.Next
-		}
-		more := pg.More || (p.cfg.greedy > 0 && len(pg.Events) >= p.cfg.greedy)
-		if !more || slow > 0 {
-			break
 		}
 	}
 	return slow, cursor, nil
+}
+
+// pageResult is what one page did: the cursor to go on from, how many
+// events it held, and whether the cycle ends with it.
+type pageResult struct {
+	next   string
+	events int
+	last   bool
+}
+
+// page fetches and stores one page from cursor.
+func (p *Poller) page(ctx context.Context, sink event.Sink, cursor string, slow *time.Duration) (pageResult, error) {
+	pg, err := p.fetchSafely(ctx, cursor)
+	p.stats.polls.Add(1)
+	p.cfg.rec.Count(metric.Polls, p.name, "", 1)
+	*slow = max(*slow, min(pg.Wait, p.cfg.maxRetryAfter))
+	if pg.NotModified {
+		p.stats.notModified.Add(1)
+		p.cfg.rec.Count(metric.NotModified, p.name, "", 1)
+	}
+	if err != nil {
+		if errors.Is(err, ErrCursorExpired) {
+			p.cfg.log.Warn("poller: cursor expired; starting over", "source", p.name)
+			return pageResult{next: p.cfg.initial, last: true}, p.save(ctx, p.cfg.initial)
+		}
+		return pageResult{next: cursor}, err
+	}
+	if len(pg.Events) == 0 {
+		p.stats.empty.Add(1)
+		p.cfg.rec.Count(metric.EmptyPolls, p.name, "", 1)
+	}
+	if err := p.deliver(ctx, sink, pg.Events); err != nil {
+		return pageResult{next: cursor}, err
+	}
+	// Every event of the page is stored: only now does the cursor, and
+	// whatever the fetch keeps in it, move on.
+	res := pageResult{next: cursor, events: len(pg.Events)}
+	if pg.Next != "" && pg.Next != cursor {
+		if err := p.save(ctx, pg.Next); err != nil {
+			// The events are stored; a restart refetches this page and
+			// the store suppresses the copies.
+			p.logs.Log(p.cfg.log, slog.LevelError, "checkpoint", "poller: checkpoint save failed", "source", p.name, "err", err)
+		}
+		res.next = pg.Next
+	}
+	more := pg.More || (p.cfg.greedy > 0 && len(pg.Events) >= p.cfg.greedy)
+	res.last = !more || *slow > 0
+	return res, nil
 }
 
 // fetchSafely calls the fetcher, turning a panic into an error.
@@ -605,6 +643,10 @@ func (p *Poller) save(ctx context.Context, cursor string) error {
 // before what was not stored.
 func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Event) error {
 	now := time.Now()
+	var created tracing.Link // the poll's span: the events' creation context
+	if p.cfg.tracer != nil {
+		created = p.cfg.tracer.Context(ctx)
+	}
 	pending := make([]event.Event, len(events))
 	for i, e := range events {
 		if e.ID == "" {
@@ -616,6 +658,10 @@ func (p *Poller) deliver(ctx context.Context, sink event.Sink, events []event.Ev
 		e.Via = event.Poll
 		if e.Received.IsZero() {
 			e.Received = now
+		}
+		if created.Traceparent != "" && e.Meta[tracing.MetaTraceparent] == "" { // a relayed event keeps its own
+			e.Meta = maps.Clone(e.Meta) // the fetch's map is not ours to write
+			tracing.ToMeta(&e.Meta, created)
 		}
 		pending[i] = e
 	}

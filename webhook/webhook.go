@@ -57,6 +57,7 @@ import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/internal/logsample"
 	"github.com/intakehq/intake/metric"
+	"github.com/intakehq/intake/tracing"
 )
 
 // ErrAlreadyRunning is returned by [Handler.Run] when the handler is
@@ -77,6 +78,7 @@ type Handler struct {
 	hold     time.Duration
 	log      *slog.Logger
 	rec      metric.Recorder
+	tracer   tracing.Tracer
 	accepted func(event.Event)
 	guard    dedupe.Store // a replay guard of its own store (WithReplayGuard); nil: none
 	guardSet bool         // WithReplayGuard was given
@@ -112,6 +114,13 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
 // WithMetrics sets the metrics recorder. Defaults to [metric.Discard].
 func WithMetrics(r metric.Recorder) Option { return func(h *Handler) { h.rec = r } }
+
+// WithTracer makes each request a server span ("webhook" and the source's
+// name: verify, store, answer), whose context the stored event carries in
+// its Meta (see package [tracing]): the creation context its deliveries
+// link to. A request's own traceparent header, when the provider sends
+// one, is a link of that span. Default: no spans.
+func WithTracer(t tracing.Tracer) Option { return func(h *Handler) { h.tracer = t } }
 
 // OnAccepted sets a function called with each newly stored event after the
 // response status is decided, on the request's goroutine. The hybrid
@@ -237,9 +246,28 @@ func (h *Handler) Run(ctx context.Context, sink event.Sink) error {
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if h.tracer != nil {
+		h.serveTraced(w, r, start)
+		return
+	}
 	reason := h.serve(w, r, start)
 	h.rec.Count(metric.Received, h.name, reason, 1)
 	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
+}
+
+// serveTraced is ServeHTTP inside a span.
+func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time.Time) {
+	var links []tracing.Link
+	if tp := r.Header.Get("traceparent"); tp != "" {
+		links = []tracing.Link{{Traceparent: tp, Tracestate: r.Header.Get("tracestate")}}
+	}
+	ctx, span := h.tracer.Start(r.Context(), "webhook "+h.name, tracing.KindServer, links...)
+	reason := h.serve(w, r.WithContext(ctx), start)
+	h.rec.Count(metric.Received, h.name, reason, 1)
+	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
+	span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, h.name),
+		tracing.String(tracing.AttrOperation, "receive"), tracing.String(tracing.AttrOutcome, reason))
+	span.End()
 }
 
 // serve answers the request and returns the reason recorded in metrics.
@@ -294,6 +322,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	e.Source = h.name
 	e.Via = event.Webhook
 	e.Received = start
+	if h.tracer != nil {
+		tracing.ToMeta(&e.Meta, h.tracer.Context(r.Context())) // the creation context
+	}
 
 	// The default replay guard: the event's key is made of the body,
 	// which the signature covers, not of the id or the type, which it

@@ -21,6 +21,7 @@ import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/relay"
+	"github.com/intakehq/intake/tracing"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -173,6 +174,14 @@ func forwardEvent(ctx context.Context, client *http.Client, url string, e event.
 	}
 	if ct := e.Meta["content-type"]; ct != "" {
 		req.Header.Set("Content-Type", ct)
+	}
+	// The context the event was created in, when the sender traced it:
+	// the local endpoint's span links to it (W3C Trace Context).
+	if l := tracing.FromMeta(e.Meta); l.Traceparent != "" {
+		req.Header.Set("traceparent", l.Traceparent)
+		if l.Tracestate != "" {
+			req.Header.Set("tracestate", l.Tracestate)
+		}
 	}
 	if resign != nil {
 		m := &message{method: http.MethodPost, url: url, header: http.Header{}, body: e.Payload, id: e.ID, typ: e.Type, now: time.Now()}

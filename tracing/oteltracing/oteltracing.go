@@ -1,0 +1,152 @@
+// Package oteltracing implements intake's tracing hook
+// ([github.com/intakehq/intake/tracing.Tracer]) with OpenTelemetry: give
+// [New]'s tracer to the webhook handler, the poller, the stream and the
+// fetcher (each has a WithTracer option), and a webhook request, a poll,
+// every delivery attempt and every fetch become spans of your
+// TracerProvider. A delivery's span links to the span its event was
+// created in (the request or the poll), whichever replica, relay or
+// queue it went through.
+package oteltracing
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/intakehq/intake/tracing"
+)
+
+// Name is the instrumentation scope of intake's spans.
+const Name = "github.com/intakehq/intake"
+
+// Tracer is a [tracing.Tracer] over an OpenTelemetry tracer. It is safe
+// for concurrent use.
+type Tracer struct{ t trace.Tracer }
+
+// New returns a Tracer whose spans tp starts, under the scope [Name].
+func New(tp trace.TracerProvider) *Tracer { return &Tracer{t: tp.Tracer(Name)} }
+
+var _ tracing.Tracer = (*Tracer)(nil)
+
+// Start implements [tracing.Tracer]. A link that does not parse as W3C
+// Trace Context is left out.
+func (t *Tracer) Start(ctx context.Context, name string, kind tracing.Kind, links ...tracing.Link) (context.Context, tracing.Span) {
+	var opts [2]trace.SpanStartOption
+	o := append(opts[:0], trace.WithSpanKind(spanKind(kind)))
+	var ls []trace.Link
+	for _, l := range links {
+		if sc := Parse(l); sc.IsValid() {
+			ls = append(ls, trace.Link{SpanContext: sc})
+		}
+	}
+	if len(ls) > 0 {
+		o = append(o, trace.WithLinks(ls...))
+	}
+	ctx, s := t.t.Start(ctx, name, o...)
+	return ctx, span{s}
+}
+
+// Context implements [tracing.Tracer].
+func (t *Tracer) Context(ctx context.Context) tracing.Link {
+	return Format(trace.SpanContextFromContext(ctx))
+}
+
+// Format writes a span context in W3C Trace Context form (version 00).
+func Format(sc trace.SpanContext) tracing.Link {
+	if !sc.IsValid() {
+		return tracing.Link{}
+	}
+	tid, sid := sc.TraceID(), sc.SpanID()
+	var b [55]byte
+	b[0], b[1], b[2] = '0', '0', '-'
+	hexTo(b[3:35], tid[:])
+	b[35] = '-'
+	hexTo(b[36:52], sid[:])
+	b[52] = '-'
+	hexTo(b[53:55], []byte{byte(sc.TraceFlags())})
+	return tracing.Link{Traceparent: string(b[:]), Tracestate: sc.TraceState().String()}
+}
+
+func hexTo(dst, src []byte) {
+	const digits = "0123456789abcdef"
+	for i, c := range src {
+		dst[2*i], dst[2*i+1] = digits[c>>4], digits[c&15]
+	}
+}
+
+// Parse reads a W3C Trace Context link as a remote span context; it is
+// invalid when the traceparent is not of version 00 form (or is all
+// zeros, which the specification forbids).
+func Parse(l tracing.Link) trace.SpanContext {
+	tp := l.Traceparent
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tp[:2] == "ff" || (tp[:2] == "00" && len(tp) != 55) {
+		return trace.SpanContext{}
+	}
+	tid, err := trace.TraceIDFromHex(tp[3:35])
+	if err != nil {
+		return trace.SpanContext{}
+	}
+	sid, err := trace.SpanIDFromHex(tp[36:52])
+	if err != nil {
+		return trace.SpanContext{}
+	}
+	var flags byte
+	for _, c := range []byte(tp[53:55]) {
+		switch {
+		case '0' <= c && c <= '9':
+			flags = flags<<4 | (c - '0')
+		case 'a' <= c && c <= 'f':
+			flags = flags<<4 | (c - 'a' + 10)
+		default:
+			return trace.SpanContext{}
+		}
+	}
+	cfg := trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(flags) & trace.FlagsSampled, Remote: true}
+	if l.Tracestate != "" {
+		if ts, err := trace.ParseTraceState(l.Tracestate); err == nil {
+			cfg.TraceState = ts
+		}
+	}
+	return trace.NewSpanContext(cfg)
+}
+
+func spanKind(k tracing.Kind) trace.SpanKind {
+	switch k {
+	case tracing.KindServer:
+		return trace.SpanKindServer
+	case tracing.KindClient:
+		return trace.SpanKindClient
+	case tracing.KindProducer:
+		return trace.SpanKindProducer
+	case tracing.KindConsumer:
+		return trace.SpanKindConsumer
+	}
+	return trace.SpanKindInternal
+}
+
+// span adapts an OpenTelemetry span.
+type span struct{ s trace.Span }
+
+func (s span) SetAttributes(attrs ...tracing.Attr) {
+	if !s.s.IsRecording() {
+		return
+	}
+	kv := make([]attribute.KeyValue, len(attrs))
+	for i, a := range attrs {
+		if a.IsInt {
+			kv[i] = attribute.Int64(a.Key, a.Int)
+		} else {
+			kv[i] = attribute.String(a.Key, a.Str)
+		}
+	}
+	s.s.SetAttributes(kv...)
+}
+
+func (s span) Fail(err error) {
+	s.s.RecordError(err)
+	s.s.SetStatus(codes.Error, err.Error())
+}
+
+func (s span) End() { s.s.End() }
