@@ -228,6 +228,7 @@ type subscription struct {
 	log       *slog.Logger
 	rec       metric.Recorder
 	tracer    tracing.Tracer  // nil: no spans
+	spanNames sync.Map        // source → its process span's name
 	maxLive   int             // the stream's queue size: bounds the timer heap
 	retention time.Duration   // the stream's, for a transactional ack that commits a key
 	acked     func(*entry)    // called once per entry this subscription acked
@@ -616,8 +617,12 @@ func (sub *subscription) work(ctx context.Context) {
 // creation context.
 func (sub *subscription) traced(ctx context.Context, d *Delivery) error {
 	e := &d.Event
-	ctx, span := sub.tracer.Start(ctx, "process "+e.Source, tracing.KindConsumer, tracing.FromMeta(e.Meta))
+	ctx, span := sub.tracer.Start(ctx, sub.spanName(e.Source), tracing.KindConsumer, tracing.FromMeta(e.Meta))
 	err := sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
+	if !span.IsRecording() {
+		span.End()
+		return err
+	}
 	outcome := "ack"
 	if err != nil {
 		outcome = "retry"
@@ -633,6 +638,16 @@ func (sub *subscription) traced(ctx context.Context, d *Delivery) error {
 		tracing.String(tracing.AttrSubscription, sub.name), tracing.String(tracing.AttrOutcome, outcome))
 	span.End()
 	return err
+}
+
+// spanName is "process" and the source, made once per source.
+func (sub *subscription) spanName(source string) string {
+	if n, ok := sub.spanNames.Load(source); ok {
+		return n.(string)
+	}
+	n := "process " + source
+	sub.spanNames.Store(source, n)
+	return n
 }
 
 func (sub *subscription) call(ctx context.Context, e event.Event) (err error) {

@@ -194,14 +194,16 @@ func (f *Fetcher) Fetch(ctx context.Context, source string, o Object) ([]byte, e
 
 	var span tracing.Span
 	if f.tracer != nil {
-		ctx, span = f.tracer.Start(ctx, "fetch "+o.ID, tracing.KindClient)
+		ctx, span = f.tracer.Start(ctx, "fetch "+o.ID, tracing.KindClient, tracing.Link{})
 	}
 	body, err := f.fetch(ctx, o)
 	if span != nil {
-		span.SetAttributes(tracing.String(tracing.AttrSource, source), tracing.String("intake.object.id", o.ID),
-			tracing.String("intake.object.version", o.Version))
-		if err != nil {
-			span.Fail(err)
+		if span.IsRecording() {
+			span.SetAttributes(tracing.String(tracing.AttrSource, source), tracing.String("intake.object.id", o.ID),
+				tracing.String("intake.object.version", o.Version))
+			if err != nil {
+				span.Fail(err)
+			}
 		}
 		span.End()
 	}

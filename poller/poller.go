@@ -550,15 +550,17 @@ func (p *Poller) cycle(ctx context.Context, sink event.Sink, cursor string) (tim
 		}
 		pctx, span := ctx, tracing.Span(nil)
 		if p.cfg.tracer != nil {
-			pctx, span = p.cfg.tracer.Start(ctx, "poll "+p.name, tracing.KindClient)
+			pctx, span = p.cfg.tracer.Start(ctx, "poll "+p.name, tracing.KindClient, tracing.Link{})
 		}
 		res, err := p.page(pctx, sink, cursor, &slow)
-		if span != nil {
+		if span != nil && span.IsRecording() {
 			span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, p.name),
 				tracing.String(tracing.AttrOperation, "receive"), tracing.Int(tracing.AttrEvents, res.events))
 			if err != nil {
 				span.Fail(err)
 			}
+		}
+		if span != nil {
 			span.End()
 		}
 		cursor = res.next

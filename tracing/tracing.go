@@ -20,9 +20,10 @@ import "context"
 // Tracer starts spans. Implementations must be safe for concurrent use.
 type Tracer interface {
 	// Start starts a span named name of kind kind, a child of ctx's span
-	// if ctx carries one, with a link to each valid context in links, and
-	// returns ctx carrying the new span.
-	Start(ctx context.Context, name string, kind Kind, links ...Link) (context.Context, Span)
+	// if ctx carries one, with a link to link if it is a valid context
+	// (the zero Link is none), and returns ctx carrying the new span (or
+	// ctx itself, when the span is a no-op).
+	Start(ctx context.Context, name string, kind Kind, link Link) (context.Context, Span)
 	// Context returns the W3C fields of ctx's span ("" when ctx carries
 	// none, or it is not sampled and the tracer says so).
 	Context(ctx context.Context) Link
@@ -30,6 +31,9 @@ type Tracer interface {
 
 // Span is a span Start began. Its methods are called from one goroutine.
 type Span interface {
+	// IsRecording reports whether the span records what it is given: the
+	// core builds attributes only for a span that does.
+	IsRecording() bool
 	// SetAttributes adds attributes to the span.
 	SetAttributes(attrs ...Attr)
 	// Fail records err on the span and marks it failed.

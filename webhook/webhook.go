@@ -79,6 +79,7 @@ type Handler struct {
 	log      *slog.Logger
 	rec      metric.Recorder
 	tracer   tracing.Tracer
+	spanName string // "webhook " and the name, when traced
 	accepted func(event.Event)
 	guard    dedupe.Store // a replay guard of its own store (WithReplayGuard); nil: none
 	guardSet bool         // WithReplayGuard was given
@@ -120,7 +121,9 @@ func WithMetrics(r metric.Recorder) Option { return func(h *Handler) { h.rec = r
 // its Meta (see package [tracing]): the creation context its deliveries
 // link to. A request's own traceparent header, when the provider sends
 // one, is a link of that span. Default: no spans.
-func WithTracer(t tracing.Tracer) Option { return func(h *Handler) { h.tracer = t } }
+func WithTracer(t tracing.Tracer) Option {
+	return func(h *Handler) { h.tracer, h.spanName = t, "webhook "+h.name }
+}
 
 // OnAccepted sets a function called with each newly stored event after the
 // response status is decided, on the request's goroutine. The hybrid
@@ -257,16 +260,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveTraced is ServeHTTP inside a span.
 func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time.Time) {
-	var links []tracing.Link
+	var theirs tracing.Link
 	if tp := r.Header.Get("traceparent"); tp != "" {
-		links = []tracing.Link{{Traceparent: tp, Tracestate: r.Header.Get("tracestate")}}
+		theirs = tracing.Link{Traceparent: tp, Tracestate: r.Header.Get("tracestate")}
 	}
-	ctx, span := h.tracer.Start(r.Context(), "webhook "+h.name, tracing.KindServer, links...)
-	reason := h.serve(w, r.WithContext(ctx), start)
+	ctx, span := h.tracer.Start(r.Context(), h.spanName, tracing.KindServer, theirs)
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
+	reason := h.serve(w, r, start)
 	h.rec.Count(metric.Received, h.name, reason, 1)
 	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
-	span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, h.name),
-		tracing.String(tracing.AttrOperation, "receive"), tracing.String(tracing.AttrOutcome, reason))
+	if span.IsRecording() {
+		span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, h.name),
+			tracing.String(tracing.AttrOperation, "receive"), tracing.String(tracing.AttrOutcome, reason))
+	}
 	span.End()
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/intakehq/intake/tracing"
 )
@@ -23,29 +24,47 @@ const Name = "github.com/intakehq/intake"
 
 // Tracer is a [tracing.Tracer] over an OpenTelemetry tracer. It is safe
 // for concurrent use.
-type Tracer struct{ t trace.Tracer }
+type Tracer struct {
+	t    trace.Tracer
+	noop bool // OpenTelemetry's no-op provider: nothing to start
+}
 
 // New returns a Tracer whose spans tp starts, under the scope [Name].
-func New(tp trace.TracerProvider) *Tracer { return &Tracer{t: tp.Tracer(Name)} }
+func New(tp trace.TracerProvider) *Tracer {
+	_, isNoop := tp.(noop.TracerProvider)
+	return &Tracer{t: tp.Tracer(Name), noop: isNoop}
+}
 
 var _ tracing.Tracer = (*Tracer)(nil)
 
 // Start implements [tracing.Tracer]. A link that does not parse as W3C
-// Trace Context is left out.
-func (t *Tracer) Start(ctx context.Context, name string, kind tracing.Kind, links ...tracing.Link) (context.Context, tracing.Span) {
-	var opts [2]trace.SpanStartOption
-	o := append(opts[:0], trace.WithSpanKind(spanKind(kind)))
-	var ls []trace.Link
-	for _, l := range links {
-		if sc := Parse(l); sc.IsValid() {
-			ls = append(ls, trace.Link{SpanContext: sc})
-		}
+// Trace Context is left out. A span the provider does not record and
+// that has no context of its own (OpenTelemetry's no-op provider) costs
+// no context and no allocation.
+func (t *Tracer) Start(ctx context.Context, name string, kind tracing.Kind, link tracing.Link) (context.Context, tracing.Span) {
+	if t.noop {
+		return ctx, nopSpan{}
 	}
-	if len(ls) > 0 {
-		o = append(o, trace.WithLinks(ls...))
+	var sctx context.Context
+	var s trace.Span
+	if sc := Parse(link); sc.IsValid() {
+		sctx, s = t.t.Start(ctx, name, kindOption[kind], trace.WithLinks(trace.Link{SpanContext: sc}))
+	} else {
+		sctx, s = t.t.Start(ctx, name, kindOption[kind])
 	}
-	ctx, s := t.t.Start(ctx, name, o...)
-	return ctx, span{s}
+	if !s.IsRecording() && !s.SpanContext().IsValid() {
+		return ctx, nopSpan{}
+	}
+	return sctx, span{s}
+}
+
+// kindOption is the start option of each kind, made once.
+var kindOption = [...]trace.SpanStartOption{
+	tracing.KindInternal: trace.WithSpanKind(trace.SpanKindInternal),
+	tracing.KindServer:   trace.WithSpanKind(trace.SpanKindServer),
+	tracing.KindClient:   trace.WithSpanKind(trace.SpanKindClient),
+	tracing.KindProducer: trace.WithSpanKind(trace.SpanKindProducer),
+	tracing.KindConsumer: trace.WithSpanKind(trace.SpanKindConsumer),
 }
 
 // Context implements [tracing.Tracer].
@@ -112,27 +131,12 @@ func Parse(l tracing.Link) trace.SpanContext {
 	return trace.NewSpanContext(cfg)
 }
 
-func spanKind(k tracing.Kind) trace.SpanKind {
-	switch k {
-	case tracing.KindServer:
-		return trace.SpanKindServer
-	case tracing.KindClient:
-		return trace.SpanKindClient
-	case tracing.KindProducer:
-		return trace.SpanKindProducer
-	case tracing.KindConsumer:
-		return trace.SpanKindConsumer
-	}
-	return trace.SpanKindInternal
-}
-
 // span adapts an OpenTelemetry span.
 type span struct{ s trace.Span }
 
+func (s span) IsRecording() bool { return s.s.IsRecording() }
+
 func (s span) SetAttributes(attrs ...tracing.Attr) {
-	if !s.s.IsRecording() {
-		return
-	}
 	kv := make([]attribute.KeyValue, len(attrs))
 	for i, a := range attrs {
 		if a.IsInt {
@@ -150,3 +154,11 @@ func (s span) Fail(err error) {
 }
 
 func (s span) End() { s.s.End() }
+
+// nopSpan is the span of a provider that records nothing.
+type nopSpan struct{}
+
+func (nopSpan) IsRecording() bool                   { return false }
+func (nopSpan) SetAttributes(attrs ...tracing.Attr) {}
+func (nopSpan) Fail(error)                          {}
+func (nopSpan) End()                                {}

@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
@@ -74,7 +75,7 @@ func linksTo(s tracetest.SpanStub, sc trace.SpanContext) bool {
 
 // run runs the streams until the stop it returns is called (or the test
 // ends); stop waits for them, and fails the test on an error.
-func run(t *testing.T, streams ...*intake.Stream) (stop func()) {
+func run(t testing.TB, streams ...*intake.Stream) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, len(streams))
 	for _, s := range streams {
@@ -358,5 +359,20 @@ func TestLinkSurvivesAdoptionByAnotherReplica(t *testing.T) {
 	}
 	if attempt != 1 { // given back, not orphaned: no attempt counted (see docs/design.md)
 		t.Errorf("the adopted delivery is attempt %d, want 1", attempt)
+	}
+}
+
+// OpenTelemetry's no-op provider starts nothing: the context comes back
+// as it was, and the span records nothing.
+func TestNoopProviderStartsNothing(t *testing.T) {
+	tr := oteltracing.New(noop.NewTracerProvider())
+	ctx := context.Background()
+	got, span := tr.Start(ctx, "x", tracing.KindServer, tracing.Link{})
+	if got != ctx || span.IsRecording() {
+		t.Fatalf("the no-op provider made a context (%v) or a recording span", got != ctx)
+	}
+	span.End()
+	if l := tr.Context(ctx); l != (tracing.Link{}) {
+		t.Fatalf("Context of nothing = %v", l)
 	}
 }
