@@ -40,17 +40,49 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// group is a server's processes, started in a process group of their
+// own so that a crash kills them all at once, as a machine's crash would.
+type group struct{ cmd *exec.Cmd }
+
+func (g *group) crash() error {
+	if g.cmd == nil {
+		return nil
+	}
+	err := syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+	_ = g.cmd.Wait()
+	g.cmd = nil
+	return err
+}
+
+func (g *group) stop() { _ = g.crash() }
+
+// waitReady calls probe until it answers nil, for a minute at most.
+func waitReady(what, log string, probe func(context.Context) error) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := probe(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("chaos: %s did not answer in 60 s (see %s): %w", what, log, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // ownPostgres is a Postgres instance of the campaign's own: initdb'd in
 // its directory, run as the postgres user when the campaign is root
-// (Postgres refuses root), fsync and synchronous_commit on, in a process
-// group of its own so that a crash kills the postmaster and every backend
-// at once, as a machine's crash would.
+// (Postgres refuses root), fsync and synchronous_commit on; a crash kills
+// the postmaster and every backend at once.
 type ownPostgres struct {
+	group
 	dir, bin string
 	port     int
 	cred     *syscall.Credential
 	log      *os.File
-	cmd      *exec.Cmd
 }
 
 func newPostgres(root string) (*ownPostgres, error) {
@@ -116,44 +148,23 @@ func (p *ownPostgres) start() error {
 		return err
 	}
 	p.cmd = cmd
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	return waitReady("postgres", p.log.Name(), func(ctx context.Context) error {
 		c, err := pgx.Connect(ctx, p.dsn(p.addr()))
-		if err == nil {
-			err = c.Ping(ctx)
-			c.Close(ctx)
+		if err != nil {
+			return err
 		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("chaos: postgres did not answer in 60 s (see %s): %w", p.log.Name(), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer c.Close(ctx)
+		return c.Ping(ctx)
+	})
 }
-
-func (p *ownPostgres) crash() error {
-	if p.cmd == nil {
-		return nil
-	}
-	err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	_ = p.cmd.Wait()
-	p.cmd = nil
-	return err
-}
-
-func (p *ownPostgres) stop() { _ = p.crash() }
 
 // ownRedis is a Redis of the campaign's own with AOF and appendfsync
 // always: what the Redis queue's durability needs.
 type ownRedis struct {
+	group
 	dir  string
 	port int
 	log  *os.File
-	cmd  *exec.Cmd
 }
 
 func newRedis(root string) (*ownRedis, error) {
@@ -187,32 +198,8 @@ func (r *ownRedis) start() error {
 	r.cmd = cmd
 	c := goredis.NewClient(&goredis.Options{Addr: r.addr(), MaxRetries: -1})
 	defer c.Close()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("chaos: redis did not answer in 60 s (see %s): %w", r.log.Name(), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitReady("redis", r.log.Name(), func(ctx context.Context) error { return c.Ping(ctx).Err() })
 }
-
-func (r *ownRedis) crash() error {
-	if r.cmd == nil {
-		return nil
-	}
-	err := syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-	_ = r.cmd.Wait()
-	r.cmd = nil
-	return err
-}
-
-func (r *ownRedis) stop() { _ = r.crash() }
 
 // links are the toxiproxy links between the replicas and the database,
 // one a replica slot, run in this process.
