@@ -632,8 +632,7 @@ func (sub *subscription) traced(ctx context.Context, d *Delivery) error {
 		}
 		span.Fail(err)
 	}
-	span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrOperation, "process"),
-		tracing.String(tracing.AttrSource, e.Source), tracing.String(tracing.AttrType, e.Type), tracing.String(tracing.AttrID, e.ID),
+	span.SetAttributes(tracing.String(tracing.AttrSource, e.Source), tracing.String(tracing.AttrType, e.Type), tracing.String(tracing.AttrID, e.ID),
 		tracing.String(tracing.AttrVia, e.Via.String()), tracing.Int(tracing.AttrAttempt, d.Attempt),
 		tracing.String(tracing.AttrSubscription, sub.name), tracing.String(tracing.AttrOutcome, outcome))
 	span.End()

@@ -253,7 +253,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveTraced(w, r, start)
 		return
 	}
-	reason := h.serve(w, r, start)
+	reason := h.serve(w, r, start, tracing.Link{})
 	h.rec.Count(metric.Received, h.name, reason, 1)
 	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
 }
@@ -261,14 +261,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveTraced is ServeHTTP inside a span.
 func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time.Time) {
 	var theirs tracing.Link
-	if tp := r.Header.Get("traceparent"); tp != "" {
-		theirs = tracing.Link{Traceparent: tp, Tracestate: r.Header.Get("tracestate")}
+	if tp := r.Header["Traceparent"]; len(tp) > 0 { // canonical keys: no allocation
+		theirs.Traceparent = tp[0]
+		if ts := r.Header["Tracestate"]; len(ts) > 0 {
+			theirs.Tracestate = ts[0]
+		}
 	}
 	ctx, span := h.tracer.Start(r.Context(), h.spanName, tracing.KindServer, theirs)
-	if ctx != r.Context() {
-		r = r.WithContext(ctx)
-	}
-	reason := h.serve(w, r, start)
+	reason := h.serve(w, r, start, h.tracer.Context(ctx))
 	h.rec.Count(metric.Received, h.name, reason, 1)
 	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
 	if span.IsRecording() {
@@ -279,7 +279,9 @@ func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time
 }
 
 // serve answers the request and returns the reason recorded in metrics.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time) string {
+// created is the request span's context, stored in the event's Meta (a
+// zero Link, when not traced, stores nothing).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time, created tracing.Link) string {
 	if r.Method != http.MethodPost {
 		if r.Method == http.MethodGet && h.get {
 			// A handshake (Meta's hub.challenge): answered whether or
@@ -330,9 +332,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	e.Source = h.name
 	e.Via = event.Webhook
 	e.Received = start
-	if h.tracer != nil {
-		tracing.ToMeta(&e.Meta, h.tracer.Context(r.Context())) // the creation context
-	}
+	tracing.ToMeta(&e.Meta, created)
 
 	// The default replay guard: the event's key is made of the body,
 	// which the signature covers, not of the id or the type, which it
