@@ -36,6 +36,7 @@ func main() {
 	flag.IntVar(&cfg.Replicas, "replicas", 3, "intake processes (sqlite: 1)")
 	faultsPerMin := flag.Float64("faults", 4, "process and link faults a minute")
 	flag.IntVar(&cfg.DBCrashes, "db-crashes", 3, "database crashes in the run (postgres, redis)")
+	flag.BoolVar(&cfg.Plain, "plain", false, "plain acks on Postgres and SQLite too (the effect is the handler's record, duplicates must be explained)")
 	flag.DurationVar(&cfg.Drain, "drain", 3*time.Minute, "how long delivery may take once the faults end")
 	flag.StringVar(&cfg.Dir, "dir", "", "keep the run's histories and logs here")
 	flag.Parse()

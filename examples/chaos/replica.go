@@ -41,6 +41,7 @@ const (
 	envDir     = "CHAOS_DIR"  // the run's directory: histories, the cure file
 	envProc    = "CHAOS_PROC" // this incarnation's name, "r1.3"
 	envPort    = "CHAOS_PORT" // the webhook's port
+	envAck     = "CHAOS_ACK"  // "tx" (a transactional ack, where the backend has one) or "plain"
 )
 
 // The campaign's constants, the same in every process.
@@ -168,6 +169,10 @@ func replica() error {
 		effect = func(string) intake.HandlerFunc { return func(context.Context, event.Event) error { return nil } }
 	default:
 		return fmt.Errorf("chaos: unknown backend %q", os.Getenv(envBackend))
+	}
+	if os.Getenv(envAck) == "plain" {
+		// A plain ack: the effect is the done record, as with Redis.
+		effect = func(string) intake.HandlerFunc { return func(context.Context, event.Event) error { return nil } }
 	}
 
 	s := intake.New(intake.WithQueue(queue), intake.WithLogger(logger), intake.WithQueueSize(2000))

@@ -88,6 +88,15 @@ func Format(sc trace.SpanContext) tracing.Link {
 	return tracing.Link{Traceparent: string(b[:]), Tracestate: sc.TraceState().String()}
 }
 
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func hexTo(dst, src []byte) {
 	const digits = "0123456789abcdef"
 	for i, c := range src {
@@ -95,12 +104,15 @@ func hexTo(dst, src []byte) {
 	}
 }
 
-// Parse reads a W3C Trace Context link as a remote span context; it is
-// invalid when the traceparent is not of version 00 form (or is all
-// zeros, which the specification forbids).
+// Parse reads a W3C Trace Context link as a remote span context. It
+// follows the specification: a version of two lower-case hex digits, not
+// ff; version 00 exactly 55 characters; a later version read as 00 for
+// its first fields, which a dash must end if more follows. Anything else,
+// or an all-zero trace or span id, is an invalid context.
 func Parse(l tracing.Link) trace.SpanContext {
 	tp := l.Traceparent
-	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tp[:2] == "ff" || (tp[:2] == "00" && len(tp) != 55) {
+	if len(tp) < 55 || !lowerHex(tp[:2]) || tp[:2] == "ff" || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
+		(tp[:2] == "00" && len(tp) != 55) || (len(tp) > 55 && tp[55] != '-') {
 		return trace.SpanContext{}
 	}
 	tid, err := trace.TraceIDFromHex(tp[3:35])

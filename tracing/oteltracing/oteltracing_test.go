@@ -133,6 +133,8 @@ func TestFormatParse(t *testing.T) {
 		{tracing.Link{Traceparent: "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}, false}, // upper case
 		{tracing.Link{Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g"}, false},
 		{tracing.Link{Traceparent: "garbage"}, false},
+		{tracing.Link{Traceparent: "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, false},  // version not hex
+		{tracing.Link{Traceparent: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"}, false}, // more, not after a dash
 		{tracing.Link{}, false},
 	} {
 		sc := oteltracing.Parse(tc.in)
@@ -158,8 +160,10 @@ func FuzzParse(f *testing.F) {
 		if !sc.IsValid() {
 			return
 		}
+		// Format writes version 00 with the fields read (a later version's
+		// extra fields dropped, the flags' unknown bits cleared).
 		got := oteltracing.Format(sc)
-		if got.Traceparent[:52] != tp[:52] {
+		if got.Traceparent[:3] != "00-" || got.Traceparent[2:52] != tp[2:52] {
 			t.Fatalf("Format(Parse(%q)) = %q", tp, got.Traceparent)
 		}
 	})
