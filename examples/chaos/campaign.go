@@ -535,7 +535,6 @@ func (c *campaign) check() (*Report, error) {
 		ev.Effects = "history"
 		return Check(ev), nil
 	}
-	var rows *sql.Rows
 	switch db := c.db.(type) {
 	case *ownPostgres:
 		ctx := context.Background()
@@ -544,18 +543,12 @@ func (c *campaign) check() (*Report, error) {
 			return nil, err
 		}
 		defer conn.Close(ctx)
-		rs, err := conn.Query(ctx, `SELECT id, sub, sum, proc FROM `+prefix+`effects`)
+		rs, err := conn.Query(ctx, selectEffects)
 		if err != nil {
 			return nil, err
 		}
-		for rs.Next() {
-			var r Row
-			if err := rs.Scan(&r.ID, &r.Sub, &r.Sum, &r.Proc); err != nil {
-				return nil, err
-			}
-			ev.Rows = append(ev.Rows, r)
-		}
-		if err := rs.Err(); err != nil {
+		defer rs.Close()
+		if ev.Rows, err = readRows(rs); err != nil {
 			return nil, err
 		}
 	case *ownRedis:
@@ -566,22 +559,35 @@ func (c *campaign) check() (*Report, error) {
 			return nil, err
 		}
 		defer sdb.Close()
-		if rows, err = sdb.Query(`SELECT id, sub, sum, proc FROM ` + prefix + `effects`); err != nil {
+		rs, err := sdb.Query(selectEffects)
+		if err != nil {
 			return nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var r Row
-			if err := rows.Scan(&r.ID, &r.Sub, &r.Sum, &r.Proc); err != nil {
-				return nil, err
-			}
-			ev.Rows = append(ev.Rows, r)
-		}
-		if err := rows.Err(); err != nil {
+		defer rs.Close()
+		if ev.Rows, err = readRows(rs); err != nil {
 			return nil, err
 		}
 	}
 	return Check(ev), nil
+}
+
+const selectEffects = `SELECT id, sub, sum, proc FROM ` + prefix + `effects`
+
+// readRows reads the effect rows of a query, Postgres's or SQLite's.
+func readRows(rs interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}) ([]Row, error) {
+	var out []Row
+	for rs.Next() {
+		var r Row
+		if err := rs.Scan(&r.ID, &r.Sub, &r.Sum, &r.Proc); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rs.Err()
 }
 
 // api is the provider's list API the replicas poll: the polled events
