@@ -32,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
@@ -77,6 +78,12 @@ type Backend struct {
 	enq      *enqueuer
 	q        queries
 	calls    atomic.Int64
+
+	lostMu sync.Mutex
+	lost   []int64 // adoptions whose reply was lost: their events to give back
+	// adoptReplyLost, when set (tests), fails an adoption after its
+	// commit, as a connection cut while the reply comes back does.
+	adoptReplyLost func() error
 }
 
 // Option configures a [Backend].
@@ -411,10 +418,47 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 	if n <= 0 {
 		return nil, nil
 	}
+	if err := b.giveBackLost(ctx); err != nil {
+		return nil, err
+	}
 	if _, err := b.Cleanup(ctx, 1000); err != nil {
 		return nil, err
 	}
-	rows, err := b.pool.Query(ctx, b.q.adopt, b.holder, micros(lease), n, int32(lockClass))
+	token := mrand.Int64()
+	out, err := b.adopt(ctx, n, lease, token)
+	if err != nil {
+		// The adoption may have committed and its reply been lost: what
+		// it took is given back at the next call.
+		b.lostMu.Lock()
+		b.lost = append(b.lost, token)
+		b.lostMu.Unlock()
+	}
+	return out, err
+}
+
+// giveBackLost gives back what the adoptions whose reply was lost took
+// (their events are held by this holder, which never got them: no other
+// holder would adopt them while it lives) and wakes the adopters.
+func (b *Backend) giveBackLost(ctx context.Context) error {
+	b.lostMu.Lock()
+	lost := b.lost
+	b.lostMu.Unlock()
+	if len(lost) == 0 {
+		return nil
+	}
+	if _, err := b.pool.Exec(ctx, b.q.unadopt, b.holder, lost); err != nil {
+		return fmt.Errorf("postgres: give back a lost adoption: %w", err)
+	}
+	b.lostMu.Lock()
+	b.lost = b.lost[len(lost):]
+	b.lostMu.Unlock()
+	b.notifyAdopt(ctx)
+	return nil
+}
+
+// adopt runs one adoption, marking what it takes with token.
+func (b *Backend) adopt(ctx context.Context, n int, lease time.Duration, token int64) ([]dedupe.Stored, error) {
+	rows, err := b.pool.Query(ctx, b.q.adopt, b.holder, micros(lease), n, int32(lockClass), token)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: adopt: %w", err)
 	}
@@ -446,6 +490,11 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: adopt: %w", err)
+	}
+	if b.adoptReplyLost != nil {
+		if err := b.adoptReplyLost(); err != nil {
+			return nil, fmt.Errorf("postgres: adopt: %w", err)
+		}
 	}
 	slices.SortFunc(got, func(a, b row) int { return int(a.seq - b.seq) })
 	out := make([]dedupe.Stored, len(got))

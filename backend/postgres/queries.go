@@ -6,6 +6,7 @@ import "strings"
 // Durations are passed in microseconds.
 type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
+	unadopt                                                        string
 	checkSchema, bury, list, get, replay, discard                  string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
@@ -129,10 +130,16 @@ WITH RECURSIVE holders AS (
 	SELECT tid FROM (SELECT tid, seq FROM back UNION ALL SELECT tid, seq FROM orphaned) x ORDER BY seq LIMIT $3
 )
 UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond',
-	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END
+	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END, adopted = $5
 FROM picked
 WHERE k.ctid = picked.tid
 RETURNING k.key, k.seq, k.event, k.attempts, k.done`,
+
+		// Gives back what the adoptions $2 of this holder ($1) took: their
+		// replies were lost, so the holder never got those events.
+		unadopt: `
+UPDATE {p}keys SET holder = NULL, adopted = NULL
+WHERE holder = $1 AND adopted = ANY($2) AND state = 1 AND seq IS NOT NULL`,
 
 		// A transactional ack: the subscription added to the row's done
 		// list, only while this holder ($2) holds the queued event and the
@@ -202,7 +209,7 @@ RETURNING 1`,
 	// the same UPDATE, made to fail (at run time, ackFailed in its
 	// message) when it wrote nothing, so the batch fails with it.
 	q.ackBatch, q.ackBatchCommit = failUnlessOne(q.ackTx), failUnlessOne(q.ackTxCommit)
-	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

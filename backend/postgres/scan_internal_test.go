@@ -69,7 +69,7 @@ SELECT decode(md5('done' || g::text), 'hex'), 2, now() - interval '1 hour' FROM 
 		}
 		return removed, int(tag.RowsAffected())
 	}
-	adopt, adopted := read("adopt", b.q.adopt, "999", int64(time.Minute/time.Microsecond), 10, int32(lockClass))
+	adopt, adopted := read("adopt", b.q.adopt, "999", int64(time.Minute/time.Microsecond), 10, int32(lockClass), int64(1))
 	cleanup, cleaned := read("cleanup", b.q.cleanup, 1000)
 	t.Logf("with %d events held by a live holder: adopt threw away %d rows it read and took %d, cleanup threw away %d and deleted %d", held, adopt, adopted, cleanup, cleaned)
 	if adopted != 5 || cleaned != 5 {
@@ -202,12 +202,12 @@ SELECT decode(md5('done' || g::text), 'hex'), 2, now() + interval '1 day' FROM g
 		var times []float64
 		for range 5 {
 			var t1 float64
-			buffers, removed, t1 = planCost(t, pool, b.q.adopt, b.holder, int64(time.Minute/time.Microsecond), batch, int32(lockClass))
+			buffers, removed, t1 = planCost(t, pool, b.q.adopt, b.holder, int64(time.Minute/time.Microsecond), batch, int32(lockClass), int64(1))
 			times = append(times, t1)
 		}
 		slices.Sort(times)
 		ms = times[len(times)/2]
-		tag, err := pool.Exec(ctx, b.q.adopt, b.holder, int64(time.Minute/time.Microsecond), batch, int32(lockClass))
+		tag, err := pool.Exec(ctx, b.q.adopt, b.holder, int64(time.Minute/time.Microsecond), batch, int32(lockClass), int64(1))
 		if err != nil {
 			t.Fatal(err)
 		}

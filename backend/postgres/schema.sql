@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS {p}keys (
 -- Cleared with the event when the key is committed.
 ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS done bytea[];
 
+-- The adoption that took a queued event (a random number per Adopt
+-- call): when an adoption's reply is lost after its commit, the holder
+-- gives back what that call took, which it never got.
+ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS adopted bigint;
+
 -- Expired keys that can be deleted (no queued event) are found through
 -- this index, in bounded batches: queued events whose claim expired (a
 -- live holder's renewal writes nothing) are not in it, so that cleanup
