@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -55,6 +56,12 @@ type Queue struct {
 	wakeCh   chan struct{}
 	pubsub   *goredis.PubSub
 	wakeDone chan struct{}
+
+	lostMu sync.Mutex
+	lost   []any // adoptions whose reply was lost: their marks, to give back
+	// adoptReplyLost, when set (tests), fails an adoption after its
+	// script ran, as a connection cut while the reply comes back does.
+	adoptReplyLost func() error
 }
 
 // QueueOption configures a [Queue].
@@ -272,8 +279,28 @@ for i = 3, #ARGV do
 end
 return 0`)
 
+// unadoptScript gives back what this holder's adoptions marked ARGV[3:]
+// took: their replies were lost, so it never got those events. It reads
+// this holder's index, which is only ever needed after a lost reply.
+var unadoptScript = goredis.NewScript(`
+local p, holder = ARGV[1], ARGV[2]
+local lost = {}
+for i = 3, #ARGV do lost[ARGV[i]] = true end
+for _, key in ipairs(redis.call('ZRANGE', p .. 'held:' .. holder, 0, -1)) do
+  local ek = p .. 'e:' .. key
+  local v = redis.call('HMGET', ek, 'st', 'h', 'seq', 'tok')
+  if v[1] == '1' and v[2] == holder and v[4] and lost[v[4]] then
+    redis.call('HSET', ek, 'h', '', 'tok', '')
+    redis.call('ZREM', p .. 'held:' .. holder, key)
+    redis.call('ZADD', p .. 'free', v[3], key)
+  end
+end
+return 0`)
+
 // adoptScript takes up to n events, oldest first, from "free" and from the
 // holders whose heartbeat is gone; those of a dead holder count an attempt.
+// Each is marked with the call's random number (ARGV[4]), so that what a
+// call whose reply was lost took can be given back.
 // Never this holder's own: with its heartbeat lapsed (its link cut for
 // longer than the heartbeat) they look orphaned, but it has them in memory.
 var adoptScript = goredis.NewScript(`
@@ -300,7 +327,7 @@ for i = 1, math.min(n, #cands) do
   else
     redis.call('ZREM', p .. 'free', key)
   end
-  redis.call('HSET', ek, 'h', holder)
+  redis.call('HSET', ek, 'h', holder, 'tok', ARGV[4])
   redis.call('ZADD', p .. 'held:' .. holder, c[1], key)
   local v = redis.call('HMGET', ek, 'ev', 'att')
   out[#out + 1] = key
@@ -498,8 +525,20 @@ func (q *Queue) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe
 	if n <= 0 {
 		return nil, nil
 	}
-	res, err := adoptScript.Run(ctx, q.c, []string{q.prefix + "free"}, q.prefix, q.holder, n).Slice()
+	if err := q.giveBackLost(ctx); err != nil {
+		return nil, err
+	}
+	token := strconv.FormatUint(mrand.Uint64(), 36)
+	res, err := adoptScript.Run(ctx, q.c, []string{q.prefix + "free"}, q.prefix, q.holder, n, token).Slice()
+	if err == nil && q.adoptReplyLost != nil {
+		err = q.adoptReplyLost()
+	}
 	if err != nil {
+		// The script may have run and its reply been lost: what it took
+		// is given back at the next call.
+		q.lostMu.Lock()
+		q.lost = append(q.lost, token)
+		q.lostMu.Unlock()
 		return nil, fmt.Errorf("redis: adopt: %w", err)
 	}
 	out := make([]dedupe.Stored, 0, len(res)/3)
@@ -514,6 +553,26 @@ func (q *Queue) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe
 		out = append(out, dedupe.Stored{Key: key, Event: e, Attempts: att})
 	}
 	return out, nil
+}
+
+// giveBackLost gives back what the adoptions whose reply was lost took
+// and wakes the adopters.
+func (q *Queue) giveBackLost(ctx context.Context) error {
+	q.lostMu.Lock()
+	lost := q.lost
+	q.lostMu.Unlock()
+	if len(lost) == 0 {
+		return nil
+	}
+	args := append([]any{q.prefix, q.holder}, lost...)
+	if err := unadoptScript.Run(ctx, q.c, []string{q.prefix + "free"}, args...).Err(); err != nil && !errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("redis: give back a lost adoption: %w", err)
+	}
+	q.lostMu.Lock()
+	q.lost = q.lost[len(lost):]
+	q.lostMu.Unlock()
+	q.notifyAdopt(ctx)
+	return nil
 }
 
 // Extend implements [dedupe.Queue]. A lease above zero only renews the
