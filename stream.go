@@ -732,8 +732,11 @@ func (s *Stream) giveBackUncertain(ctx context.Context, limit time.Duration) {
 	for en := range s.live {
 		delete(s.uncertain, en.key)
 	}
-	keys := make([]string, 0, len(s.uncertain))
+	keys := make([]string, 0, min(len(s.uncertain), maxAdopt))
 	for k := range s.uncertain {
+		if len(keys) == maxAdopt {
+			break // the rest at the next look: one bounded statement each
+		}
 		keys = append(keys, k)
 	}
 	s.mu.Unlock()
