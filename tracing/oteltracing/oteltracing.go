@@ -10,6 +10,7 @@ package oteltracing
 
 import (
 	"context"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -148,17 +149,25 @@ type span struct{ s trace.Span }
 
 func (s span) IsRecording() bool { return s.s.IsRecording() }
 
+// SetAttributes converts attrs in a pooled buffer: a span copies what
+// it is given, so the buffer is free again when the call returns.
 func (s span) SetAttributes(attrs ...tracing.Attr) {
-	kv := make([]attribute.KeyValue, len(attrs))
-	for i, a := range attrs {
+	buf := kvPool.Get().(*[]attribute.KeyValue)
+	kv := (*buf)[:0]
+	for _, a := range attrs {
 		if a.IsInt {
-			kv[i] = attribute.Int64(a.Key, a.Int)
+			kv = append(kv, attribute.Int64(a.Key, a.Int))
 		} else {
-			kv[i] = attribute.String(a.Key, a.Str)
+			kv = append(kv, attribute.String(a.Key, a.Str))
 		}
 	}
 	s.s.SetAttributes(kv...)
+	clear(kv) // no strings kept alive by the pool
+	*buf = kv[:0]
+	kvPool.Put(buf)
 }
+
+var kvPool = sync.Pool{New: func() any { kv := make([]attribute.KeyValue, 0, 16); return &kv }}
 
 func (s span) Fail(err error) {
 	s.s.RecordError(err)
