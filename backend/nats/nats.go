@@ -1,0 +1,56 @@
+// Package nats keeps intake's durable queue in NATS JetStream, for a
+// service that has outgrown one database: its streams are replicated by
+// JetStream's Raft groups (three replicas survive the loss of any one
+// server), and any number of intake replicas share them. A [Queue] is a
+// [dedupe.Queue]: give each replica its own.
+//
+//	nc, _ := nats.Connect("nats://127.0.0.1:4222")
+//	q, err := intakenats.NewQueue(ctx, nc, intakenats.WithReplicas(3))
+//	stream := intake.New(intake.WithQueue(q))
+//
+// # Streams
+//
+// A queue named N (default "INTAKE") keeps three streams, made on first
+// use with the replicas asked for:
+//
+//   - N: one message per key ("intake.N.e.<hash of the key>") holding the
+//     event, its state (queued or dead), its holder and its attempts, and
+//     one per holder that ever held events ("intake.N.holder.<id>"). At
+//     most one message per subject: each write replaces the last, and
+//     every change of a record is a compare-and-set on its subject's last
+//     sequence (Nats-Expected-Last-Subject-Sequence), so two replicas
+//     never both claim a key.
+//   - N_DONE: one message per key done ("intake.N.d.<hash>"), which
+//     carries the key for the whole retention: JetStream's own duplicate
+//     window (Nats-Msg-Id) lasts minutes, an idempotency key must last
+//     days. The stream's max age is the longest retention
+//     ([WithMaxRetention], 7 days by default); each message also says when
+//     its own retention ends, to the millisecond.
+//   - N_LIVE: each holder's heartbeat ("intake.N.live.<id>"), renewed
+//     every fifth of [WithHeartbeat], with a max age of the heartbeat: a
+//     killed holder's heartbeat is gone by the server's clock, and its
+//     events are adopted by the others.
+//
+// # Durability
+//
+// An acknowledged publish is on a quorum of the stream's replicas (R3:
+// two of three) but, by default, on their disks only at the next sync,
+// every two minutes: servers that crash together (a power cut, a kernel
+// panic, kill -9 of every node) can lose what they acknowledged. Run
+// nats-server with
+//
+//	jetstream { sync_interval: always }
+//
+// and nothing Enqueue acknowledged is lost, whatever crashes; the tests
+// run with it. With the default, one server's crash loses nothing on R3
+// (the others have it), and a correlated crash can lose up to two minutes.
+//
+// # Costs
+//
+// A claim is one publish and one read (is the key done?); a commit one
+// publish and one delete; a duplicate one publish refused and one read.
+// Adopt looks at who is alive in two requests; it reads the records (their
+// headers) only when a holder died or gave events back, and then once
+// for all it will take. List reads every record: it is an operator's
+// tool, fine for thousands of records, slow for millions.
+package nats

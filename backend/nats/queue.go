@@ -1,0 +1,1106 @@
+package nats
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
+)
+
+// Queue is a durable [dedupe.Queue] in NATS JetStream; see the package
+// documentation for its streams and what durability needs. It is safe
+// for concurrent use. Each Queue is one holder: give every replica its
+// own, and Close it when the replica stops, so that the others adopt its
+// events at once.
+type Queue struct {
+	nc       *nats.Conn
+	owned    bool
+	js       jetstream.JetStream
+	name     string
+	root     string // subject root: "intake." + name
+	holder   string
+	ttl      time.Duration
+	replicas int
+	retain   time.Duration // the done stream's max age
+	timeout  time.Duration // of each request
+
+	recs, done, live jetstream.Stream
+
+	stop     chan struct{}
+	beatDone chan struct{}
+	once     sync.Once
+
+	mu        sync.Mutex
+	held      map[string]uint64 // key → the sequence of its record, for this holder's claims
+	cache     []candidate       // adoptable records the last scan found, oldest first
+	lastFreed uint64            // the freed marker's sequence at the last scan
+	scanned   bool              // a scan has run: the first Adopt always scans
+	lost      []lostAdoption    // adoptions whose reply was lost, to give back
+
+	wakeOnce sync.Once
+	wakeCh   chan struct{}
+	wakeSub  *nats.Subscription
+
+	// adoptReplyLost, when set (tests), fails an adoption after its write
+	// was stored, as a connection cut while the reply comes back does.
+	adoptReplyLost func() error
+}
+
+// Option configures a [Queue].
+type Option func(*Queue)
+
+// WithName sets the name of the queue's streams (N, N_DONE, N_LIVE) and
+// of its subjects (intake.N.…): letters, digits, '-' and '_'. Defaults
+// to "INTAKE". Replicas that share events share the name.
+func WithName(name string) Option { return func(q *Queue) { q.name = name } }
+
+// WithReplicas sets how many servers keep each stream when the queue
+// makes them: 1 (the default), or 3 or 5 on a cluster. A stream that
+// exists keeps its own.
+func WithReplicas(n int) Option { return func(q *Queue) { q.replicas = n } }
+
+// WithHeartbeat sets how long a holder is taken for alive after its last
+// heartbeat (renewed every fifth of it): how soon a killed replica's
+// events are adopted. It is the max age of the N_LIVE stream, so every
+// replica of a queue must use the same; it is at least a second.
+// Defaults to 5 seconds.
+func WithHeartbeat(ttl time.Duration) Option { return func(q *Queue) { q.ttl = ttl } }
+
+// WithMaxRetention sets the max age of the N_DONE stream: the longest an
+// event's key is remembered once done, whatever retention the stream
+// asks for. Defaults to 7 days, intake's default retention.
+func WithMaxRetention(d time.Duration) Option { return func(q *Queue) { q.retain = d } }
+
+// WithRequestTimeout sets how long each request to the server may take
+// when the caller's context has no deadline. Defaults to 10 seconds.
+func WithRequestTimeout(d time.Duration) Option { return func(q *Queue) { q.timeout = d } }
+
+// The defaults.
+const (
+	DefaultName         = "INTAKE"
+	DefaultHeartbeat    = 5 * time.Second
+	DefaultMaxRetention = 7 * 24 * time.Hour
+)
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// ErrConfig is returned, wrapped, by [NewQueue] for an option out of
+// range or streams made with settings the queue cannot work with.
+var ErrConfig = errors.New("nats: invalid queue configuration")
+
+// NewQueue makes (or finds) the queue's streams on nc, a connection the
+// caller owns, and starts the holder's heartbeat. Close it to stop.
+func NewQueue(ctx context.Context, nc *nats.Conn, opts ...Option) (*Queue, error) {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	q := &Queue{nc: nc, name: DefaultName, holder: hex.EncodeToString(r[:]), ttl: DefaultHeartbeat, replicas: 1,
+		retain: DefaultMaxRetention, timeout: 10 * time.Second, held: map[string]uint64{},
+		stop: make(chan struct{}), beatDone: make(chan struct{})}
+	for _, o := range opts {
+		o(q)
+	}
+	switch {
+	case !validName.MatchString(q.name):
+		return nil, fmt.Errorf("%w: name %q: letters, digits, '-' and '_', at most 32", ErrConfig, q.name)
+	case q.ttl < time.Second:
+		return nil, fmt.Errorf("%w: heartbeat %v: at least 1s: %w", ErrConfig, q.ttl, dedupe.ErrInvalidDuration)
+	case q.retain <= 0:
+		return nil, fmt.Errorf("%w: max retention %v: %w", ErrConfig, q.retain, dedupe.ErrInvalidDuration)
+	case q.timeout <= 0:
+		return nil, fmt.Errorf("%w: request timeout %v: %w", ErrConfig, q.timeout, dedupe.ErrInvalidDuration)
+	case q.replicas != 1 && q.replicas != 3 && q.replicas != 5:
+		return nil, fmt.Errorf("%w: %d replicas: 1, 3 or 5", ErrConfig, q.replicas)
+	}
+	q.root = "intake." + q.name
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	q.js = js
+	if err := q.makeStreams(ctx); err != nil {
+		return nil, err
+	}
+	if err := q.beat(ctx); err != nil {
+		return nil, err
+	}
+	go q.heartbeat()
+	return q, nil
+}
+
+// OpenQueue connects to url (nats://host:port, or several separated by
+// commas) and returns a queue that owns the connection: Close closes it.
+func OpenQueue(ctx context.Context, url string, opts ...Option) (*Queue, error) {
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.Name("intake"))
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	q, err := NewQueue(ctx, nc, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	q.owned = true
+	return q, nil
+}
+
+func (q *Queue) makeStreams(ctx context.Context) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	mk := func(cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+		cfg.Storage, cfg.Replicas, cfg.MaxMsgsPerSubject = jetstream.FileStorage, q.replicas, 1
+		s, err := q.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = q.js.Stream(ctx, cfg.Name)
+			if err == nil {
+				got := s.CachedInfo().Config
+				if !slices.Equal(got.Subjects, cfg.Subjects) || got.MaxMsgsPerSubject != 1 || got.MaxAge != cfg.MaxAge {
+					return nil, fmt.Errorf("%w: stream %s exists with subjects %v, %d messages a subject and max age %v; want %v, 1 and %v",
+						ErrConfig, cfg.Name, got.Subjects, got.MaxMsgsPerSubject, got.MaxAge, cfg.Subjects, cfg.MaxAge)
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nats: stream %s: %w", cfg.Name, err)
+		}
+		return s, nil
+	}
+	var err error
+	// Reads of records and done keys go to the stream's leader (no direct
+	// gets, which a follower may answer before it has the last write).
+	if q.recs, err = mk(jetstream.StreamConfig{Name: q.name, Subjects: []string{q.root + ".e.*", q.root + ".holder.*"}}); err != nil {
+		return err
+	}
+	if q.done, err = mk(jetstream.StreamConfig{Name: q.name + "_DONE", Subjects: []string{q.root + ".d.*"}, MaxAge: q.retain}); err != nil {
+		return err
+	}
+	q.live, err = mk(jetstream.StreamConfig{Name: q.name + "_LIVE", Subjects: []string{q.root + ".live.*", q.root + ".freed"}, MaxAge: q.ttl})
+	return err
+}
+
+// ctx gives ctx the request timeout when it has no deadline.
+func (q *Queue) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, q.timeout)
+}
+
+// beat renews the heartbeat and the holder's registration: a holder
+// whose heartbeat lapsed (a long pause) and whose registration another
+// took away registers again before it claims more.
+func (q *Queue) beat(ctx context.Context) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	if _, err := q.js.Publish(ctx, q.root+".live."+q.holder, nil); err != nil {
+		return fmt.Errorf("nats: heartbeat: %w", err)
+	}
+	if _, err := q.js.Publish(ctx, q.root+".holder."+q.holder, nil); err != nil {
+		return fmt.Errorf("nats: register: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) heartbeat() {
+	defer close(q.beatDone)
+	t := time.NewTicker(q.ttl / 5)
+	defer t.Stop()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), q.ttl/5)
+			_ = q.beat(ctx) // a missed beat is retried at the next tick
+			cancel()
+		case <-sweep.C:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, _ = q.scan(ctx, nil) // deletes dead records whose retention ended
+			cancel()
+		}
+	}
+}
+
+// Close ends the holder: its heartbeat stops and is deleted, so that the
+// other holders adopt its events at once (with an attempt counted, as
+// after a crash: give them back first with Extend to avoid that), and the
+// connection is closed if [OpenQueue] made it.
+func (q *Queue) Close() error {
+	var err error
+	q.once.Do(func() {
+		close(q.stop)
+		<-q.beatDone
+		ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
+		defer cancel()
+		err = q.live.Purge(ctx, jetstream.WithPurgeSubject(q.root+".live."+q.holder))
+		q.notifyAdopt()
+		if q.wakeSub != nil {
+			_ = q.wakeSub.Unsubscribe()
+		}
+		if q.owned {
+			err = errors.Join(err, q.nc.Drain())
+		} else {
+			err = errors.Join(err, q.nc.Flush())
+		}
+	})
+	return err
+}
+
+// Ping reports whether JetStream answers; the stream's health check
+// calls it.
+func (q *Queue) Ping(ctx context.Context) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	if _, err := q.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("nats: ping: %w", err)
+	}
+	return nil
+}
+
+// Holder returns the holder's id: its heartbeat is intake.N.live.<id>.
+func (q *Queue) Holder() string { return q.holder }
+
+// subject is the record subject of key: a hash, since a key may hold any
+// bytes and a subject may not.
+func (q *Queue) subject(stream, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return q.root + "." + stream + "." + base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// The headers of a record.
+const (
+	hState    = "Intake-State"    // "queued" or "dead"
+	hHolder   = "Intake-Holder"   // its holder; empty: adoptable
+	hSeq      = "Intake-Seq"      // the sequence of its first write (the order of arrival); absent on that write
+	hAttempts = "Intake-Attempts" //
+	hUntil    = "Intake-Until"    // a dead record's (or a done key's) end of retention, Unix ms
+	hToken    = "Intake-Token"    // the adoption that took it
+)
+
+// record is a record's content.
+type record struct {
+	key      string
+	state    dedupe.RecordState
+	holder   string
+	seq      uint64 // of arrival
+	attempts int
+	until    int64 // Unix ms; dead records
+	token    string
+	failure  []byte // JSON
+	enc      []byte // the event, binary
+	last     uint64 // the sequence of the message that holds it now
+}
+
+func (r *record) msg(subject string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	st := "queued"
+	if r.state == dedupe.Dead {
+		st = "dead"
+		m.Header.Set(hUntil, strconv.FormatInt(r.until, 10))
+	}
+	m.Header.Set(hState, st)
+	m.Header.Set(hHolder, r.holder)
+	if r.seq != 0 {
+		m.Header.Set(hSeq, strconv.FormatUint(r.seq, 10))
+	}
+	m.Header.Set(hAttempts, strconv.Itoa(r.attempts))
+	if r.token != "" {
+		m.Header.Set(hToken, r.token)
+	}
+	b := make([]byte, 0, 16+len(r.key)+len(r.failure)+len(r.enc))
+	b = appendBytes(b, []byte(r.key))
+	b = appendBytes(b, r.failure)
+	m.Data = append(b, r.enc...)
+	return m
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+func readBytes(b []byte) (v, rest []byte, ok bool) {
+	i := 0
+	for i < len(b) && b[i] != ':' {
+		i++
+	}
+	n, err := strconv.Atoi(string(b[:i]))
+	if err != nil || i == len(b) || n < 0 || n > len(b)-i-1 {
+		return nil, nil, false
+	}
+	return b[i+1 : i+1+n], b[i+1+n:], true
+}
+
+// parseHeader reads a record's headers (its body, if any, is read by
+// parseBody).
+func parseHeader(h nats.Header, last uint64) (record, error) {
+	r := record{last: last, holder: h.Get(hHolder), token: h.Get(hToken)}
+	switch h.Get(hState) {
+	case "queued":
+		r.state = dedupe.Queued
+	case "dead":
+		r.state = dedupe.Dead
+	default:
+		return r, fmt.Errorf("nats: record at %d: state %q", last, h.Get(hState))
+	}
+	r.seq = last
+	if s := h.Get(hSeq); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return r, fmt.Errorf("nats: record at %d: seq %q", last, s)
+		}
+		r.seq = v
+	}
+	a, err := strconv.Atoi(h.Get(hAttempts))
+	if err != nil {
+		return r, fmt.Errorf("nats: record at %d: attempts %q", last, h.Get(hAttempts))
+	}
+	r.attempts = a
+	if r.state == dedupe.Dead {
+		if r.until, err = strconv.ParseInt(h.Get(hUntil), 10, 64); err != nil {
+			return r, fmt.Errorf("nats: record at %d: until %q", last, h.Get(hUntil))
+		}
+	}
+	return r, nil
+}
+
+func parseRecord(h nats.Header, data []byte, last uint64) (record, error) {
+	r, err := parseHeader(h, last)
+	if err != nil {
+		return r, err
+	}
+	k, rest, ok := readBytes(data)
+	if ok {
+		r.failure, r.enc, ok = readBytes(rest)
+	}
+	if !ok {
+		return r, fmt.Errorf("nats: record at %d: malformed body", last)
+	}
+	r.key = string(k)
+	if len(r.failure) == 0 {
+		r.failure = nil
+	}
+	return r, nil
+}
+
+// expired reports whether a dead record's retention has ended.
+func (r *record) expired(now time.Time) bool {
+	return r.state == dedupe.Dead && now.UnixMilli() >= r.until
+}
+
+// get reads key's record; found is false when it has none (or one that
+// does not hold key: a hash collision, which the key's bytes settle).
+func (q *Queue) get(ctx context.Context, key string) (r record, found bool, err error) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	m, err := q.recs.GetLastMsgForSubject(ctx, q.subject("e", key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("nats: get: %w", err)
+	}
+	r, err = parseRecord(m.Header, m.Data, m.Sequence)
+	if err != nil {
+		return r, false, err
+	}
+	return r, r.key == key, nil
+}
+
+// isDone reports whether key is done and its retention has not ended.
+func (q *Queue) isDone(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	m, err := q.done.GetLastMsgForSubject(ctx, q.subject("d", key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("nats: done: %w", err)
+	}
+	until, _ := strconv.ParseInt(m.Header.Get(hUntil), 10, 64)
+	return string(m.Data) == key && time.Now().UnixMilli() < until, nil
+}
+
+// put writes r for key if the key's last message is still at expect (0:
+// if it has none); conflict is true when it was not.
+func (q *Queue) put(ctx context.Context, r *record, expect uint64) (seq uint64, conflict bool, err error) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	ack, err := q.js.PublishMsg(ctx, r.msg(q.subject("e", r.key)), jetstream.WithExpectLastSequencePerSubject(expect))
+	if err != nil {
+		if isConflict(err) {
+			return 0, true, nil
+		}
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return 0, false, fmt.Errorf("nats: event of %d bytes is larger than the server's max_payload: %w", len(r.enc), event.ErrInvalid)
+		}
+		return 0, false, fmt.Errorf("nats: write: %w", err)
+	}
+	return ack.Sequence, false, nil
+}
+
+func isConflict(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return false
+}
+
+// deleteMsg deletes the message at seq of s; one already gone (replaced
+// or deleted) is no error.
+func (q *Queue) deleteMsg(ctx context.Context, s jetstream.Stream, seq uint64) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	err := s.DeleteMsg(ctx, seq)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return fmt.Errorf("nats: delete: %w", err)
+	}
+	return nil
+}
+
+func validDuration(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("nats: duration %v: %w", d, dedupe.ErrInvalidDuration)
+	}
+	return nil
+}
+
+// Enqueue implements [dedupe.Queue]. The key's record is written only if
+// the key has none (or a dead one, which it replaces); then the done
+// stream is read, and a claim of a key done meanwhile is taken back.
+func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
+	if err := validDuration(lease); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	enc, err := e.MarshalBinary()
+	if err != nil {
+		return 0, fmt.Errorf("nats: %w", err)
+	}
+	r := &record{key: key, state: dedupe.Queued, holder: q.holder, enc: enc}
+	var expect uint64
+	for range 16 {
+		seq, conflict, err := q.put(ctx, r, expect)
+		if err != nil {
+			return 0, err
+		}
+		if !conflict {
+			// Done before this write? A commit writes the done key and
+			// then deletes the record: a key whose record was absent may
+			// have been done a moment ago.
+			done, err := q.isDone(ctx, key)
+			if err != nil {
+				return 0, err // held, not reported: the stream gives uncertain claims back
+			}
+			if done {
+				return dedupe.Done, q.deleteMsg(ctx, q.recs, seq)
+			}
+			q.mu.Lock()
+			q.held[key] = seq
+			q.mu.Unlock()
+			return dedupe.Claimed, nil
+		}
+		cur, found, err := q.get(ctx, key)
+		switch {
+		case err != nil:
+			return 0, err
+		case !found:
+			expect = 0 // deleted meanwhile (committed, released): try again
+			if done, err := q.isDone(ctx, key); err != nil || done {
+				return dedupe.Done, err
+			}
+		case cur.state == dedupe.Queued:
+			return dedupe.Pending, nil
+		default: // dead: a resend is claimed anew, replacing it
+			expect = cur.last
+		}
+	}
+	return 0, fmt.Errorf("nats: enqueue %q: the key changed 16 times under this call", key)
+}
+
+// EnqueueMany implements [dedupe.BatchQueue]: the keys of a page are
+// claimed concurrently; a key twice in the page is answered for its
+// first place and pending (or as the first) for the others.
+func (q *Queue) EnqueueMany(ctx context.Context, keys []string, events []event.Event, lease time.Duration) ([]dedupe.State, []error) {
+	states, errs := make([]dedupe.State, len(keys)), make([]error, len(keys))
+	first := make(map[string]int, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i, k := range keys {
+		if _, ok := first[k]; ok {
+			continue
+		}
+		first[k] = i
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			states[i], errs[i] = q.Enqueue(ctx, k, events[i], lease)
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if j := first[k]; j != i {
+			states[i], errs[i] = states[j], errs[j]
+			if states[i] == dedupe.Claimed {
+				states[i] = dedupe.Pending
+			}
+		}
+	}
+	return states, errs
+}
+
+// candidate is a record a scan found adoptable.
+type candidate struct {
+	key    string // unknown from headers: read with the record
+	subj   string
+	seq    uint64 // of arrival
+	holder string // "" for one given back
+}
+
+// lostAdoption is a write of Adopt whose reply was lost.
+type lostAdoption struct{ key, token string }
+
+// Adopt implements [dedupe.Queue]: it takes the records given back and
+// those of holders whose heartbeat is gone, oldest first. Finding them
+// costs a scan of the records' headers, made only when a holder died or
+// one gave events back, once for all it then takes.
+func (q *Queue) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe.Stored, error) {
+	if err := validDuration(lease); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	if err := q.giveBackLost(ctx); err != nil {
+		return nil, err
+	}
+	dead, err := q.deadHolders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	freed, err := q.freedSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	rescan := len(q.cache) == 0 && (len(dead) > 0 || freed != q.lastFreed || !q.scanned)
+	q.mu.Unlock()
+	if rescan {
+		cands, err := q.scan(ctx, dead)
+		if err != nil {
+			return nil, err
+		}
+		q.mu.Lock()
+		q.cache, q.lastFreed, q.scanned = cands, freed, true
+		q.mu.Unlock()
+	}
+	var out []dedupe.Stored
+	for len(out) < n {
+		q.mu.Lock()
+		take := q.cache[:min(n-len(out), len(q.cache))]
+		q.cache = q.cache[len(take):]
+		q.mu.Unlock()
+		if len(take) == 0 {
+			break
+		}
+		got, err := q.adoptEach(ctx, take, dead)
+		out = append(out, got...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// deadHolders returns the registered holders, other than this one, whose
+// heartbeat is gone.
+func (q *Queue) deadHolders(ctx context.Context) (map[string]bool, error) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	reg, err := q.recs.Info(ctx, jetstream.WithSubjectFilter(q.root+".holder.*"))
+	if err != nil {
+		return nil, fmt.Errorf("nats: holders: %w", err)
+	}
+	live, err := q.live.Info(ctx, jetstream.WithSubjectFilter(q.root+".live.*"))
+	if err != nil {
+		return nil, fmt.Errorf("nats: heartbeats: %w", err)
+	}
+	dead := map[string]bool{}
+	prefix := len(q.root + ".holder.")
+	for subj := range reg.State.Subjects {
+		h := subj[prefix:]
+		if _, ok := live.State.Subjects[q.root+".live."+h]; !ok && h != q.holder {
+			dead[h] = true
+		}
+	}
+	return dead, nil
+}
+
+// freedSeq returns the sequence of the last give-back's marker (0: none
+// within a heartbeat).
+func (q *Queue) freedSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	m, err := q.live.GetLastMsgForSubject(ctx, q.root+".freed")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("nats: freed: %w", err)
+	}
+	return m.Sequence, nil
+}
+
+// scan reads every record's headers and returns, oldest first, those
+// held by a dead holder or by none. On the way it deletes dead records
+// whose retention ended, and the registration of dead holders that hold
+// nothing. With dead nil it only deletes.
+func (q *Queue) scan(ctx context.Context, dead map[string]bool) ([]candidate, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var out []candidate
+	holding := map[string]bool{}
+	now := time.Now()
+	err := q.each(ctx, true, func(m jetstream.Msg, seq uint64) error {
+		r, err := parseHeader(m.Headers(), seq)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.expired(now):
+			return q.deleteMsg(ctx, q.recs, seq)
+		case r.state != dedupe.Queued:
+		case r.holder == "" || dead[r.holder]:
+			holding[r.holder] = true
+			out = append(out, candidate{subj: m.Subject(), seq: r.seq, holder: r.holder})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for h := range dead {
+		if !holding[h] {
+			_ = q.recs.Purge(ctx, jetstream.WithPurgeSubject(q.root+".holder."+h))
+		}
+	}
+	slices.SortFunc(out, func(a, b candidate) int { return cmpUint(a.seq, b.seq) })
+	return out, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// each calls fn with the last message of every record subject, in the
+// order of the stream (headers only if headersOnly), through a consumer
+// of its own that it deletes when done.
+func (q *Queue) each(ctx context.Context, headersOnly bool, fn func(m jetstream.Msg, seq uint64) error) error {
+	c, err := q.recs.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: q.root + ".e.*", DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, AckPolicy: jetstream.AckNonePolicy,
+		HeadersOnly: headersOnly, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("nats: scan: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.timeout)
+		_ = q.recs.DeleteConsumer(dctx, c.CachedInfo().Name)
+		cancel()
+	}()
+	left := c.CachedInfo().NumPending
+	for left > 0 {
+		batch, err := c.FetchNoWait(int(min(left, 500)))
+		if err != nil {
+			return fmt.Errorf("nats: scan: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("nats: scan: %w", err)
+			}
+			left = md.NumPending
+			if err := fn(m, md.Sequence.Stream); err != nil {
+				return err
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("nats: scan: %w", err)
+		}
+		if n == 0 {
+			select { // not delivered yet
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// adoptEach takes the candidates that are still adoptable, concurrently,
+// and returns them in the candidates' order.
+func (q *Queue) adoptEach(ctx context.Context, cands []candidate, dead map[string]bool) ([]dedupe.Stored, error) {
+	got := make([]*dedupe.Stored, len(cands))
+	errs := make([]error, len(cands))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i, c := range cands {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			got[i], errs[i] = q.adoptOne(ctx, c, dead)
+		}()
+	}
+	wg.Wait()
+	var out []dedupe.Stored
+	for _, s := range got {
+		if s != nil {
+			out = append(out, *s)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// adoptOne takes one candidate if it is still held by the holder the scan
+// saw (dead) or by none; a record done meanwhile is deleted instead.
+func (q *Queue) adoptOne(ctx context.Context, c candidate, dead map[string]bool) (*dedupe.Stored, error) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	m, err := q.recs.GetLastMsgForSubject(ctx, c.subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats: adopt: %w", err)
+	}
+	r, err := parseRecord(m.Header, m.Data, m.Sequence)
+	if err != nil {
+		return nil, err
+	}
+	if r.state != dedupe.Queued || r.holder != c.holder || (r.holder != "" && !dead[r.holder]) {
+		return nil, nil
+	}
+	if done, err := q.isDone(ctx, r.key); err != nil {
+		return nil, err
+	} else if done {
+		return nil, q.deleteMsg(ctx, q.recs, r.last) // its commit was cut short
+	}
+	if r.holder != "" {
+		r.attempts++ // its holder died with it
+	}
+	r.holder, r.token = q.holder, strconv.FormatUint(mrand.Uint64(), 36)
+	seq, conflict, err := q.put(ctx, &r, r.last)
+	if err == nil && q.adoptReplyLost != nil {
+		err = q.adoptReplyLost()
+	}
+	if err != nil {
+		// The write may have been stored and its reply lost: what it
+		// took is given back at the next Adopt.
+		q.mu.Lock()
+		q.lost = append(q.lost, lostAdoption{r.key, r.token})
+		q.mu.Unlock()
+		return nil, fmt.Errorf("nats: adopt: %w", err)
+	}
+	if conflict {
+		return nil, nil // another holder took it
+	}
+	var e event.Event
+	if err := e.UnmarshalBinary(r.enc); err != nil {
+		return nil, fmt.Errorf("nats: adopt %q: %w", r.key, err)
+	}
+	q.mu.Lock()
+	q.held[r.key] = seq
+	q.mu.Unlock()
+	return &dedupe.Stored{Key: r.key, Event: e, Attempts: r.attempts}, nil
+}
+
+// giveBackLost gives back what the adoptions whose reply was lost took.
+func (q *Queue) giveBackLost(ctx context.Context) error {
+	q.mu.Lock()
+	lost := q.lost
+	q.mu.Unlock()
+	if len(lost) == 0 {
+		return nil
+	}
+	for _, l := range lost {
+		r, found, err := q.get(ctx, l.key)
+		if err != nil {
+			return fmt.Errorf("nats: give back a lost adoption: %w", err)
+		}
+		if !found || r.state != dedupe.Queued || r.holder != q.holder || r.token != l.token {
+			continue // not stored, or changed since
+		}
+		if _, _, err := q.giveBack(ctx, r); err != nil {
+			return fmt.Errorf("nats: give back a lost adoption: %w", err)
+		}
+	}
+	q.mu.Lock()
+	q.lost = q.lost[len(lost):]
+	q.mu.Unlock()
+	q.markFreed(ctx)
+	return nil
+}
+
+// giveBack writes r held by none, if unchanged.
+func (q *Queue) giveBack(ctx context.Context, r record) (uint64, bool, error) {
+	q.mu.Lock()
+	delete(q.held, r.key)
+	q.mu.Unlock()
+	r.holder, r.token = "", ""
+	return q.put(ctx, &r, r.last)
+}
+
+// markFreed tells adopters there are records given back: they scan, and
+// those that asked for AdoptReady are woken.
+func (q *Queue) markFreed(ctx context.Context) {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	_, _ = q.js.Publish(ctx, q.root+".freed", nil)
+	q.notifyAdopt()
+}
+
+// Extend implements [dedupe.Queue]. A lease above zero only renews the
+// heartbeat (a holder keeps its records while it beats); zero gives the
+// keys this holder holds back.
+func (q *Queue) Extend(ctx context.Context, keys []string, lease time.Duration) error {
+	if lease < 0 {
+		return validDuration(lease)
+	}
+	if lease > 0 {
+		return q.beat(ctx)
+	}
+	gave := false
+	for _, k := range keys {
+		for range 16 {
+			r, found, err := q.get(ctx, k)
+			if err != nil {
+				return fmt.Errorf("nats: give back: %w", err)
+			}
+			if !found || r.state != dedupe.Queued || r.holder != q.holder {
+				break
+			}
+			_, conflict, err := q.giveBack(ctx, r)
+			if err != nil {
+				return fmt.Errorf("nats: give back: %w", err)
+			}
+			if !conflict {
+				gave = true
+				break
+			}
+		}
+	}
+	if gave {
+		q.markFreed(ctx)
+	}
+	return nil
+}
+
+// CommitMany implements [dedupe.Queue]: for each key, concurrently, the
+// done key is written, then the record deleted (a crash between the two
+// leaves a record that the next adopter deletes, seeing the key done).
+func (q *Queue) CommitMany(ctx context.Context, keys []string, retain time.Duration) error {
+	if err := validDuration(retain); err != nil {
+		return err
+	}
+	until := strconv.FormatInt(time.Now().Add(retain).UnixMilli(), 10)
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = q.commit(ctx, k, until)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (q *Queue) commit(ctx context.Context, key, until string) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	m := nats.NewMsg(q.subject("d", key))
+	m.Header.Set(hUntil, until)
+	m.Data = []byte(key)
+	if _, err := q.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("nats: commit: %w", err)
+	}
+	q.mu.Lock()
+	seq, ok := q.held[key]
+	delete(q.held, key)
+	q.mu.Unlock()
+	if !ok {
+		r, found, err := q.get(ctx, key)
+		if err != nil || !found || r.state != dedupe.Queued {
+			return err
+		}
+		seq = r.last
+	}
+	return q.deleteMsg(ctx, q.recs, seq)
+}
+
+// Release implements [dedupe.Queue]: a queued record is deleted.
+func (q *Queue) Release(ctx context.Context, key string) error {
+	q.mu.Lock()
+	delete(q.held, key)
+	q.mu.Unlock()
+	r, found, err := q.get(ctx, key)
+	if err != nil || !found || r.state != dedupe.Queued {
+		return err
+	}
+	return q.deleteMsg(ctx, q.recs, r.last)
+}
+
+// Bury implements [dedupe.Queue].
+func (q *Queue) Bury(ctx context.Context, key string, f dedupe.Failure, retain time.Duration) error {
+	if err := validDuration(retain); err != nil {
+		return err
+	}
+	fj, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("nats: bury: %w", err)
+	}
+	q.mu.Lock()
+	delete(q.held, key)
+	q.mu.Unlock()
+	for range 16 {
+		r, found, err := q.get(ctx, key)
+		if err != nil || !found || r.state != dedupe.Queued {
+			return err
+		}
+		r.state, r.holder, r.token, r.attempts, r.failure = dedupe.Dead, "", "", f.Attempts, fj
+		r.until = time.Now().Add(retain).UnixMilli()
+		_, conflict, err := q.put(ctx, &r, r.last)
+		if err != nil || !conflict {
+			return err
+		}
+	}
+	return fmt.Errorf("nats: bury %q: the key changed 16 times under this call", key)
+}
+
+// Replay implements [dedupe.Inspector].
+func (q *Queue) Replay(ctx context.Context, key string) error {
+	for range 16 {
+		r, found, err := q.get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("nats: replay: %w", err)
+		}
+		if !found || r.expired(time.Now()) {
+			return fmt.Errorf("nats: replay %q: %w", key, dedupe.ErrNotFound)
+		}
+		if r.state == dedupe.Queued {
+			return nil
+		}
+		r.state, r.holder, r.token, r.attempts, r.failure, r.until = dedupe.Queued, "", "", 0, nil, 0
+		_, conflict, err := q.put(ctx, &r, r.last)
+		if err != nil {
+			return fmt.Errorf("nats: replay: %w", err)
+		}
+		if !conflict {
+			q.markFreed(ctx)
+			return nil
+		}
+	}
+	return fmt.Errorf("nats: replay %q: the key changed 16 times under this call", key)
+}
+
+// Discard implements [dedupe.Inspector].
+func (q *Queue) Discard(ctx context.Context, key string) error {
+	r, found, err := q.get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("nats: discard: %w", err)
+	}
+	if !found || r.expired(time.Now()) {
+		return fmt.Errorf("nats: discard %q: %w", key, dedupe.ErrNotFound)
+	}
+	q.mu.Lock()
+	delete(q.held, key)
+	q.mu.Unlock()
+	return q.deleteMsg(ctx, q.recs, r.last)
+}
+
+// Get implements [dedupe.Inspector].
+func (q *Queue) Get(ctx context.Context, key string) (dedupe.Record, error) {
+	r, found, err := q.get(ctx, key)
+	if err != nil {
+		return dedupe.Record{}, fmt.Errorf("nats: get: %w", err)
+	}
+	if !found || r.expired(time.Now()) {
+		return dedupe.Record{}, fmt.Errorf("nats: get %q: %w", key, dedupe.ErrNotFound)
+	}
+	return r.inspect()
+}
+
+func (r *record) inspect() (dedupe.Record, error) {
+	return dedupe.DecodeRecord([]byte(r.key), int64(r.seq), r.state == dedupe.Dead, r.attempts, r.failure, r.enc)
+}
+
+// List implements [dedupe.Inspector]. It reads every record (see the
+// package documentation) and returns those f asks for in Seq order.
+func (q *Queue) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	now := time.Now()
+	var out []dedupe.Record
+	err := q.each(ctx, false, func(m jetstream.Msg, seq uint64) error {
+		r, err := parseRecord(m.Headers(), m.Data(), seq)
+		if err != nil {
+			return err
+		}
+		if r.expired(now) || int64(r.seq) <= f.After || (f.State != 0 && r.state != f.State) {
+			return nil
+		}
+		rec, err := r.inspect()
+		if err != nil {
+			return err
+		}
+		if (f.Source != "" && rec.Event.Source != f.Source) || (f.Type != "" && rec.Event.Type != f.Type) {
+			return nil
+		}
+		out = append(out, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: list: %w", err)
+	}
+	slices.SortFunc(out, func(a, b dedupe.Record) int { return cmpUint(uint64(a.Seq), uint64(b.Seq)) })
+	return out[:min(len(out), f.Max())], nil
+}
