@@ -3,6 +3,7 @@ package nats_test
 import (
 	"testing"
 
+	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
 )
@@ -13,5 +14,19 @@ func TestQueueConformance(t *testing.T) {
 	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
 		name := testName(t, nc)
 		return func() dedupe.Queue { return newQueue(t, nc, name) }
+	})
+}
+
+// The same suite against a three-node cluster of the test's own, every
+// stream on all three (R3).
+func TestQueueConformanceOnCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	c := newCluster(t)
+	nc := connect(t, c.urls(), "the test cluster")
+	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
+		name := testName(t, nc)
+		return func() dedupe.Queue { return newQueue(t, nc, name, intakenats.WithReplicas(3)) }
 	})
 }
