@@ -20,6 +20,13 @@ import (
 // TestMain runs the test binary as a crash test's child process when
 // INTAKE_NATS_CHILD is set.
 func TestMain(m *testing.M) {
+	if os.Getenv("INTAKE_NATS_CHILD") == "replica" {
+		if err := replicaChild(os.Getenv("INTAKE_NATS_CHILD_URL"), os.Getenv("INTAKE_NATS_CHILD_NAME"), os.Getenv("INTAKE_NATS_CHILD_LOG")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_NATS_CHILD") == "hold" {
 		if err := holdChild(os.Getenv("INTAKE_NATS_CHILD_URL"), os.Getenv("INTAKE_NATS_CHILD_NAME")); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
