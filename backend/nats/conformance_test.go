@@ -24,7 +24,7 @@ func TestQueueConformanceOnCluster(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	c := newCluster(t)
-	nc := connect(t, c.urls(), "the test cluster")
+	nc := connect(t, c.URLs(), "the test cluster")
 	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
 		name := testName(t, nc)
 		return func() dedupe.Queue { return newQueue(t, nc, name, intakenats.WithReplicas(3)) }

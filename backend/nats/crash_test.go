@@ -123,7 +123,7 @@ func TestReplicaAdoptsAKilledHolder(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	c := newCluster(t)
-	nc := connect(t, c.urls(), "the test cluster")
+	nc := connect(t, c.URLs(), "the test cluster")
 	name := testName(t, nc)
 	q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(3))
 	if err != nil {
@@ -132,7 +132,7 @@ func TestReplicaAdoptsAKilledHolder(t *testing.T) {
 	t.Cleanup(func() { q.Close() })
 	counts := counting(t, q)
 
-	cmd := startChild(t, c.urls(), name)
+	cmd := startChild(t, c.URLs(), name)
 	time.Sleep(2 * time.Second) // the replica's adopter runs every second meanwhile
 	if n := len(counts()); n != 0 {
 		t.Fatalf("%d events taken from a live holder", n)
@@ -161,20 +161,24 @@ func TestNothingAckedLostWhenEveryServerCrashes(t *testing.T) {
 	}
 	c := newCluster(t)
 	name := "CRASH"
-	cmd := startChild(t, c.urls(), name) // 200 events acknowledged
+	cmd := startChild(t, c.URLs(), name) // 200 events acknowledged
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	for i := range c.nodes {
-		c.kill(i)
+	for i := range c.Nodes {
+		c.Kill(i)
 	}
-	for i := range c.nodes {
-		c.start(i)
+	for i := range c.Nodes {
+		if err := c.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
 	}
-	c.waitReady()
+	if err := c.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 
-	nc := connect(t, c.urls(), "the test cluster")
+	nc := connect(t, c.URLs(), "the test cluster")
 	var q *intakenats.Queue
 	deadline := time.Now().Add(30 * time.Second)
 	for { // the streams' leaders are elected again

@@ -110,7 +110,7 @@ func TestLeaderKill(t *testing.T) {
 		t.Skip("26,000 requests into a three-node cluster")
 	}
 	c := newCluster(t)
-	nc := connect(t, c.urls(), "the test cluster")
+	nc := connect(t, c.URLs(), "the test cluster")
 	name := testName(t, nc)
 	logPath := filepath.Join(t.TempDir(), "child.log")
 	if err := os.WriteFile(logPath, nil, 0o600); err != nil {
@@ -126,14 +126,14 @@ func TestLeaderKill(t *testing.T) {
 	here := &handlings{n: map[string]int{}, last: map[string]time.Time{}}
 	var urls []string
 	for range 2 {
-		u, stop, err := replica(context.Background(), c.urls(), name, here.add)
+		u, stop, err := replica(context.Background(), c.URLs(), name, here.add)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(stop)
 		urls = append(urls, u)
 	}
-	child, out := intaketest.Child(t, "INTAKE_NATS_CHILD=replica", "INTAKE_NATS_CHILD_URL="+c.urls(),
+	child, out := intaketest.Child(t, "INTAKE_NATS_CHILD=replica", "INTAKE_NATS_CHILD_URL="+c.URLs(),
 		"INTAKE_NATS_CHILD_NAME="+name, "INTAKE_NATS_CHILD_LOG="+logPath)
 	childURL := intaketest.FirstLine(t, out, 60*time.Second)
 	if !strings.HasPrefix(childURL, "http://") {
@@ -213,16 +213,19 @@ func TestLeaderKill(t *testing.T) {
 		for sent.Load() < int64(len(jobs))/3 {
 			time.Sleep(10 * time.Millisecond)
 		}
-		leader, err := c.leader(nc, name)
+		leader, err := c.Leader(nc, name)
 		if err != nil {
 			t.Errorf("stream leader: %v", err)
 			return
 		}
-		t.Logf("%v: SIGKILL of %s, the leader of stream %s, after %d requests", time.Since(start).Round(time.Millisecond), c.nodes[leader].name, name, sent.Load())
-		c.kill(leader)
+		t.Logf("%v: SIGKILL of %s, the leader of stream %s, after %d requests", time.Since(start).Round(time.Millisecond), c.Nodes[leader].Name, name, sent.Load())
+		c.Kill(leader)
 		time.Sleep(3 * time.Second)
-		c.start(leader)
-		t.Logf("%v: %s restarted", time.Since(start).Round(time.Millisecond), c.nodes[leader].name)
+		if err := c.StartNode(leader); err != nil {
+			t.Error(err)
+			return
+		}
+		t.Logf("%v: %s restarted", time.Since(start).Round(time.Millisecond), c.Nodes[leader].Name)
 		for sent.Load() < 2*int64(len(jobs))/3 {
 			time.Sleep(10 * time.Millisecond)
 		}

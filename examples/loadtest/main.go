@@ -55,6 +55,7 @@ type config struct {
 	size     int
 	rounds   int
 	servers  *servers       // nil: no durable targets
+	js       *jetstreams    // nil: no JetStream targets
 	only     *regexp.Regexp // nil, or run only the targets whose name it matches (and the bare one)
 }
 
@@ -96,6 +97,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds over all targets; each line is the target's median round")
 	asJSON := flag.Bool("json", false, "print JSON")
 	pgDSN := flag.String("postgres", envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL for the Postgres and River targets; empty: none")
+	jetStream := flag.Bool("jetstream", true, "run the JetStream targets on nats-servers of the load test's own (one node, and a three-node cluster)")
 	redisAddr := flag.String("redis", envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"), "Redis for the Redis target; empty: none")
 	flag.Func("only", "run only the targets whose name matches this regular expression (the bare one always runs), e.g. 'Postgres queue$'", func(v string) error {
 		re, err := regexp.Compile(v)
@@ -121,10 +123,6 @@ func main() {
 	}
 	cfg.servers = connect(context.Background(), *pgDSN, *redisAddr)
 	defer cfg.servers.close()
-	for _, n := range cfg.servers.notes {
-		fmt.Fprintln(os.Stderr, "loadtest:", n)
-	}
-
 	sizes, err := ints(*restart)
 	var queues []int
 	if err == nil {
@@ -133,6 +131,18 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(2)
+	}
+	if *jetStream && (cfg.only == nil || cfg.only.MatchString("intake, JetStream queue, R1") || cfg.only.MatchString("intake, JetStream queue, R3")) {
+		js, err := startJetStreams()
+		if err != nil {
+			cfg.servers.notes = append(cfg.servers.notes, "JetStream targets left out: "+err.Error())
+		} else {
+			cfg.js = js
+			defer js.close()
+		}
+	}
+	for _, n := range cfg.servers.notes {
+		fmt.Fprintln(os.Stderr, "loadtest:", n)
 	}
 
 	results, err := run(cfg)
@@ -159,6 +169,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		if cfg.js != nil {
+			cfg.js.close() // os.Exit runs no deferred calls: no nats-server left behind
+		}
 		os.Exit(1)
 	}
 	fmt.Printf("intake loadtest: %d-byte signed webhooks, %d keep-alive clients, %.0f%% duplicates, up to %d requests or %s per target and round,\n%d rounds (median shown), on 127.0.0.1\n\n",
@@ -309,6 +322,9 @@ func run(cfg config) ([]Result, error) {
 	}
 	if cfg.servers != nil {
 		targets = append(targets, durableTargets(cfg.servers, quiet)...)
+	}
+	if cfg.js != nil {
+		targets = append(targets, jetStreamTargets(cfg.js, quiet)...)
 	}
 	targets = pick(targets, cfg.only)
 	// Rounds interleave the targets so that a slow spell of the machine
