@@ -106,8 +106,8 @@ func (h *handlings) add(sub, id string) {
 // an event and died before committing it), which are counted; and the
 // killed replica's events must be handled by another within 10 s.
 func TestLeaderKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("26,000 requests into a three-node cluster")
+	if testing.Short() || raceEnabled {
+		t.Skip("26,000 requests into a three-node cluster: not in -short, nor under the race detector (the conformance suites and the kill tests run there)")
 	}
 	c := newCluster(t)
 	nc := connect(t, c.URLs(), "the test cluster")

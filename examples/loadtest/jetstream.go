@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,12 +16,20 @@ import (
 )
 
 // jetstreams are the NATS servers of the JetStream targets, started by
-// the load test itself so that both run the same nats-server (natstest's
-// version) with the setting durability needs (sync_interval: always):
-// one node for R1 and a three-node cluster for R3, on this machine.
+// the load test itself so that all run the same nats-server (natstest's
+// version): one node for R1 and a three-node cluster for R3, each with
+// the setting durability needs (sync_interval: always: every write on
+// disk before it is acknowledged) and with the server's default (synced
+// every two minutes).
 type jetstreams struct {
-	r1, r3 *natstest.Cluster
-	dir    string
+	servers []jsServer
+	dir     string
+}
+
+type jsServer struct {
+	c        *natstest.Cluster
+	replicas int
+	sync     string
 }
 
 // startJetStreams starts them; an error leaves the JetStream targets out.
@@ -34,46 +43,52 @@ func startJetStreams() (*jetstreams, error) {
 		return nil, err
 	}
 	js := &jetstreams{dir: dir}
-	if err := os.Mkdir(dir+"/r1", 0o700); err == nil {
-		js.r1, err = natstest.Start(bin, dir+"/r1", 1)
-	}
-	if err == nil {
-		if err = os.Mkdir(dir+"/r3", 0o700); err == nil {
-			js.r3, err = natstest.Start(bin, dir+"/r3", 3)
+	for _, sync := range []string{"always", "2m"} {
+		for _, n := range []int{1, 3} {
+			d := filepath.Join(dir, fmt.Sprintf("r%d-%s", n, sync))
+			if err := os.Mkdir(d, 0o700); err != nil {
+				js.close()
+				return nil, err
+			}
+			c, err := natstest.Start(bin, d, n, natstest.SyncInterval(sync))
+			if err != nil {
+				js.close()
+				return nil, err
+			}
+			js.servers = append(js.servers, jsServer{c, n, sync})
 		}
-	}
-	if err != nil {
-		js.close()
-		return nil, err
 	}
 	return js, nil
 }
 
 func (js *jetstreams) close() {
-	if js.r1 != nil {
-		js.r1.Stop()
-	}
-	if js.r3 != nil {
-		js.r3.Stop()
+	for _, s := range js.servers {
+		s.c.Stop()
 	}
 	os.RemoveAll(js.dir)
 }
 
-// jetStreamTargets: intake on a JetStream queue, R1 on one node and R3 on
-// the cluster, each one replica with the defaults.
+// jetStreamTargetName is the name of the target on s.
+func jetStreamTargetName(replicas int, sync string) string {
+	name := fmt.Sprintf("intake, JetStream queue, R%d", replicas)
+	if sync != "always" {
+		name += ", sync " + sync
+	}
+	return name
+}
+
+// jetStreamTargets: intake on a JetStream queue, one replica with the
+// defaults, on each server.
 func jetStreamTargets(js *jetstreams, quiet *slog.Logger) []target {
 	var ts []target
-	for _, v := range []struct {
-		c        *natstest.Cluster
-		replicas int
-	}{{js.r1, 1}, {js.r3, 3}} {
-		ts = append(ts, target{name: fmt.Sprintf("intake, JetStream queue, R%d", v.replicas), setup: func() (http.Handler, *counter, func(), error) {
-			nc, err := nats.Connect(v.c.URLs(), nats.MaxReconnects(-1))
+	for _, s := range js.servers {
+		ts = append(ts, target{name: jetStreamTargetName(s.replicas, s.sync), setup: func() (http.Handler, *counter, func(), error) {
+			nc, err := nats.Connect(s.c.URLs(), nats.MaxReconnects(-1))
 			if err != nil {
 				return nil, nil, nil, err
 			}
 			name := fmt.Sprintf("LT%d", time.Now().UnixNano())
-			q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(v.replicas))
+			q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(s.replicas))
 			if err != nil {
 				nc.Close()
 				return nil, nil, nil, err

@@ -97,7 +97,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds over all targets; each line is the target's median round")
 	asJSON := flag.Bool("json", false, "print JSON")
 	pgDSN := flag.String("postgres", envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL for the Postgres and River targets; empty: none")
-	jetStream := flag.Bool("jetstream", true, "run the JetStream targets on nats-servers of the load test's own (one node, and a three-node cluster)")
+	jetStream := flag.Bool("jetstream", true, "run the JetStream targets on nats-servers of the load test's own (one node, and a three-node cluster; each with sync_interval always and with the server's default)")
 	redisAddr := flag.String("redis", envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"), "Redis for the Redis target; empty: none")
 	flag.Func("only", "run only the targets whose name matches this regular expression (the bare one always runs), e.g. 'Postgres queue$'", func(v string) error {
 		re, err := regexp.Compile(v)
@@ -132,7 +132,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(2)
 	}
-	if *jetStream && (cfg.only == nil || cfg.only.MatchString("intake, JetStream queue, R1") || cfg.only.MatchString("intake, JetStream queue, R3")) {
+	if *jetStream && (cfg.only == nil || cfg.only.MatchString(jetStreamTargetName(1, "always")) || cfg.only.MatchString(jetStreamTargetName(3, "2m"))) {
 		js, err := startJetStreams()
 		if err != nil {
 			cfg.servers.notes = append(cfg.servers.notes, "JetStream targets left out: "+err.Error())

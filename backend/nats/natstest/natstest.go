@@ -84,9 +84,23 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// Option changes how [Start] configures the nodes.
+type Option func(*settings)
+
+type settings struct{ sync string }
+
+// SyncInterval sets JetStream's sync_interval ("always" by default; "2m"
+// is the server's own default, which acknowledges writes before they are
+// on disk).
+func SyncInterval(v string) Option { return func(s *settings) { s.sync = v } }
+
 // Start starts n nodes of bin with their files in dir and waits up to 30
 // seconds until JetStream answers through each. Stop kills them.
-func Start(bin, dir string, n int) (*Cluster, error) {
+func Start(bin, dir string, n int, opts ...Option) (*Cluster, error) {
+	set := settings{sync: "always"}
+	for _, o := range opts {
+		o(&set)
+	}
 	c := &Cluster{bin: bin}
 	ports, routes := make([]int, n), make([]int, n)
 	for i := range n {
@@ -101,8 +115,8 @@ func Start(bin, dir string, n int) (*Cluster, error) {
 	for i := range n {
 		nd := &Node{Name: fmt.Sprintf("n%d", i+1), URL: fmt.Sprintf("nats://127.0.0.1:%d", ports[i])}
 		nd.conf = filepath.Join(dir, nd.Name+".conf")
-		conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q, sync_interval: always }\n",
-			nd.Name, ports[i], filepath.Join(dir, nd.Name))
+		conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q, sync_interval: %s }\n",
+			nd.Name, ports[i], filepath.Join(dir, nd.Name), set.sync)
 		if n > 1 {
 			var rs []string
 			for j := range n {
