@@ -49,8 +49,8 @@
 //
 // A claim is one publish and one read (is the key done?); a commit one
 // publish and one delete; a duplicate one publish refused and one read.
-// Adopt looks at who is alive in two requests; it reads the records (their
-// headers) only when a holder died or gave events back, and then once
-// for all it will take. List reads every record: it is an operator's
+// Adopt looks at who is alive in three requests; it reads the records'
+// headers at its first call, and then only when a holder died or gave
+// events back, once for all it will take. List reads every record: it is an operator's
 // tool, fine for thousands of records, slow for millions.
 package nats
