@@ -85,64 +85,28 @@ func queuePrefix(t testing.TB, c *goredis.Client) string {
 	return p
 }
 
-// counting runs a stream on q whose handler counts each event; it returns
-// a function that reads the counts so far.
-func counting(t *testing.T, q dedupe.Queue) func() map[string]int {
-	t.Helper()
-	var handled intaketest.Counter
-	s := intake.New(intake.WithQueue(q), intake.WithLogger(quiet))
-	s.Handle(handled.Handle, intake.WithWorkers(8))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return handled.Counts
-}
-
-// waitAll waits until every child event is handled, or fails after limit.
-func waitAll(t *testing.T, counts func() map[string]int, from time.Time, limit time.Duration) time.Duration {
-	t.Helper()
-	for {
-		if n := len(counts()); n == childEvents {
-			return time.Since(from)
-		} else if time.Since(from) > limit {
-			t.Fatalf("%d of %d handled %v after the kill", n, childEvents, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func checkOnce(t *testing.T, counts map[string]int) {
-	t.Helper()
-	for id, n := range counts {
-		if n != 1 {
-			t.Errorf("%s handled %d times", id, n)
-		}
-	}
-}
-
 // A SIGKILLed holder's events are adopted by a live replica within 10 s
 // with the defaults (the 5 s heartbeat), each handled once, and not
 // before: a live holder keeps them.
 func TestReplicaAdoptsAKilledHolder(t *testing.T) {
 	c := testClient(t)
 	prefix := queuePrefix(t, c)
-	counts := counting(t, newQueue(t, c, prefix))
+	counts := intaketest.Counting(t, newQueue(t, c, prefix))
 
 	cmd := startChild(t, addr(), prefix)
 	time.Sleep(2 * time.Second) // the replica's adopter runs every second meanwhile
-	if n := len(counts()); n != 0 {
+	if n := counts.Len(); n != 0 {
 		t.Fatalf("%d events taken from a live holder", n)
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no Close, the heartbeat just stops
 		t.Fatal(err)
 	}
-	took := waitAll(t, counts, time.Now(), 20*time.Second)
+	took := counts.WaitFor(t, childEvents, time.Now(), 20*time.Second)
 	t.Logf("all %d events of the killed holder handled by the replica %v after the kill", childEvents, took.Round(time.Millisecond))
 	if took > 10*time.Second {
 		t.Errorf("adoption took %v, want at most 10 s", took)
 	}
-	checkOnce(t, counts())
+	counts.CheckOnce(t)
 }
 
 // redisServer starts a redis-server of the test's own on a free port with
@@ -225,8 +189,8 @@ func TestNothingAckedLostAcrossRedisRestart(t *testing.T) {
 			t.Fatalf("record %d: %q %q, want byte-exact held-%03d %q", i, r.Event.ID, r.Event.Payload, i, want)
 		}
 	}
-	counts := counting(t, q)
-	took := waitAll(t, counts, time.Now(), 20*time.Second)
+	counts := intaketest.Counting(t, q)
+	took := counts.WaitFor(t, childEvents, time.Now(), 20*time.Second)
 	t.Logf("all %d acknowledged events handled %v after Redis came back", childEvents, took.Round(time.Millisecond))
-	checkOnce(t, counts())
+	counts.CheckOnce(t)
 }
