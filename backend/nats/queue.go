@@ -741,32 +741,40 @@ func (q *Queue) each(ctx context.Context, headersOnly bool, fn func(m jetstream.
 		cancel()
 	}()
 	left := c.CachedInfo().NumPending
+	deadline := time.Now().Add(q.timeout) // for a batch that does not come
 	for left > 0 {
 		batch, err := c.FetchNoWait(int(min(left, 500)))
-		if err != nil {
+		if err == nil {
+			n := 0
+			for m := range batch.Messages() {
+				n++
+				md, err := m.Metadata()
+				if err != nil {
+					return fmt.Errorf("nats: scan: %w", err)
+				}
+				left = md.NumPending
+				if err := fn(m, md.Sequence.Stream); err != nil {
+					return err
+				}
+			}
+			if err = batch.Error(); err == nil && n > 0 {
+				deadline = time.Now().Add(q.timeout)
+				continue
+			}
+		}
+		// On a cluster a consumer just made may not be reachable yet
+		// through every route ("no responders"): wait for it as for
+		// messages not yet delivered.
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("nats: scan: %w", err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("nats: scan: %w", err)
-			}
-			left = md.NumPending
-			if err := fn(m, md.Sequence.Stream); err != nil {
-				return err
-			}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats: scan: %d records not delivered in %v (last: %v)", left, q.timeout, err)
 		}
-		if err := batch.Error(); err != nil {
-			return fmt.Errorf("nats: scan: %w", err)
-		}
-		if n == 0 {
-			select { // not delivered yet
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Millisecond):
-			}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
 		}
 	}
 	return nil
