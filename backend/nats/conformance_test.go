@@ -1,11 +1,18 @@
 package nats_test
 
 import (
+	"context"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
+	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/poller/pollertest"
+	"github.com/intakehq/intake/relay"
+	"github.com/intakehq/intake/relay/relaytest"
 )
 
 // The conformance suite of dedupe.Queue against one server (R1).
@@ -28,5 +35,49 @@ func TestQueueConformanceOnCluster(t *testing.T) {
 	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
 		name := testName(t, nc)
 		return func() dedupe.Queue { return newQueue(t, nc, name, intakenats.WithReplicas(3)) }
+	})
+}
+
+// The poller's checkpoint and lease, and the relay feed, against one
+// server and against the cluster (R3).
+func TestPollersAndFeedConformance(t *testing.T) {
+	t.Run("server", func(t *testing.T) {
+		pollersAndFeed(t, testConn(t))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a three-node cluster")
+		}
+		c := newCluster(t)
+		pollersAndFeed(t, connect(t, c.URLs(), "the test cluster"), intakenats.WithReplicas(3))
+	})
+}
+
+func pollersAndFeed(t *testing.T, nc *nats.Conn, opts ...intakenats.Option) {
+	ctx := context.Background()
+	open := func() *intakenats.Queue { return newQueue(t, nc, testName(t, nc), opts...) }
+	pollers := func(q *intakenats.Queue) *intakenats.Pollers {
+		p, err := q.Pollers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("Checkpoint", func(t *testing.T) { pollertest.RunCheckpoint(t, pollers(open()).Checkpoint()) })
+	t.Run("Lease", func(t *testing.T) {
+		name := testName(t, nc)
+		pollertest.RunLease(t, func() poller.Lease {
+			return pollers(newQueue(t, nc, name, opts...)).Lease() // a holder each, one bucket
+		})
+	})
+	t.Run("Feed", func(t *testing.T) {
+		relaytest.RunFeed(t, func(t *testing.T) relay.Feed {
+			f, err := open().Feed(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return f
+		})
 	})
 }

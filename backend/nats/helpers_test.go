@@ -72,7 +72,7 @@ func testName(t testing.TB, nc *nats.Conn) string {
 		js, _ := jetstream.New(nc)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		for _, s := range []string{name, name + "_DONE", name + "_LIVE"} {
+		for _, s := range []string{name, name + "_DONE", name + "_LIVE", name + "_FEED", "KV_intake_" + name + "_poll"} {
 			_ = js.DeleteStream(ctx, s)
 		}
 	})

@@ -280,8 +280,13 @@ func (q *Queue) Holder() string { return q.holder }
 // subject is the record subject of key: a hash, since a key may hold any
 // bytes and a subject may not.
 func (q *Queue) subject(stream, key string) string {
+	return q.root + "." + stream + "." + hashKey(key)
+}
+
+// hashKey is a key as a subject token: its SHA-256, base64url.
+func hashKey(key string) string {
 	h := sha256.Sum256([]byte(key))
-	return q.root + "." + stream + "." + base64.RawURLEncoding.EncodeToString(h[:])
+	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // The headers of a record.
