@@ -183,12 +183,15 @@ func (c *Cluster) Stop() {
 	}
 }
 
-// WaitReady waits until JetStream answers through every node.
+// WaitReady waits until JetStream answers through every node and, on a
+// cluster, until a stream on every node can be made (the meta group
+// knows each peer is online: a cluster that has just formed, or a node
+// just restarted, refuses with "no suitable peers" until then).
 func (c *Cluster) WaitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for _, n := range c.Nodes {
 		for {
-			err := ready(n.URL)
+			err := ready(n.URL, 0)
 			if err == nil {
 				break
 			}
@@ -198,10 +201,24 @@ func (c *Cluster) WaitReady(limit time.Duration) error {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return nil
+	if len(c.Nodes) == 1 {
+		return nil
+	}
+	for {
+		err := ready(c.URLs(), len(c.Nodes))
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("natstest: no stream on %d nodes after %v: %w", len(c.Nodes), limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
-func ready(url string) error {
+// ready reports whether JetStream answers at url and, with replicas
+// above 0, whether a stream of that many replicas can be made there.
+func ready(url string, replicas int) error {
 	nc, err := nats.Connect(url, nats.Timeout(time.Second))
 	if err != nil {
 		return err
@@ -211,10 +228,16 @@ func ready(url string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err = js.AccountInfo(ctx)
-	return err
+	if _, err = js.AccountInfo(ctx); err != nil || replicas == 0 {
+		return err
+	}
+	name := fmt.Sprintf("NATSTEST_PROBE_%d", time.Now().UnixNano())
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"natstest.probe." + name}, Replicas: replicas, Storage: jetstream.MemoryStorage}); err != nil {
+		return err
+	}
+	return js.DeleteStream(ctx, name)
 }
 
 // Leader returns the index of the node that leads stream name.
