@@ -69,6 +69,9 @@ func (f *Feed) Changed() <-chan struct{} {
 
 // Append implements [relay.Feed]: it returns once the stream stored e.
 func (f *Feed) Append(ctx context.Context, e event.Event) error {
+	if err := f.q.connected(); err != nil {
+		return fmt.Errorf("nats: feed append: %w", err)
+	}
 	enc, err := e.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("nats: feed append: %w", err)
@@ -84,6 +87,9 @@ func (f *Feed) Append(ctx context.Context, e event.Event) error {
 // Read implements [relay.Feed], through a consumer of its own that starts
 // after the cursor.
 func (f *Feed) Read(ctx context.Context, after int64, limit int) ([]relay.Item, error) {
+	if err := f.q.connected(); err != nil {
+		return nil, fmt.Errorf("nats: feed read: %w", err)
+	}
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -134,6 +140,9 @@ func (f *Feed) Read(ctx context.Context, after int64, limit int) ([]relay.Item, 
 // Floor implements [relay.Feed]: below the oldest item kept, or, with
 // none kept, the last cursor given.
 func (f *Feed) Floor(ctx context.Context) (int64, error) {
+	if err := f.q.connected(); err != nil {
+		return 0, fmt.Errorf("nats: feed floor: %w", err)
+	}
 	ctx, cancel := f.q.ctx(ctx)
 	defer cancel()
 	info, err := f.stream.Info(ctx)
@@ -149,6 +158,9 @@ func (f *Feed) Floor(ctx context.Context) (int64, error) {
 // Trim implements [relay.Feed]: it purges the stream up to the first item
 // stored at or after before.
 func (f *Feed) Trim(ctx context.Context, before time.Time) error {
+	if err := f.q.connected(); err != nil {
+		return fmt.Errorf("nats: feed trim: %w", err)
+	}
 	ctx, cancel := f.q.ctx(ctx)
 	defer cancel()
 	info, err := f.stream.Info(ctx)

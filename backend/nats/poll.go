@@ -48,6 +48,9 @@ type checkpoint struct{ p *Pollers }
 
 // Load implements [poller.Checkpoint].
 func (c checkpoint) Load(ctx context.Context, name string) (string, error) {
+	if err := c.p.q.connected(); err != nil {
+		return "", fmt.Errorf("nats: load checkpoint: %w", err)
+	}
 	ctx, cancel := c.p.q.ctx(ctx)
 	defer cancel()
 	e, err := c.p.kv.Get(ctx, c.p.key("c", name))
@@ -62,6 +65,9 @@ func (c checkpoint) Load(ctx context.Context, name string) (string, error) {
 
 // Save implements [poller.Checkpoint].
 func (c checkpoint) Save(ctx context.Context, name, cursor string) error {
+	if err := c.p.q.connected(); err != nil {
+		return fmt.Errorf("nats: save checkpoint: %w", err)
+	}
 	ctx, cancel := c.p.q.ctx(ctx)
 	defer cancel()
 	if _, err := c.p.kv.Put(ctx, c.p.key("c", name), []byte(cursor)); err != nil {
@@ -84,6 +90,9 @@ func (l lease) value(ttl time.Duration) []byte {
 
 // read returns the lease's holder and end, and its revision (0: none).
 func (l lease) read(ctx context.Context, name string) (holder string, end int64, rev uint64, err error) {
+	if err := l.p.q.connected(); err != nil {
+		return "", 0, 0, err
+	}
 	e, err := l.p.kv.Get(ctx, l.p.key("l", name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return "", 0, 0, nil

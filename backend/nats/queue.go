@@ -193,6 +193,19 @@ func (q *Queue) makeStreams(ctx context.Context) error {
 	return err
 }
 
+// ErrDisconnected is returned, wrapped, by every call made while the
+// connection is down (reconnecting): it fails at once, rather than wait
+// out the request timeout with its write buffered by the client, to be
+// sent later, when the caller has long been told it failed.
+var ErrDisconnected = errors.New("nats: not connected to the server")
+
+func (q *Queue) connected() error {
+	if !q.nc.IsConnected() {
+		return ErrDisconnected
+	}
+	return nil
+}
+
 // ctx gives ctx the request timeout when it has no deadline.
 func (q *Queue) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -205,6 +218,9 @@ func (q *Queue) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 // whose heartbeat lapsed (a long pause) and whose registration another
 // took away registers again before it claims more.
 func (q *Queue) beat(ctx context.Context) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: heartbeat: %w", err)
+	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	if _, err := q.js.Publish(ctx, q.root+".live."+q.holder, nil); err != nil {
@@ -266,6 +282,9 @@ func (q *Queue) Close() error {
 // Ping reports whether JetStream answers; the stream's health check
 // calls it.
 func (q *Queue) Ping(ctx context.Context) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: ping: %w", err)
+	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	if _, err := q.js.AccountInfo(ctx); err != nil {
@@ -494,6 +513,9 @@ func validDuration(d time.Duration) error {
 // the key has none (or a dead one, which it replaces); then the done
 // stream is read, and a claim of a key done meanwhile is taken back.
 func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
+	if err := q.connected(); err != nil {
+		return 0, fmt.Errorf("nats: enqueue: %w", err)
+	}
 	if err := validDuration(lease); err != nil {
 		return 0, err
 	}
@@ -593,6 +615,9 @@ type lostAdoption struct{ key, token string }
 // costs a scan of the records' headers, made only when a holder died or
 // one gave events back, once for all it then takes.
 func (q *Queue) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe.Stored, error) {
+	if err := q.connected(); err != nil {
+		return nil, fmt.Errorf("nats: adopt: %w", err)
+	}
 	if err := validDuration(lease); err != nil {
 		return nil, err
 	}
@@ -912,6 +937,9 @@ func (q *Queue) markFreed(ctx context.Context) {
 // heartbeat (a holder keeps its records while it beats); zero gives the
 // keys this holder holds back.
 func (q *Queue) Extend(ctx context.Context, keys []string, lease time.Duration) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: extend: %w", err)
+	}
 	if lease < 0 {
 		return validDuration(lease)
 	}
@@ -948,6 +976,9 @@ func (q *Queue) Extend(ctx context.Context, keys []string, lease time.Duration) 
 // done key is written, then the record deleted (a crash between the two
 // leaves a record that the next adopter deletes, seeing the key done).
 func (q *Queue) CommitMany(ctx context.Context, keys []string, retain time.Duration) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: commit: %w", err)
+	}
 	if err := validDuration(retain); err != nil {
 		return err
 	}
@@ -992,6 +1023,9 @@ func (q *Queue) commit(ctx context.Context, key, until string) error {
 
 // Release implements [dedupe.Queue]: a queued record is deleted.
 func (q *Queue) Release(ctx context.Context, key string) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: release: %w", err)
+	}
 	q.mu.Lock()
 	delete(q.held, key)
 	q.mu.Unlock()
@@ -1004,6 +1038,9 @@ func (q *Queue) Release(ctx context.Context, key string) error {
 
 // Bury implements [dedupe.Queue].
 func (q *Queue) Bury(ctx context.Context, key string, f dedupe.Failure, retain time.Duration) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: bury: %w", err)
+	}
 	if err := validDuration(retain); err != nil {
 		return err
 	}
@@ -1031,6 +1068,9 @@ func (q *Queue) Bury(ctx context.Context, key string, f dedupe.Failure, retain t
 
 // Replay implements [dedupe.Inspector].
 func (q *Queue) Replay(ctx context.Context, key string) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: replay: %w", err)
+	}
 	for range 16 {
 		r, found, err := q.get(ctx, key)
 		if err != nil {
@@ -1057,6 +1097,9 @@ func (q *Queue) Replay(ctx context.Context, key string) error {
 
 // Discard implements [dedupe.Inspector].
 func (q *Queue) Discard(ctx context.Context, key string) error {
+	if err := q.connected(); err != nil {
+		return fmt.Errorf("nats: discard: %w", err)
+	}
 	r, found, err := q.get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("nats: discard: %w", err)
@@ -1072,6 +1115,9 @@ func (q *Queue) Discard(ctx context.Context, key string) error {
 
 // Get implements [dedupe.Inspector].
 func (q *Queue) Get(ctx context.Context, key string) (dedupe.Record, error) {
+	if err := q.connected(); err != nil {
+		return dedupe.Record{}, fmt.Errorf("nats: get: %w", err)
+	}
 	r, found, err := q.get(ctx, key)
 	if err != nil {
 		return dedupe.Record{}, fmt.Errorf("nats: get: %w", err)
@@ -1089,6 +1135,9 @@ func (r *record) inspect() (dedupe.Record, error) {
 // List implements [dedupe.Inspector]. It reads every record (see the
 // package documentation) and returns those f asks for in Seq order.
 func (q *Queue) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, error) {
+	if err := q.connected(); err != nil {
+		return nil, fmt.Errorf("nats: list: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	now := time.Now()
