@@ -31,7 +31,7 @@ import (
 
 // Config is one campaign.
 type Config struct {
-	Backend   string        // "postgres", "redis" or "sqlite"
+	Backend   string        // "postgres", "redis", "nats" or "sqlite"
 	Seed      uint64        // draws the schedule, the events and the senders' choices
 	Duration  time.Duration // the faulty part: events made, faults injected
 	Rate      int           // events made a second
@@ -153,9 +153,18 @@ func (c *campaign) setUp(ctx context.Context) error {
 		if err := r.start(); err != nil {
 			return err
 		}
+	case "nats":
+		n, err := newNats(c.dir)
+		if err != nil {
+			return err
+		}
+		c.db = n
+		if err := n.start(); err != nil {
+			return err
+		}
 	case "sqlite":
 	default:
-		return fmt.Errorf("chaos: unknown backend %q (postgres, redis, sqlite)", c.cfg.Backend)
+		return fmt.Errorf("chaos: unknown backend %q (postgres, redis, nats, sqlite)", c.cfg.Backend)
 	}
 	if c.db != nil {
 		var err error
@@ -190,7 +199,7 @@ func (c *campaign) dbFor(i int) string {
 	switch db := c.db.(type) {
 	case *ownPostgres:
 		return db.dsn(c.links.addr(i))
-	case *ownRedis:
+	case *ownRedis, *ownNats:
 		return c.links.addr(i)
 	}
 	return filepath.Join(c.dir, "intake.db")
@@ -551,7 +560,7 @@ func (c *campaign) check() (*Report, error) {
 		if ev.Rows, err = readRows(rs); err != nil {
 			return nil, err
 		}
-	case *ownRedis:
+	case *ownRedis, *ownNats:
 		ev.Effects = "history"
 	default:
 		sdb, err := sql.Open("sqlite", filepath.Join(c.dir, "intake.db"))

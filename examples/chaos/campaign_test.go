@@ -62,6 +62,7 @@ func TestShortCampaign(t *testing.T) {
 	}{
 		{"postgres", "initdb", "apt-get install postgresql", 11},
 		{"redis", "redis-server", "apt-get install redis-server", 12},
+		{"nats", "", "", 14},
 		{"sqlite", "", "", 13},
 	} {
 		t.Run(tc.backend, func(t *testing.T) {

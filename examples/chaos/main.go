@@ -29,7 +29,7 @@ func main() {
 		return
 	}
 	var cfg Config
-	flag.StringVar(&cfg.Backend, "backend", "postgres", "postgres, redis or sqlite")
+	flag.StringVar(&cfg.Backend, "backend", "postgres", "postgres, redis, nats or sqlite")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "the seed of the schedule and the workload")
 	flag.DurationVar(&cfg.Duration, "duration", time.Minute, "how long events are made and faults injected")
 	flag.IntVar(&cfg.Rate, "rate", 200, "events made a second")
@@ -45,9 +45,9 @@ func main() {
 		os.Exit(2)
 	}
 	switch cfg.Backend {
-	case "postgres", "redis", "sqlite":
+	case "postgres", "redis", "nats", "sqlite":
 	default:
-		fmt.Fprintf(os.Stderr, "chaos: -backend %q: postgres, redis or sqlite\n", cfg.Backend)
+		fmt.Fprintf(os.Stderr, "chaos: -backend %q: postgres, redis, nats or sqlite\n", cfg.Backend)
 		os.Exit(2)
 	}
 	cfg.Faults = int(*faultsPerMin * cfg.Duration.Minutes())

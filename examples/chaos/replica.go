@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/intakehq/intake"
+	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/backend/redis"
 	"github.com/intakehq/intake/backend/sqlite"
@@ -165,6 +167,25 @@ func replica() error {
 		defer q.Close()
 		store := redis.New(client, redis.WithPrefix(prefix))
 		queue, lease, cp = q, store.Lease(), store.Checkpoint()
+		// No transactional ack: the effect is the done record itself.
+		effect = func(string) intake.HandlerFunc { return func(context.Context, event.Event) error { return nil } }
+	case "nats":
+		nc, err := nats.Connect("nats://"+db, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		var q *intakenats.Queue
+		err = retry(ctx, func() (err error) { q, err = intakenats.NewQueue(ctx, nc, intakenats.WithName("CHAOS")); return err })
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		var ps *intakenats.Pollers
+		if err := retry(ctx, func() (err error) { ps, err = q.Pollers(ctx); return err }); err != nil {
+			return err
+		}
+		queue, lease, cp = q, ps.Lease(), ps.Checkpoint()
 		// No transactional ack: the effect is the done record itself.
 		effect = func(string) intake.HandlerFunc { return func(context.Context, event.Event) error { return nil } }
 	default:

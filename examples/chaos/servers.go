@@ -18,6 +18,8 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/intakehq/intake/backend/nats/natstest"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -280,5 +282,49 @@ func (l *links) apply(i int, f Fault) (heal func(), err error) {
 func (l *links) close() {
 	for _, p := range l.proxies {
 		p.Stop()
+	}
+}
+
+// ownNats is a nats-server of the campaign's own (natstest's version),
+// one node with JetStream syncing every write (sync_interval: always):
+// what the JetStream queue's durability needs.
+type ownNats struct {
+	dir string
+	c   *natstest.Cluster
+}
+
+func newNats(root string) (*ownNats, error) {
+	dir := filepath.Join(root, "nats")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &ownNats{dir: dir}, nil
+}
+
+func (n *ownNats) addr() string { return strings.TrimPrefix(n.c.Nodes[0].URL, "nats://") }
+
+func (n *ownNats) start() error {
+	if n.c == nil {
+		bin, err := natstest.Binary()
+		if err != nil {
+			return err
+		}
+		n.c, err = natstest.Start(bin, n.dir, 1)
+		return err
+	}
+	if err := n.c.StartNode(0); err != nil {
+		return err
+	}
+	return n.c.WaitReady(60 * time.Second)
+}
+
+func (n *ownNats) crash() error {
+	n.c.Kill(0)
+	return nil
+}
+
+func (n *ownNats) stop() {
+	if n.c != nil {
+		n.c.Stop()
 	}
 }
