@@ -45,6 +45,20 @@
 // run with it. With the default, one server's crash loses nothing on R3
 // (the others have it), and a correlated crash can lose up to two minutes.
 //
+// # Pollers and relays
+//
+// [Queue.Pollers] keeps pollers' cursors and leases in a key-value
+// bucket (intake_N_poll), so that one replica polls each source and any
+// resumes where it stopped; [Queue.Feed] is a relay feed on a stream of
+// its own (N_FEED). Both pass the core's suites (pollertest, relaytest).
+//
+// # Outages
+//
+// While the connection is down every call fails at once with an error
+// wrapping [ErrDisconnected] (a webhook is answered 503 with Retry-After,
+// the stream reports not ready), rather than wait out the request timeout
+// while the client buffers the write to send it after the reconnect.
+//
 // # Costs
 //
 // A claim is one publish and one read (is the key done?); a commit one
