@@ -12,7 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/dedupe/dedupetest"
 )
 
 // An adoption's write can be stored and its reply lost (a connection cut
@@ -51,41 +52,10 @@ func TestLostAdoptionReplyIsGivenBack(t *testing.T) {
 		t.Cleanup(func() { q.Close() })
 		return q
 	}
-	gone := open()
-	for i := range 3 {
-		if _, err := gone.Enqueue(ctx, fmt.Sprint("k", i), event.Event{Source: "s", ID: fmt.Sprint(i)}, time.Minute); err != nil {
-			t.Fatal(err)
+	dedupetest.RunLostAdoptionReply(t, func() dedupe.Queue { return open() }, func(q dedupe.Queue, on bool) {
+		q.(*Queue).adoptReplyLost = nil
+		if on {
+			q.(*Queue).adoptReplyLost = func() error { return errors.New("connection reset as the reply came back") }
 		}
-	}
-	if err := gone.Extend(ctx, []string{"k0", "k1", "k2"}, 0); err != nil { // given back: adoptable
-		t.Fatal(err)
-	}
-
-	a := open()
-	a.adoptReplyLost = func() error { return errors.New("connection reset as the reply came back") }
-	if got, err := a.Adopt(ctx, 10, time.Minute); err == nil {
-		t.Fatalf("the lost reply was not an error (%d adopted)", len(got))
-	}
-	a.adoptReplyLost = nil
-	b := open()
-	seen := map[string]int{}
-	for range 3 { // the next looks of both holders, as their adopters make them
-		for _, q := range []*Queue{a, b} {
-			got, err := q.Adopt(ctx, 10, time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range got {
-				seen[s.Key]++
-			}
-		}
-	}
-	if len(seen) != 3 {
-		t.Fatalf("after the lost reply, %d of the 3 events were adopted again (%v): the rest are held by a live holder that does not have them", len(seen), seen)
-	}
-	for k, n := range seen {
-		if n != 1 {
-			t.Errorf("%s adopted %d times", k, n)
-		}
-	}
+	})
 }

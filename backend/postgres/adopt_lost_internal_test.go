@@ -3,11 +3,10 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
-	"time"
 
-	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/dedupe/dedupetest"
 )
 
 // The fault campaign found it for claims (a reply lost after the commit
@@ -34,39 +33,10 @@ func TestLostAdoptionReplyIsGivenBack(t *testing.T) {
 		}
 		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)
 	})
-	gone := open()
-	for i := range 3 {
-		if _, err := gone.Enqueue(ctx, fmt.Sprint("k", i), event.Event{Source: "s", ID: fmt.Sprint(i)}, time.Minute); err != nil {
-			t.Fatal(err)
+	dedupetest.RunLostAdoptionReply(t, func() dedupe.Queue { return open() }, func(q dedupe.Queue, on bool) {
+		q.(*Backend).adoptReplyLost = nil
+		if on {
+			q.(*Backend).adoptReplyLost = func() error { return errors.New("connection reset as the reply came back") }
 		}
-	}
-	gone.Close() // its events given back: adoptable
-
-	a := open()
-	a.adoptReplyLost = func() error { return errors.New("connection reset as the reply came back") }
-	if got, err := a.Adopt(ctx, 10, time.Minute); err == nil {
-		t.Fatalf("the lost reply was not an error (%d adopted)", len(got))
-	}
-	a.adoptReplyLost = nil
-	b := open()
-	seen := map[string]int{}
-	for range 3 { // the next looks of both holders, as their adopters make them
-		for _, q := range []*Backend{a, b} {
-			got, err := q.Adopt(ctx, 10, time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range got {
-				seen[s.Key]++
-			}
-		}
-	}
-	if len(seen) != 3 {
-		t.Fatalf("after the lost reply, %d of the 3 events were adopted again (%v): the rest are held by a live holder that does not have them", len(seen), seen)
-	}
-	for k, n := range seen {
-		if n != 1 {
-			t.Errorf("%s adopted %d times", k, n)
-		}
-	}
+	})
 }
