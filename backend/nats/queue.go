@@ -60,6 +60,9 @@ type Queue struct {
 	// adoptReplyLost, when set (tests), fails an adoption after its write
 	// was stored, as a connection cut while the reply comes back does.
 	adoptReplyLost func() error
+	// deleteRefused, when set (tests) and true, makes a deletion fail as
+	// the server's "unsuccessful" answer does, the message kept.
+	deleteRefused func() bool
 }
 
 // Option configures a [Queue].
@@ -490,14 +493,38 @@ func isConflict(err error) bool {
 	return false
 }
 
-// deleteMsg deletes the message at seq of s; one already gone (replaced
-// or deleted) is no error.
-func (q *Queue) deleteMsg(ctx context.Context, s jetstream.Stream, seq uint64) error {
+// del asks the server to delete the message at seq of s.
+func (q *Queue) del(ctx context.Context, s jetstream.Stream, seq uint64) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	err := s.DeleteMsg(ctx, seq)
-	if err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+	if q.deleteRefused != nil && q.deleteRefused() {
+		return fmt.Errorf("%w: refused (test)", jetstream.ErrMsgDeleteUnsuccessful)
+	}
+	return s.DeleteMsg(ctx, seq)
+}
+
+// deleteMsg deletes the message at seq of s, the last one on subject.
+// The server answers "unsuccessful" both for a message already gone
+// (replaced or deleted: no error here) and for one it failed to delete:
+// the subject's last message tells which.
+func (q *Queue) deleteMsg(ctx context.Context, s jetstream.Stream, subject string, seq uint64) error {
+	err := q.del(ctx, s, seq)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
 		return fmt.Errorf("nats: delete: %w", err)
+	}
+	rctx, cancel := q.ctx(ctx)
+	defer cancel()
+	m, gerr := s.GetLastMsgForSubject(rctx, subject)
+	switch {
+	case errors.Is(gerr, jetstream.ErrMsgNotFound):
+		return nil
+	case gerr != nil:
+		return fmt.Errorf("nats: delete: %w (reading it back: %v)", err, gerr)
+	case m.Sequence == seq:
+		return fmt.Errorf("nats: delete %d: %w", seq, err)
 	}
 	return nil
 }
@@ -542,7 +569,7 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 				return 0, err // held, not reported: the stream gives uncertain claims back
 			}
 			if done {
-				return dedupe.Done, q.deleteMsg(ctx, q.recs, seq)
+				return dedupe.Done, q.deleteMsg(ctx, q.recs, q.subject("e", key), seq)
 			}
 			q.mu.Lock()
 			q.held[key] = seq
@@ -724,7 +751,7 @@ func (q *Queue) scan(ctx context.Context, dead map[string]bool) ([]candidate, er
 		}
 		switch {
 		case r.expired(now):
-			return q.deleteMsg(ctx, q.recs, seq)
+			return q.deleteMsg(ctx, q.recs, m.Subject(), seq)
 		case r.state != dedupe.Queued:
 		case r.holder == "" || dead[r.holder]:
 			holding[r.holder] = true
@@ -857,7 +884,7 @@ func (q *Queue) adoptOne(ctx context.Context, c candidate, dead map[string]bool)
 	if done, err := q.isDone(ctx, r.key); err != nil {
 		return nil, err
 	} else if done {
-		return nil, q.deleteMsg(ctx, q.recs, r.last) // its commit was cut short
+		return nil, q.deleteMsg(ctx, q.recs, c.subj, r.last) // its commit was cut short
 	}
 	if r.holder != "" {
 		r.attempts++ // its holder died with it
@@ -1011,14 +1038,27 @@ func (q *Queue) commit(ctx context.Context, key, until string) error {
 	seq, ok := q.held[key]
 	delete(q.held, key)
 	q.mu.Unlock()
-	if !ok {
-		r, found, err := q.get(ctx, key)
-		if err != nil || !found || r.state != dedupe.Queued {
-			return err
+	if ok {
+		err := q.del(ctx, q.recs, seq)
+		if err == nil {
+			return nil
 		}
-		seq = r.last
+		if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+			return fmt.Errorf("nats: commit: %w", err)
+		}
 	}
-	return q.deleteMsg(ctx, q.recs, seq)
+	// Not known, or the server said no: whatever this holder still holds
+	// under the key is the event just done (a record left queued would
+	// answer every resend "pending" while this holder lives). Another
+	// holder's (adopted when this one's heartbeat lapsed) is left to it.
+	r, found, err := q.get(ctx, key)
+	if err != nil || !found || r.state != dedupe.Queued || r.holder != q.holder {
+		return err
+	}
+	if err := q.del(ctx, q.recs, r.last); err != nil {
+		return fmt.Errorf("nats: commit: delete %d: %w", r.last, err) // tried again by the stream
+	}
+	return nil
 }
 
 // Release implements [dedupe.Queue]: a queued record is deleted.
@@ -1033,7 +1073,7 @@ func (q *Queue) Release(ctx context.Context, key string) error {
 	if err != nil || !found || r.state != dedupe.Queued {
 		return err
 	}
-	return q.deleteMsg(ctx, q.recs, r.last)
+	return q.deleteMsg(ctx, q.recs, q.subject("e", key), r.last)
 }
 
 // Bury implements [dedupe.Queue].
@@ -1110,7 +1150,7 @@ func (q *Queue) Discard(ctx context.Context, key string) error {
 	q.mu.Lock()
 	delete(q.held, key)
 	q.mu.Unlock()
-	return q.deleteMsg(ctx, q.recs, r.last)
+	return q.deleteMsg(ctx, q.recs, q.subject("e", key), r.last)
 }
 
 // Get implements [dedupe.Inspector].
