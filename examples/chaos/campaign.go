@@ -61,6 +61,7 @@ type campaign struct {
 	slots  []*slot
 	start  time.Time
 	seq    atomic.Int64 // faults numbered
+	stuck  int          // events the queue still held when the drain ended
 	plan   map[string]string
 	planMu sync.Mutex
 	log    io.Writer
@@ -120,7 +121,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := c.run(ctx); err != nil {
 		return nil, err
 	}
-	return c.check()
+	rep, err := c.check()
+	if rep != nil {
+		rep.Stuck = c.stuck
+		if c.stuck > 0 && rep.FirstAnomaly == "" {
+			rep.FirstAnomaly = fmt.Sprintf("%d events still held by the queue after the drain", c.stuck)
+		}
+	}
+	return rep, err
 }
 
 // setUp starts the database, the links, the polled API and the replicas.
@@ -324,6 +332,12 @@ func (c *campaign) run(ctx context.Context) error {
 		}
 		if time.Now().After(healed.Add(cfg.Drain)) {
 			fmt.Fprintf(c.log, "%s: not drained after %v: %v %v, polled %v\n", cfg.Backend, cfg.Drain, st, err, polled)
+			if n, ok := st["queued"].(float64); ok {
+				c.stuck = int(n)
+			}
+			if n, ok := st["dead"].(float64); ok {
+				c.stuck += int(n)
+			}
 			break
 		}
 		time.Sleep(250 * time.Millisecond)

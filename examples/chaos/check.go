@@ -70,6 +70,7 @@ type Report struct {
 	Pages        int
 	Faults       map[string]int
 	Recovery     map[string][]time.Duration // per fault kind: see Check
+	Stuck        int                        // events the queue still held when the drain ended: their resends refused while the holder lives
 	Examples     []string                   // a few anomalies, said
 	FirstAnomaly string
 }
@@ -77,7 +78,9 @@ type Report struct {
 // Anomalies counts what the campaign promises never happens. An event
 // never acknowledged is one: the senders retry until the drain ends, so
 // intake refused it for minutes after every fault had healed.
-func (r *Report) Anomalies() int { return r.Lost + r.Unexpected + r.Unexplained + r.Unacked }
+// An event the queue still holds once every sender stopped and every
+// fault healed is another: handled or not, a resend of it is refused.
+func (r *Report) Anomalies() int { return r.Lost + r.Unexpected + r.Unexplained + r.Unacked + r.Stuck }
 
 // interval is a fault's span on one target.
 type interval struct {
@@ -348,7 +351,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "dead-lettered %d, replayed %d\n", r.Dead, r.Replayed)
-	fmt.Fprintf(w, "lost %d, never acknowledged %d, unexpected %d, duplicates %d (explained %d, unexplained %d)\n", r.Lost, r.Unacked, r.Unexpected, r.Duplicates, r.Explained, r.Unexplained)
+	fmt.Fprintf(w, "lost %d, never acknowledged %d, unexpected %d, duplicates %d (explained %d, unexplained %d), left in the queue %d\n", r.Lost, r.Unacked, r.Unexpected, r.Duplicates, r.Explained, r.Unexplained, r.Stuck)
 	for _, e := range r.Examples {
 		fmt.Fprintln(w, "  ", e)
 	}
