@@ -3,13 +3,8 @@ package nats
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
@@ -23,32 +18,8 @@ import (
 // for "already gone". A commit now deletes until the record is gone (or
 // is another holder's), or fails, to be tried again.
 func TestCommitLeavesNoRecordBehind(t *testing.T) {
-	url := os.Getenv("INTAKE_NATS_URL")
-	if url == "" {
-		url = "nats://127.0.0.1:4222"
-	}
-	nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
-	if err != nil {
-		msg := "NATS not reachable at " + url + ": " + err.Error() + "; start one with nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/nats-js &, or set INTAKE_NATS_URL"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	q := sharedQueue(t)()
 	ctx := context.Background()
-	name := fmt.Sprintf("COMMIT%d", rand.Uint32())
-	t.Cleanup(func() {
-		js, _ := jetstream.New(nc)
-		for _, s := range []string{name, name + "_DONE", name + "_LIVE"} {
-			_ = js.DeleteStream(ctx, s)
-		}
-		nc.Close()
-	})
-	q, err := NewQueue(ctx, nc, WithName(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
 	for _, stale := range []bool{false, true} {
 		key := fmt.Sprint("k-stale-", stale)
 		if st, err := q.Enqueue(ctx, key, event.Event{Source: "s", ID: key}, time.Minute); err != nil || st != dedupe.Claimed {
