@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,23 +45,29 @@ func TestNewQueueWithANodeDown(t *testing.T) {
 	t.Logf("opened %v after the node's kill", time.Since(start).Round(time.Millisecond))
 	// Until the streams the killed node led have a leader again, calls
 	// fail (a webhook is answered 503); a new leader is elected in seconds.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		st, err := q.Enqueue(ctx, "during", event.Event{ID: "during", Source: "s"}, time.Minute)
+	// A failed attempt may have stored its record (its reply, or the read
+	// after it, lost): each attempt is a new event, as the stream gives
+	// the keys of failed claims back.
+	during := ""
+	for try, deadline := 0, time.Now().Add(30*time.Second); ; try++ {
+		during = fmt.Sprint("during-", try)
+		st, err := q.Enqueue(ctx, during, event.Event{ID: during, Source: "s"}, time.Minute)
 		if err == nil && st == dedupe.Claimed {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Enqueue with a node down, 30 s after the kill: %v, %v", st, err)
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("a claim stored %v after the node's kill", time.Since(start).Round(time.Millisecond))
 	if st, err := q.Enqueue(ctx, "before", event.Event{ID: "before", Source: "s"}, time.Minute); err != nil || st != dedupe.Pending {
 		t.Fatalf("a duplicate with a node down: %v, %v", st, err)
 	}
-	if err := q.CommitMany(ctx, []string{"during"}, time.Hour); err != nil {
+	if err := q.CommitMany(ctx, []string{during}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := q.Enqueue(ctx, "during", event.Event{ID: "during", Source: "s"}, time.Minute); err != nil || st != dedupe.Done {
+	if st, err := q.Enqueue(ctx, during, event.Event{ID: during, Source: "s"}, time.Minute); err != nil || st != dedupe.Done {
 		t.Fatalf("after the commit: %v, %v", st, err)
 	}
 }

@@ -95,12 +95,33 @@ type settings struct{ sync string }
 func SyncInterval(v string) Option { return func(s *settings) { s.sync = v } }
 
 // Start starts n nodes of bin with their files in dir and waits up to 30
-// seconds until JetStream answers through each. Stop kills them.
+// seconds until JetStream answers through each. Stop kills them. The
+// loopback ports are free when chosen, but another process can take one
+// before a node binds it: then the nodes start again, on new ports, up to
+// three times.
 func Start(bin, dir string, n int, opts ...Option) (*Cluster, error) {
 	set := settings{sync: "always"}
 	for _, o := range opts {
 		o(&set)
 	}
+	var err error
+	for try := range 3 {
+		d := dir
+		if try > 0 { // a failed start may have left state naming the old ports
+			d = filepath.Join(dir, fmt.Sprint("retry", try))
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, err
+			}
+		}
+		var c *Cluster
+		if c, err = start(bin, d, n, set); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
+func start(bin, dir string, n int, set settings) (*Cluster, error) {
 	c := &Cluster{bin: bin}
 	ports, routes := make([]int, n), make([]int, n)
 	for i := range n {
