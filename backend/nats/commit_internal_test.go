@@ -2,12 +2,14 @@ package nats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Found by the fault campaign (30 minutes, a link fault at the moment of
@@ -73,9 +75,9 @@ func TestRepairLeavesNoOrphan(t *testing.T) {
 	if st, _ := q.Enqueue(ctx, "done", event.Event{Source: "s", ID: "done"}, time.Minute); st != dedupe.Pending {
 		t.Fatalf("before the repair a resend is %v; the test needs the record left behind", st)
 	}
-	n, err := q.repair(ctx, 0)
+	n, err := q.sweep(ctx, 0)
 	if err != nil || n != 2 {
-		t.Fatalf("repair: %d, %v; want 2", n, err)
+		t.Fatalf("sweep: %d, %v; want 2 repaired", n, err)
 	}
 	if st, err := q.Enqueue(ctx, "done", event.Event{Source: "s", ID: "done"}, time.Minute); err != nil || st != dedupe.Done {
 		t.Errorf("a resend of the committed event after the repair: %v, %v; want done", st, err)
@@ -83,5 +85,20 @@ func TestRepairLeavesNoOrphan(t *testing.T) {
 	got, err := other.Adopt(ctx, 10, time.Minute)
 	if err != nil || len(got) != 1 || got[0].Key != "not-done" {
 		t.Errorf("adopted %v, %v after the repair; want the forgotten event", got, err)
+	}
+
+	// The same pass deletes a dead record once its retention ended.
+	if st, err := q.Enqueue(ctx, "dead", event.Event{Source: "s", ID: "dead"}, time.Minute); err != nil || st != dedupe.Claimed {
+		t.Fatalf("Enqueue dead: %v, %v", st, err)
+	}
+	if err := q.Bury(ctx, "dead", dedupe.Failure{Err: "x", Attempts: 1}, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := q.sweep(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.recs.GetLastMsgForSubject(ctx, q.subject("e", "dead")); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("a dead record past its retention after the sweep: %v; want it deleted", err)
 	}
 }

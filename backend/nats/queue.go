@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -252,25 +253,26 @@ func (q *Queue) heartbeat() {
 			cancel()
 		case <-sweep.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			_, _ = q.scan(ctx, nil) // deletes dead records whose retention ended
-			_, _ = q.repair(ctx, orphanAge)
+			_, _ = q.sweep(ctx, orphanAge)
 			cancel()
 		}
 	}
 }
 
 // orphanAge is how old a record this holder holds without knowing of it
-// must be before repair acts on it: a claim or an adoption writes its
+// must be before sweep acts on it: a claim or an adoption writes its
 // record a moment before the holder notes it.
 const orphanAge = 30 * time.Second
 
-// repair finds the records this holder holds, older than minAge, that it
-// does not know of: a record whose key is done (its commit deleted
-// nothing: the fault campaign saw it twice, under link faults, without a
-// cause found) is deleted, any other is given back, to be adopted. Left
-// alone, either would answer every resend "pending" while this holder
-// lives. It returns how many it repaired; the minute's sweep calls it.
-func (q *Queue) repair(ctx context.Context, minAge time.Duration) (int, error) {
+// sweep, once a minute, reads every record's headers in one pass: it
+// deletes dead records whose retention ended, and repairs the records
+// this holder holds, older than minAge, that it does not know of. One
+// whose key is done (its commit deleted nothing: the fault campaign saw
+// it three times in two runs, under link faults, without a cause found)
+// is deleted, any other is given back, to be adopted; left alone, either
+// would answer every resend "pending" while this holder lives. It
+// returns how many it repaired.
+func (q *Queue) sweep(ctx context.Context, minAge time.Duration) (int, error) {
 	q.mu.Lock()
 	known := make(map[string]bool, len(q.held))
 	for k := range q.held {
@@ -284,8 +286,13 @@ func (q *Queue) repair(ctx context.Context, minAge time.Duration) (int, error) {
 		if err != nil {
 			return err
 		}
-		h := m.Headers()
-		if h.Get(hState) == "queued" && h.Get(hHolder) == q.holder && !known[m.Subject()] && now.Sub(md.Timestamp) >= minAge {
+		r, err := parseHeader(m.Headers(), seq)
+		switch {
+		case err != nil:
+			return err
+		case r.expired(now):
+			return q.deleteMsg(ctx, q.recs, m.Subject(), seq)
+		case r.state == dedupe.Queued && r.holder == q.holder && !known[m.Subject()] && now.Sub(md.Timestamp) >= minAge:
 			orphans = append(orphans, m.Subject())
 		}
 		return nil
@@ -302,7 +309,7 @@ func (q *Queue) repair(ctx context.Context, minAge time.Duration) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, fmt.Errorf("nats: repair: %w", err)
+			return n, fmt.Errorf("nats: sweep: %w", err)
 		}
 		r, err := parseRecord(m.Header, m.Data, m.Sequence)
 		if err != nil {
@@ -325,7 +332,7 @@ func (q *Queue) repair(ctx context.Context, minAge time.Duration) (int, error) {
 			freed = true
 		}
 		if err != nil {
-			return n, fmt.Errorf("nats: repair: %w", err)
+			return n, fmt.Errorf("nats: sweep: %w", err)
 		}
 		n++
 	}
@@ -663,8 +670,12 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 			return 0, err
 		case !found:
 			expect = 0 // deleted meanwhile (committed, released): try again
-			if done, err := q.isDone(ctx, key); err != nil || done {
-				return dedupe.Done, err
+			done, err := q.isDone(ctx, key)
+			if err != nil {
+				return 0, err
+			}
+			if done {
+				return dedupe.Done, nil
 			}
 		case cur.state == dedupe.Queued:
 			return dedupe.Pending, nil
@@ -709,7 +720,6 @@ func (q *Queue) EnqueueMany(ctx context.Context, keys []string, events []event.E
 
 // candidate is a record a scan found adoptable.
 type candidate struct {
-	key    string // unknown from headers: read with the record
 	subj   string
 	seq    uint64 // of arrival
 	holder string // "" for one given back
@@ -818,7 +828,7 @@ func (q *Queue) freedSeq(ctx context.Context) (uint64, error) {
 // scan reads every record's headers and returns, oldest first, those
 // held by a dead holder or by none. On the way it deletes dead records
 // whose retention ended, and the registration of dead holders that hold
-// nothing. With dead nil it only deletes.
+// nothing.
 func (q *Queue) scan(ctx context.Context, dead map[string]bool) ([]candidate, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -848,18 +858,8 @@ func (q *Queue) scan(ctx context.Context, dead map[string]bool) ([]candidate, er
 			_ = q.recs.Purge(ctx, jetstream.WithPurgeSubject(q.root+".holder."+h))
 		}
 	}
-	slices.SortFunc(out, func(a, b candidate) int { return cmpUint(a.seq, b.seq) })
+	slices.SortFunc(out, func(a, b candidate) int { return cmp.Compare(a.seq, b.seq) })
 	return out, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // each calls fn with the last message of every record subject, in the
@@ -1284,6 +1284,6 @@ func (q *Queue) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, err
 	if err != nil {
 		return nil, fmt.Errorf("nats: list: %w", err)
 	}
-	slices.SortFunc(out, func(a, b dedupe.Record) int { return cmpUint(uint64(a.Seq), uint64(b.Seq)) })
+	slices.SortFunc(out, func(a, b dedupe.Record) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out[:min(len(out), f.Max())], nil
 }
