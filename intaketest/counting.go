@@ -2,6 +2,7 @@ package intaketest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
 )
 
 // Counting runs a stream on q, quiet, whose handler (eight workers)
@@ -48,4 +50,30 @@ func (c *Counter) CheckOnce(t testing.TB) {
 			t.Errorf("%s handled %d times", id, n)
 		}
 	}
+}
+
+// HeldEvent is event i of what [Hold] puts: "held-%03d", with a payload
+// that holds a NUL and a byte that is not UTF-8, so that a test can check
+// it comes back byte-exact.
+func HeldEvent(i int) event.Event {
+	return event.Event{ID: fmt.Sprintf("held-%03d", i), Source: "child", Type: "t", Payload: []byte(fmt.Sprintf(`{"n":%d,"b":"\u0000\xff"}`, i))}
+}
+
+// Hold is a crash test's child: it puts n events ([HeldEvent]) into a
+// stream on q whose handler never finishes, says STORED on standard
+// output, and waits to be killed. It returns only on an error.
+func Hold(ctx context.Context, q dedupe.Queue, n int) error {
+	s := intake.New(intake.WithQueue(q), intake.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, intake.WithAckTimeout(time.Hour))
+	go func() { _ = s.Run(ctx) }()
+	for i := range n {
+		if err := Put(ctx, s, HeldEvent(i)); err != nil {
+			return fmt.Errorf("put %q: %w", HeldEvent(i).ID, err)
+		}
+	}
+	fmt.Println("STORED")
+	select {}
 }

@@ -10,10 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/intakehq/intake"
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/dedupe"
-	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
 )
 
@@ -52,20 +50,7 @@ func holdChild(url, name string) error {
 	if err != nil {
 		return err
 	}
-	s := intake.New(intake.WithQueue(q), intake.WithLogger(quiet))
-	s.Handle(func(ctx context.Context, e event.Event) error {
-		<-ctx.Done()
-		return ctx.Err()
-	}, intake.WithAckTimeout(time.Hour))
-	go func() { _ = s.Run(ctx) }()
-	for i := range childEvents {
-		e := event.Event{ID: fmt.Sprintf("held-%03d", i), Source: "child", Type: "t", Payload: []byte(fmt.Sprintf(`{"n":%d,"b":"\u0000\xff"}`, i))}
-		if err := intaketest.Put(ctx, s, e); err != nil {
-			return fmt.Errorf("put %q: %w", e.ID, err)
-		}
-	}
-	fmt.Println("STORED")
-	select {}
+	return intaketest.Hold(ctx, q, childEvents)
 }
 
 // startChild runs this test binary as a holding child on the queue name
@@ -173,9 +158,9 @@ func TestNothingAckedLostWhenEveryServerCrashes(t *testing.T) {
 		t.Fatalf("%d events queued after the restart, want %d", len(recs), childEvents)
 	}
 	for i, r := range recs {
-		want := fmt.Sprintf(`{"n":%d,"b":"\u0000\xff"}`, i)
-		if r.Event.ID != fmt.Sprintf("held-%03d", i) || string(r.Event.Payload) != want {
-			t.Fatalf("record %d: %q %q, want byte-exact held-%03d %q", i, r.Event.ID, r.Event.Payload, i, want)
+		want := intaketest.HeldEvent(i)
+		if r.Event.ID != want.ID || string(r.Event.Payload) != string(want.Payload) {
+			t.Fatalf("record %d: %q %q, want byte-exact %s %q", i, r.Event.ID, r.Event.Payload, want.ID, want.Payload)
 		}
 	}
 	counts := intaketest.Counting(t, q)
