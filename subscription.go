@@ -596,10 +596,14 @@ func (sub *subscription) retryDelay(attempt int) time.Duration {
 // work runs the subscription's handler on deliveries until the channel is
 // closed.
 func (sub *subscription) work(ctx context.Context) {
+	var attrs []tracing.Attr // a traced delivery's attributes, reused
+	if sub.tracer != nil {
+		attrs = make([]tracing.Attr, 0, 7)
+	}
 	for d := range sub.ch {
 		var err error
 		if sub.tracer != nil {
-			err = sub.traced(ctx, d)
+			err = sub.traced(ctx, d, attrs)
 		} else {
 			err = sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
 		}
@@ -614,8 +618,8 @@ func (sub *subscription) work(ctx context.Context) {
 }
 
 // traced calls the handler inside a consumer span linked to the event's
-// creation context.
-func (sub *subscription) traced(ctx context.Context, d *Delivery) error {
+// creation context; attrs is the worker's buffer for its attributes.
+func (sub *subscription) traced(ctx context.Context, d *Delivery, attrs []tracing.Attr) error {
 	e := &d.Event
 	ctx, span := sub.tracer.Start(ctx, sub.spanName(e.Source), tracing.KindConsumer, tracing.FromMeta(e.Meta))
 	err := sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
@@ -632,9 +636,10 @@ func (sub *subscription) traced(ctx context.Context, d *Delivery) error {
 		}
 		span.Fail(err)
 	}
-	span.SetAttributes(tracing.String(tracing.AttrSource, e.Source), tracing.String(tracing.AttrType, e.Type), tracing.String(tracing.AttrID, e.ID),
+	attrs = append(attrs[:0], tracing.String(tracing.AttrSource, e.Source), tracing.String(tracing.AttrType, e.Type), tracing.String(tracing.AttrID, e.ID),
 		tracing.String(tracing.AttrVia, e.Via.String()), tracing.Int(tracing.AttrAttempt, d.Attempt),
 		tracing.String(tracing.AttrSubscription, sub.name), tracing.String(tracing.AttrOutcome, outcome))
+	span.SetAttributes(attrs...)
 	span.End()
 	return err
 }

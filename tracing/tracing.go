@@ -34,7 +34,9 @@ type Span interface {
 	// IsRecording reports whether the span records what it is given: the
 	// core builds attributes only for a span that does.
 	IsRecording() bool
-	// SetAttributes adds attributes to the span.
+	// SetAttributes adds attributes to the span. It must neither keep
+	// nor change attrs: the core reuses the slice, and may hand the same
+	// one to several spans at once.
 	SetAttributes(attrs ...Attr)
 	// Fail records err on the span and marks it failed.
 	Fail(err error)

@@ -50,6 +50,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,7 +80,8 @@ type Handler struct {
 	log      *slog.Logger
 	rec      metric.Recorder
 	tracer   tracing.Tracer
-	spanName string // "webhook " and the name, when traced
+	spanName string   // "webhook " and the name, when traced
+	spanAttr sync.Map // a request span's outcome → its attributes, made once each
 	accepted func(event.Event)
 	guard    dedupe.Store // a replay guard of its own store (WithReplayGuard); nil: none
 	guardSet bool         // WithReplayGuard was given
@@ -272,10 +274,22 @@ func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time
 	h.rec.Count(metric.Received, h.name, reason, 1)
 	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
 	if span.IsRecording() {
-		span.SetAttributes(tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, h.name),
-			tracing.String(tracing.AttrOperation, "receive"), tracing.String(tracing.AttrOutcome, reason))
+		span.SetAttributes(h.spanAttrs(reason)...)
 	}
 	span.End()
+}
+
+// spanAttrs returns a request span's attributes for an outcome, made once
+// per outcome (the reasons are the metrics' labels, a small fixed set)
+// and shared read-only.
+func (h *Handler) spanAttrs(reason string) []tracing.Attr {
+	if a, ok := h.spanAttr.Load(reason); ok {
+		return a.([]tracing.Attr)
+	}
+	a := []tracing.Attr{tracing.String(tracing.AttrSystem, "intake"), tracing.String(tracing.AttrSource, h.name),
+		tracing.String(tracing.AttrOperation, "receive"), tracing.String(tracing.AttrOutcome, reason)}
+	h.spanAttr.Store(reason, a)
+	return a
 }
 
 // serve answers the request and returns the reason recorded in metrics.

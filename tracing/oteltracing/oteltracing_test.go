@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -378,5 +379,57 @@ func TestNoopProviderStartsNothing(t *testing.T) {
 	span.End()
 	if l := tr.Context(ctx); l != (tracing.Link{}) {
 		t.Fatalf("Context of nothing = %v", l)
+	}
+}
+
+// The core reuses the slice of a span's attributes (a worker's buffer, a
+// webhook outcome's shared list): each span must record its own, and the
+// adapter must keep none of the slice, nor change it.
+func TestEachSpanRecordsItsOwnAttributes(t *testing.T) {
+	tr, exp := recorder()
+	s := intake.New(intake.WithLogger(quiet), intake.WithTracer(tr))
+	hook := webhook.New("stripe", webhook.Stripe(secret), webhook.WithLogger(quiet), webhook.WithTracer(tr))
+	s.Add(hook)
+	const n = 20
+	handled := make(chan struct{}, n)
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		time.Sleep(2 * time.Millisecond) // the four workers overlap
+		handled <- struct{}{}
+		return nil
+	}, intake.WithWorkers(4))
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	stop := run(t, s)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { post(t, srv.URL, fmt.Sprintf("evt_%d", i), nil) })
+	}
+	wg.Wait()
+	for range n {
+		<-handled
+	}
+	stop()
+	for i := range n {
+		id := fmt.Sprintf("evt_%d", i)
+		procs := find(exp, "process stripe", tracing.AttrID, id)
+		if len(procs) != 1 {
+			t.Fatalf("%d process spans with id %s", len(procs), id)
+		}
+		hooks := find(exp, "webhook stripe", tracing.AttrOutcome, "accepted")
+		if !slices.ContainsFunc(hooks, func(w tracetest.SpanStub) bool { return linksTo(procs[0], w.SpanContext) }) {
+			t.Errorf("%s's process span links to no accepted request", id)
+		}
+	}
+
+	_, span := tr.Start(context.Background(), "x", tracing.KindInternal, tracing.Link{})
+	attrs := []tracing.Attr{tracing.String("a", "before"), tracing.Int("b", 1)}
+	span.SetAttributes(attrs...)
+	attrs[0], attrs[1] = tracing.String("a", "after"), tracing.Int("b", 2)
+	span.End()
+	if got := find(exp, "x", "a", "before"); len(got) != 1 || got[0].Attributes[1].Value.AsInt64() != 1 {
+		t.Errorf("the span kept its caller's slice: %v", got)
+	}
+	if attrs[0].Str != "after" || attrs[1].Int != 2 {
+		t.Errorf("the span changed its caller's slice: %v", attrs)
 	}
 }
