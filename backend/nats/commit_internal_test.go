@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,15 +73,15 @@ func TestRepairLeavesNoOrphan(t *testing.T) {
 	q.mu.Lock()
 	delete(q.held, "not-done")
 	q.mu.Unlock()
-	if st, _ := q.Enqueue(ctx, "done", event.Event{Source: "s", ID: "done"}, time.Minute); st != dedupe.Pending {
-		t.Fatalf("before the repair a resend is %v; the test needs the record left behind", st)
+	if _, err := q.Get(ctx, "done"); err != nil {
+		t.Fatalf("before the repair: %v; the test needs the record left behind", err)
 	}
 	n, err := q.sweep(ctx, 0)
 	if err != nil || n != 2 {
 		t.Fatalf("sweep: %d, %v; want 2 repaired", n, err)
 	}
-	if st, err := q.Enqueue(ctx, "done", event.Event{Source: "s", ID: "done"}, time.Minute); err != nil || st != dedupe.Done {
-		t.Errorf("a resend of the committed event after the repair: %v, %v; want done", st, err)
+	if _, err := q.Get(ctx, "done"); !errors.Is(err, dedupe.ErrNotFound) {
+		t.Errorf("the committed event's record after the repair: %v; want it deleted", err)
 	}
 	got, err := other.Adopt(ctx, 10, time.Minute)
 	if err != nil || len(got) != 1 || got[0].Key != "not-done" {
@@ -100,5 +101,81 @@ func TestRepairLeavesNoOrphan(t *testing.T) {
 	}
 	if _, err := q.recs.GetLastMsgForSubject(ctx, q.subject("e", "dead")); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("a dead record past its retention after the sweep: %v; want it deleted", err)
+	}
+}
+
+// A queued record of a key that is done is stale, whichever holder has
+// it (a commit between its two writes, or one whose deletion was lost):
+// a resend to any replica deletes it and is answered done, not pending
+// until a sweep or an adopter comes by.
+func TestResendDeletesAStaleRecord(t *testing.T) {
+	open := sharedQueue(t)
+	q, other := open(), open()
+	ctx := context.Background()
+	if st, err := q.Enqueue(ctx, "k", event.Event{Source: "s", ID: "k"}, time.Minute); err != nil || st != dedupe.Claimed {
+		t.Fatalf("Enqueue: %v, %v", st, err)
+	}
+	q.deleteSkipped = func() bool { return true } // the commit's deletion lost
+	if err := q.CommitMany(ctx, []string{"k"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	q.deleteSkipped = nil
+	if _, err := q.Get(ctx, "k"); err != nil {
+		t.Fatalf("the test needs the record left behind: %v", err)
+	}
+	if st, err := other.Enqueue(ctx, "k", event.Event{Source: "s", ID: "k"}, time.Minute); err != nil || st != dedupe.Done {
+		t.Errorf("a resend to another replica: %v, %v; want done", st, err)
+	}
+	if _, err := q.Get(ctx, "k"); !errors.Is(err, dedupe.ErrNotFound) {
+		t.Errorf("the stale record after the resend: %v; want it deleted", err)
+	}
+}
+
+// A records stream made by an earlier version (one message a subject, no
+// rollups) is brought to the current layout; a stream of the name made
+// for something else is refused with ErrConfig, saying what it has and
+// what the queue wants.
+func TestNewQueueOnStreamsItDidNotMake(t *testing.T) {
+	open := sharedQueue(t)
+	q := open() // for its connection and names
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		cfg     jetstream.StreamConfig
+		wantErr bool
+	}{
+		{"earlier", jetstream.StreamConfig{MaxMsgsPerSubject: 1}, false},
+		{"other", jetstream.StreamConfig{MaxMsgsPerSubject: 5}, true},
+	} {
+		name := q.name + strings.ToUpper(tc.name)
+		root := "intake." + name
+		cfg := tc.cfg
+		cfg.Name, cfg.Subjects, cfg.Storage = name, []string{root + ".e.*", root + ".holder.*"}, jetstream.FileStorage
+		if _, err := q.js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for _, s := range []string{name, name + "_DONE", name + "_LIVE"} {
+				_ = q.js.DeleteStream(context.Background(), s)
+			}
+		})
+		other, err := NewQueue(ctx, q.nc, WithName(name))
+		if tc.wantErr {
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "5 messages a subject") {
+				t.Errorf("%s: NewQueue: %v; want ErrConfig naming the stream's limit", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: NewQueue: %v", tc.name, err)
+		}
+		other.Close()
+		info, err := q.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := info.CachedInfo().Config; c.MaxMsgsPerSubject != -1 || !c.AllowRollup {
+			t.Errorf("%s: the stream has %d messages a subject, rollups %v; want -1 and allowed", tc.name, c.MaxMsgsPerSubject, c.AllowRollup)
+		}
 	}
 }

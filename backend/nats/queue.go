@@ -168,15 +168,27 @@ func (q *Queue) makeStreams(ctx context.Context) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	mk := func(cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-		cfg.Storage, cfg.Replicas, cfg.MaxMsgsPerSubject = jetstream.FileStorage, q.replicas, 1
+		cfg.Storage, cfg.Replicas = jetstream.FileStorage, q.replicas
+		if cfg.MaxMsgsPerSubject == 0 {
+			cfg.MaxMsgsPerSubject = 1
+		}
 		s, err := q.js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			s, err = q.js.Stream(ctx, cfg.Name)
 			if err == nil {
 				got := s.CachedInfo().Config
-				if !slices.Equal(got.Subjects, cfg.Subjects) || got.MaxMsgsPerSubject != 1 || got.MaxAge != cfg.MaxAge {
-					return nil, fmt.Errorf("%w: stream %s exists with subjects %v, %d messages a subject and max age %v; want %v, 1 and %v",
-						ErrConfig, cfg.Name, got.Subjects, got.MaxMsgsPerSubject, got.MaxAge, cfg.Subjects, cfg.MaxAge)
+				if cfg.AllowRollup && !got.AllowRollup && got.MaxMsgsPerSubject == 1 && slices.Equal(got.Subjects, cfg.Subjects) && got.MaxAge == cfg.MaxAge {
+					// The records stream as an earlier version made it:
+					// rewrites now purge older versions themselves.
+					got.MaxMsgsPerSubject, got.AllowRollup = cfg.MaxMsgsPerSubject, true
+					if s, err = q.js.UpdateStream(ctx, got); err != nil {
+						return nil, fmt.Errorf("nats: stream %s: allowing rollups: %w", cfg.Name, err)
+					}
+					got = s.CachedInfo().Config
+				}
+				if !slices.Equal(got.Subjects, cfg.Subjects) || got.MaxMsgsPerSubject != cfg.MaxMsgsPerSubject || got.MaxAge != cfg.MaxAge || got.AllowRollup != cfg.AllowRollup {
+					return nil, fmt.Errorf("%w: stream %s exists with subjects %v, %d messages a subject, max age %v and rollups allowed %v; want %v, %d, %v and %v",
+						ErrConfig, cfg.Name, got.Subjects, got.MaxMsgsPerSubject, got.MaxAge, got.AllowRollup, cfg.Subjects, cfg.MaxMsgsPerSubject, cfg.MaxAge, cfg.AllowRollup)
 				}
 			}
 		}
@@ -188,7 +200,13 @@ func (q *Queue) makeStreams(ctx context.Context) error {
 	var err error
 	// Reads of records and done keys go to the stream's leader (no direct
 	// gets, which a follower may answer before it has the last write).
-	if q.recs, err = mk(jetstream.StreamConfig{Name: q.name, Subjects: []string{q.root + ".e.*", q.root + ".holder.*"}}); err != nil {
+	//
+	// A record's older versions are purged by the write that replaces it
+	// (a rollup), not by a limit of one message a subject: the server
+	// records a purge's deletions, but not a limit's, and a crash then
+	// brings an older version back once the newest is deleted (a
+	// committed event's record queued again: TestServerCrashUndoesNoCommit).
+	if q.recs, err = mk(jetstream.StreamConfig{Name: q.name, Subjects: []string{q.root + ".e.*", q.root + ".holder.*"}, MaxMsgsPerSubject: -1, AllowRollup: true}); err != nil {
 		return err
 	}
 	if q.done, err = mk(jetstream.StreamConfig{Name: q.name + "_DONE", Subjects: []string{q.root + ".d.*"}, MaxAge: q.retain}); err != nil {
@@ -231,7 +249,9 @@ func (q *Queue) beat(ctx context.Context) error {
 	if _, err := q.js.Publish(ctx, q.root+".live."+q.holder, nil); err != nil {
 		return fmt.Errorf("nats: heartbeat: %w", err)
 	}
-	if _, err := q.js.Publish(ctx, q.root+".holder."+q.holder, nil); err != nil {
+	reg := nats.NewMsg(q.root + ".holder." + q.holder)
+	reg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject) // the last registration only
+	if _, err := q.js.PublishMsg(ctx, reg); err != nil {
 		return fmt.Errorf("nats: register: %w", err)
 	}
 	return nil
@@ -267,9 +287,9 @@ const orphanAge = 30 * time.Second
 // sweep, once a minute, reads every record's headers in one pass: it
 // deletes dead records whose retention ended, and repairs the records
 // this holder holds, older than minAge, that it does not know of. One
-// whose key is done (its commit deleted nothing: the fault campaign saw
-// it three times in two runs, under link faults, without a cause found)
-// is deleted, any other is given back, to be adopted; left alone, either
+// whose key is done (its deletion lost: the fault campaign saw three,
+// older versions a server crash brought back before rewrites purged
+// them) is deleted, any other is given back, to be adopted; left alone, either
 // would answer every resend "pending" while this holder lives. It
 // returns how many it repaired.
 func (q *Queue) sweep(ctx context.Context, minAge time.Duration) (int, error) {
@@ -557,7 +577,11 @@ func (q *Queue) isDone(ctx context.Context, key string) (bool, error) {
 func (q *Queue) put(ctx context.Context, r *record, expect uint64) (seq uint64, conflict bool, err error) {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	ack, err := q.js.PublishMsg(ctx, r.msg(q.subject("e", r.key)), jetstream.WithExpectLastSequencePerSubject(expect))
+	m := r.msg(q.subject("e", r.key))
+	if expect != 0 { // a new version: the older ones are purged with it
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	}
+	ack, err := q.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect))
 	if err != nil {
 		if isConflict(err) {
 			return 0, true, nil
@@ -678,7 +702,28 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 				return dedupe.Done, nil
 			}
 		case cur.state == dedupe.Queued:
-			return dedupe.Pending, nil
+			// A queued record of a key that is done is stale, whoever
+			// holds it: a commit between its two writes, or one whose
+			// deletion the server lost in a crash (see
+			// TestServerCrashUndoesNoCommit). Deleted, the resend is a
+			// duplicate; left, it would be answered pending until a
+			// sweep or an adopter found the record.
+			done, err := q.isDone(ctx, key)
+			if err != nil {
+				return 0, err
+			}
+			if !done {
+				return dedupe.Pending, nil
+			}
+			q.mu.Lock()
+			if q.held[key] == cur.last {
+				delete(q.held, key)
+			}
+			q.mu.Unlock()
+			if err := q.deleteMsg(ctx, q.recs, q.subject("e", key), cur.last); err != nil {
+				return 0, err
+			}
+			return dedupe.Done, nil
 		default: // dead: a resend is claimed anew, replacing it
 			expect = cur.last
 		}
