@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/intakehq/intake"
-	"github.com/intakehq/intake/backend/nats/natstest"
 	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/webhook"
 )
@@ -24,20 +21,7 @@ import (
 // the events are accepted and each is handled once, with the one
 // acknowledged before the outage.
 func TestOutage(t *testing.T) {
-	bin, err := natstest.Binary()
-	if err != nil {
-		skipOrFail(t, err.Error())
-	}
-	c, err := natstest.Start(bin, t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	c, nc := ownServer(t)
 	q := newQueue(t, nc, "OUTAGE")
 	const check = 200 * time.Millisecond
 	s := intake.New(intake.WithQueue(q), intake.WithLogger(quiet), intake.WithHealthInterval(check))

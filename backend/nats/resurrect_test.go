@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	intakenats "github.com/intakehq/intake/backend/nats"
-	"github.com/intakehq/intake/backend/nats/natstest"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 )
@@ -27,20 +24,7 @@ import (
 // queued again, to be delivered. Older versions are now purged by the
 // write that replaces them, which the server records.
 func TestServerCrashUndoesNoDeletion(t *testing.T) {
-	bin, err := natstest.Binary()
-	if err != nil {
-		skipOrFail(t, err.Error())
-	}
-	c, err := natstest.Start(bin, t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	c, nc := ownServer(t)
 	q := newQueue(t, nc, "CRASH")
 	ctx := context.Background()
 
