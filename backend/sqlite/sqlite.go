@@ -27,10 +27,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go driver, registered as "sqlite"
@@ -107,6 +110,9 @@ func Open(path string, opts ...Option) (*Backend, error) {
 	}
 	if !validSync.MatchString(s.sync) {
 		return nil, fmt.Errorf("sqlite: invalid synchronous mode %q", s.sync)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() { // SQLite would say "out of memory"
+		return nil, fmt.Errorf("sqlite: %w", &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR})
 	}
 	// IMMEDIATE transactions take the write lock at BEGIN, so that two
 	// writers on one file wait for each other (busy_timeout) instead of

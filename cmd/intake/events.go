@@ -101,6 +101,9 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if _, err := os.Stat(*db); err != nil {
 			return usagef("--db %q: %v", *db, err)
 		}
+		if err := checkDBFile("--db", *db); err != nil {
+			return err
+		}
 	}
 	var in inspector
 	switch {

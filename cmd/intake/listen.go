@@ -73,7 +73,7 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *wait <= 0 {
 		return usagef("--wait %v: must be positive", *wait)
 	}
-	if err := checkDir("--state", *state); err != nil {
+	if err := checkDBFile("--state", *state); err != nil {
 		return err
 	}
 	b, err := sqlite.Open(*state)

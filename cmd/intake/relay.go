@@ -87,7 +87,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		hooks = append(hooks, hookSpec{name, v})
 	}
 	if *dsn == "" {
-		if err := checkDir("--db", *db); err != nil {
+		if err := checkDBFile("--db", *db); err != nil {
 			return err
 		}
 	}
@@ -176,9 +176,14 @@ func redact(spec string) string {
 	return strings.Join(parts, ":")
 }
 
-// checkDir checks that the directory a file flag names exists, so that
-// SQLite's "unable to open database file" never has to be read.
-func checkDir(flagName, file string) error {
+// checkDBFile checks that a database file flag names no directory and a
+// file in a directory that exists, so that SQLite's "unable to open
+// database file" (with "out of memory" for a directory) never has to be
+// read.
+func checkDBFile(flagName, file string) error {
+	if st, err := os.Stat(file); err == nil && st.IsDir() {
+		return usagef("%s %q is a directory; name a database file", flagName, file)
+	}
 	dir := filepath.Dir(file)
 	st, err := os.Stat(dir)
 	switch {

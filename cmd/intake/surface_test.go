@@ -236,6 +236,11 @@ func TestCommandLinesToFix(t *testing.T) {
 		{"listen relay not a url", "", []string{"listen", "--relay", "not-a-url", "--token", "t"}, "--relay"},
 		{"listen forward not a url", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--forward-to", "not-a-url"}, "--forward-to"},
 		{"listen no such directory", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--state", "/nonexistent/dir/l.db"}, "does not exist"},
+		// A directory where the database file goes: SQLite said "unable to
+		// open database file: out of memory (14)", with exit 1.
+		{"relay db a directory", "", []string{"relay", "--addr", "127.0.0.1:0", "--source", "g:github:s", "--token", "t", "--db", dir}, "is a directory"},
+		{"listen state a directory", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--state", dir}, "is a directory"},
+		{"events db a directory", "", []string{"events", "list", "--db", dir}, "is a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
