@@ -102,7 +102,10 @@ var (
 )
 
 // Open opens (creating if needed) the SQLite file at path in WAL mode and
-// returns a backend that owns it.
+// returns a backend that owns it. The path must name a file: "" and
+// ":memory:" are refused (an error matching fs.ErrInvalid), since SQLite
+// would give each connection of the pool a database of its own, and a
+// directory is refused with one matching syscall.EISDIR.
 func Open(path string, opts ...Option) (*Backend, error) {
 	s := settings{sync: "FULL"}
 	for _, o := range opts {
@@ -110,6 +113,11 @@ func Open(path string, opts ...Option) (*Backend, error) {
 	}
 	if !validSync.MatchString(s.sync) {
 		return nil, fmt.Errorf("sqlite: invalid synchronous mode %q", s.sync)
+	}
+	if path == "" || path == ":memory:" {
+		// SQLite gives each connection of the pool a database of its own.
+		return nil, fmt.Errorf("sqlite: %w (each connection of the pool would have a database of its own): name a file, in tests one in t.TempDir()",
+			&fs.PathError{Op: "open", Path: path, Err: fs.ErrInvalid})
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() { // SQLite would say "out of memory"
 		return nil, fmt.Errorf("sqlite: %w", &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR})

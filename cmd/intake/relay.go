@@ -181,6 +181,9 @@ func redact(spec string) string {
 // database file" (with "out of memory" for a directory) never has to be
 // read.
 func checkDBFile(flagName, file string) error {
+	if file == "" {
+		return usagef("%s is empty; name a database file", flagName)
+	}
 	if st, err := os.Stat(file); err == nil && st.IsDir() {
 		return usagef("%s %q is a directory; name a database file", flagName, file)
 	}
