@@ -228,9 +228,11 @@ func (h *Handler) filter(r *http.Request) (dedupe.Filter, string, error) {
 		f.After = n
 	}
 	if s := q.Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			f.Limit = min(n, 1000)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return f, state, errors.New("limit: a whole number from 1 (at most 1000 a page)")
 		}
+		f.Limit = min(n, 1000)
 	}
 	return f, state, nil
 }
@@ -381,6 +383,9 @@ func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
+	}
+	if d.Records == nil {
+		d.Records = []dedupe.Record{} // a list, empty, for JSON clients
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"records": d.Records, "next": d.Next})
 }

@@ -173,3 +173,42 @@ func TestAPIJSONShape(t *testing.T) {
 	require.NoError(t, json.Unmarshal(do(h, http.MethodGet, "/api/overview", local, nil, nil).Body.Bytes(), &ov))
 	assert.Equal(t, float64(1), ov["dead"], "dead is a number")
 }
+
+// A limit that is not a whole number above zero was ignored (a page of
+// the default size, 50), where a bad state or after is a 400; and an
+// empty page was "records": null for a JSON client.
+func TestListQuery(t *testing.T) {
+	s := deadStream(t, 3)
+	h := console.New(s, console.WithLogger(quiet))
+	for _, tt := range []struct {
+		query string
+		code  int
+		n     int // records
+	}{
+		{"limit=2", http.StatusOK, 2},
+		{"limit=5000", http.StatusOK, 3}, // at most 1,000 a page
+		{"limit=abc", http.StatusBadRequest, 0},
+		{"limit=0", http.StatusBadRequest, 0},
+		{"limit=-1", http.StatusBadRequest, 0},
+		{"state=queued", http.StatusOK, 0},
+	} {
+		r := do(h, http.MethodGet, "/api/events?"+tt.query, local, nil, nil)
+		if r.Code != tt.code {
+			t.Errorf("%s: %d %s; want %d", tt.query, r.Code, r.Body, tt.code)
+			continue
+		}
+		var page map[string]any
+		require.NoError(t, json.Unmarshal(r.Body.Bytes(), &page))
+		if tt.code != http.StatusOK {
+			assert.Contains(t, page["error"], "limit", tt.query)
+			continue
+		}
+		recs, ok := page["records"].([]any)
+		if !ok || len(recs) != tt.n {
+			t.Errorf("%s: records %v; want a list of %d", tt.query, page["records"], tt.n)
+		}
+	}
+	if r := do(h, http.MethodGet, "/events?limit=abc", local, nil, nil); r.Code != http.StatusBadRequest {
+		t.Errorf("the page with limit=abc: %d; want 400", r.Code)
+	}
+}
