@@ -89,8 +89,11 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return usagef("--state %q: dead, queued, in-flight or all", *state)
 	}
-	if *limit < 0 || *after < 0 {
-		return usagef("--limit and --after must not be negative")
+	if *limit < 1 {
+		return usagef("--limit %d: at least 1", *limit)
+	}
+	if *after < 0 {
+		return usagef("--after must not be negative")
 	}
 	if *consoleURL != "" {
 		if err := checkURL("--console", *consoleURL); err != nil {

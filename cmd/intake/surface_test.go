@@ -241,6 +241,7 @@ func TestCommandLinesToFix(t *testing.T) {
 		{"relay db a directory", "", []string{"relay", "--addr", "127.0.0.1:0", "--source", "g:github:s", "--token", "t", "--db", dir}, "is a directory"},
 		{"listen state a directory", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--state", dir}, "is a directory"},
 		{"events db a directory", "", []string{"events", "list", "--db", dir}, "is a directory"},
+		{"events limit zero", "", []string{"events", "list", "--db", db, "--limit", "0"}, "--limit"},
 		// An empty file name: SQLite made a private temporary database for
 		// each connection, so the relay and listen ran with tables that
 		// vanished ("no such table", retried forever).
