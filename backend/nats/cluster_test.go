@@ -41,3 +41,20 @@ func ownServer(t testing.TB) (*natstest.Cluster, *nats.Conn) {
 	t.Cleanup(nc.Close)
 	return c, nc
 }
+
+// crashAll SIGKILLs every node of c, starts them again on their files,
+// and waits until JetStream answers through each.
+func crashAll(t testing.TB, c *natstest.Cluster) {
+	t.Helper()
+	for i := range c.Nodes {
+		c.Kill(i)
+	}
+	for i := range c.Nodes {
+		if err := c.StartNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

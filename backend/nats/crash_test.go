@@ -115,17 +115,7 @@ func TestNothingAckedLostWhenEveryServerCrashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	for i := range c.Nodes {
-		c.Kill(i)
-	}
-	for i := range c.Nodes {
-		if err := c.StartNode(i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := c.WaitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	crashAll(t, c)
 
 	nc := connect(t, c.URLs(), "the test cluster")
 	var q *intakenats.Queue
