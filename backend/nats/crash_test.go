@@ -74,10 +74,7 @@ func TestReplicaAdoptsAKilledHolder(t *testing.T) {
 	c := newCluster(t)
 	nc := connect(t, c.URLs(), "the test cluster")
 	name := testName(t, nc)
-	q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := openQueue(t, nc, intakenats.WithName(name), intakenats.WithReplicas(3))
 	t.Cleanup(func() { q.Close() })
 	counts := intaketest.Counting(t, q)
 
@@ -118,22 +115,10 @@ func TestNothingAckedLostWhenEveryServerCrashes(t *testing.T) {
 	crashAll(t, c)
 
 	nc := connect(t, c.URLs(), "the test cluster")
-	var q *intakenats.Queue
-	deadline := time.Now().Add(30 * time.Second)
-	for { // the streams' leaders are elected again
-		var err error
-		q, err = intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(3))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	q := openQueue(t, nc, intakenats.WithName(name), intakenats.WithReplicas(3)) // the streams' leaders are elected again
 	t.Cleanup(func() { q.Close() })
 	var recs []dedupe.Record
-	for {
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		var err error
 		recs, err = q.List(context.Background(), dedupe.Filter{State: dedupe.Queued, Limit: 1000})
 		if err == nil {

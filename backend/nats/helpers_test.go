@@ -79,13 +79,28 @@ func testName(t testing.TB, nc *nats.Conn) string {
 	return name
 }
 
-// newQueue opens a holder on nc under name, closed when the test ends.
+// newQueue opens a holder on nc under name (a 1-s heartbeat unless opts
+// say otherwise), closed when the test ends.
 func newQueue(t testing.TB, nc *nats.Conn, name string, opts ...intakenats.Option) *intakenats.Queue {
 	t.Helper()
-	q, err := intakenats.NewQueue(context.Background(), nc, append([]intakenats.Option{intakenats.WithName(name), intakenats.WithHeartbeat(time.Second)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := openQueue(t, nc, append([]intakenats.Option{intakenats.WithName(name), intakenats.WithHeartbeat(time.Second)}, opts...)...)
 	t.Cleanup(func() { q.Close() })
 	return q
+}
+
+// openQueue opens a holder, trying again for up to 30 s: a cluster that
+// has just formed or restarted refuses streams for a while ("no suitable
+// peers for placement, peer offline" under load, until each stream has
+// a leader).
+func openQueue(t testing.TB, nc *nats.Conn, opts ...intakenats.Option) *intakenats.Queue {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		q, err := intakenats.NewQueue(context.Background(), nc, opts...)
+		if err == nil {
+			return q
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
 }

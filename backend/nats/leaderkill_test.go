@@ -117,11 +117,7 @@ func TestLeaderKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The streams exist before the replicas race to make them.
-	if q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(3)); err != nil {
-		t.Fatal(err)
-	} else {
-		q.Close()
-	}
+	openQueue(t, nc, intakenats.WithName(name), intakenats.WithReplicas(3)).Close()
 
 	here := &handlings{n: map[string]int{}, last: map[string]time.Time{}}
 	var urls []string
