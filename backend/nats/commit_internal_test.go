@@ -179,3 +179,37 @@ func TestNewQueueOnStreamsItDidNotMake(t *testing.T) {
 		}
 	}
 }
+
+// The records stream has no limit of messages a subject: each rewrite of
+// a record, and each registration of a holder, purges the older ones with
+// it (a rollup). Without, every give-back and adoption would leave a
+// message behind, and every heartbeat a registration.
+func TestOneMessageASubject(t *testing.T) {
+	q := sharedQueue(t)()
+	ctx := context.Background()
+	if st, err := q.Enqueue(ctx, "k", event.Event{Source: "s", ID: "k"}, time.Minute); err != nil || st != dedupe.Claimed {
+		t.Fatalf("Enqueue: %v, %v", st, err)
+	}
+	for range 3 { // given back, adopted again
+		if err := q.Extend(ctx, []string{"k"}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := q.Adopt(ctx, 10, time.Minute); err != nil || len(got) != 1 {
+			t.Fatalf("Adopt: %v, %v", got, err)
+		}
+	}
+	for range 3 {
+		if err := q.beat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, subj := range []string{q.subject("e", "k"), q.root + ".holder." + q.holder} {
+		info, err := q.recs.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := info.State.Subjects[subj]; n != 1 {
+			t.Errorf("%s holds %d messages; want 1", subj, n)
+		}
+	}
+}

@@ -205,7 +205,7 @@ func (q *Queue) makeStreams(ctx context.Context) error {
 	// (a rollup), not by a limit of one message a subject: the server
 	// records a purge's deletions, but not a limit's, and a crash then
 	// brings an older version back once the newest is deleted (a
-	// committed event's record queued again: TestServerCrashUndoesNoCommit).
+	// committed event's record queued again: TestServerCrashUndoesNoDeletion).
 	if q.recs, err = mk(jetstream.StreamConfig{Name: q.name, Subjects: []string{q.root + ".e.*", q.root + ".holder.*"}, MaxMsgsPerSubject: -1, AllowRollup: true}); err != nil {
 		return err
 	}
@@ -705,7 +705,7 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 			// A queued record of a key that is done is stale, whoever
 			// holds it: a commit between its two writes, or one whose
 			// deletion the server lost in a crash (see
-			// TestServerCrashUndoesNoCommit). Deleted, the resend is a
+			// TestServerCrashUndoesNoDeletion). Deleted, the resend is a
 			// duplicate; left, it would be answered pending until a
 			// sweep or an adopter found the record.
 			done, err := q.isDone(ctx, key)
