@@ -54,8 +54,7 @@ func TestConcurrentPutsRandomAcksAndCancel(t *testing.T) {
 	s := intake.New(intake.WithLogger(quiet), intake.WithStore(store), intake.WithQueueSize(64),
 		intake.WithDrainTimeout(200*time.Millisecond), intake.WithRetryAfter(time.Millisecond))
 	type seen struct {
-		at    time.Time
-		acked bool
+		at time.Time
 	}
 	var mu sync.Mutex
 	deliveries := map[string][]seen{}    // key → deliveries, both subscriptions

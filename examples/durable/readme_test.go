@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -37,7 +36,7 @@ func TestREADMEQuickStartBuilds(t *testing.T) {
 	commands := block(t, section, "```sh\n")
 
 	dir := t.TempDir()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go" // go test puts its own GOROOT/bin first on PATH
 	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	run := func(args ...string) {
 		t.Helper()
