@@ -67,6 +67,10 @@ func withGitHubPage(n int, now func() time.Time) GitHubOption {
 // (and a delivery that did arrive is a duplicate). The poll returns no
 // event; its cursor is the start of the last complete run, so a failed
 // run (a 5xx, a refused redelivery) is done again from where it began.
+// Deliveries are compared at GitHub's precision, the second: a run also
+// looks at the second in which the last one began, so a delivery that
+// failed then is not missed (and one still failing may be asked for
+// twice).
 //
 // hook is the hook's path: "/repos/{owner}/{repo}/hooks/{hook_id}" for
 // a repository webhook, "/app/hook" for a GitHub App's (whose token is
@@ -102,6 +106,10 @@ func (g *githubRedeliver) Fetch(ctx context.Context, cursor string) (poller.Page
 	if t, err := time.Parse(time.RFC3339Nano, cursor); err == nil {
 		since = t
 	}
+	// GitHub stamps delivered_at to the second: a delivery in the second
+	// the last run began is looked at again (one with a success is
+	// skipped, so seeing it twice is harmless).
+	since = since.Truncate(time.Second)
 	latest := map[string]githubDelivery{} // per guid: its latest attempt
 	ok := map[string]bool{}               // guids with a 2xx attempt
 	next := g.c.base + g.hook + "/deliveries?per_page=" + strconv.Itoa(g.c.perPage)

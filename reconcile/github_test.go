@@ -123,3 +123,37 @@ func TestGitHubRedeliveryRefusedKeepsTheCursor(t *testing.T) {
 		t.Errorf("error %v carries delay %v, %v; want 7 s", err, d, ok)
 	}
 }
+
+// GitHub reports delivered_at to the second. A delivery that failed in
+// the same second as a run began (…:56Z, the run at …:56.05) is looked at
+// by the next run: issue #34, item 2.
+func TestGitHubRedeliverySameSecondAsTheRun(t *testing.T) {
+	run1 := time.Date(2026, 12, 4, 12, 0, 56, 50_000_000, time.UTC) // …:56.05
+	gh := &fakeGitHub{}
+	srv := httptest.NewServer(gh)
+	defer srv.Close()
+	gh.url = srv.URL
+	clock := run1
+	f := GitHubRedeliver("/repos/octo/app/hooks/12", "ghp_test", WithGitHubBaseURL(srv.URL), withGitHubPage(10, func() time.Time { return clock }))
+	pg, err := f.Fetch(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delivery failed while the first run was listing: GitHub stamps
+	// it …:56Z, before the run's start to the nanosecond.
+	gh.mu.Lock()
+	gh.deliveries = []map[string]any{
+		{"id": 21, "guid": "F", "delivered_at": "2026-12-04T12:00:56Z", "status_code": 502},
+		{"id": 20, "guid": "G", "delivered_at": "2026-12-04T12:00:55Z", "status_code": 502}, // before the run: the first run's
+	}
+	gh.mu.Unlock()
+	clock = run1.Add(time.Minute)
+	if _, err := f.Fetch(context.Background(), pg.Next); err != nil {
+		t.Fatal(err)
+	}
+	gh.mu.Lock()
+	defer gh.mu.Unlock()
+	if !slices.Equal(gh.redelivered, []int64{21}) {
+		t.Errorf("the second run redelivered %v, want [21] (the failure in the first run's second)", gh.redelivered)
+	}
+}
