@@ -45,6 +45,9 @@ const (
 	defaultRetryMin     = 100 * time.Millisecond
 	defaultRetryMax     = 30 * time.Second
 	defaultHealth       = 2 * time.Second
+	// defaultMaxRetryAfter caps a server's Retry-After, as the poller's
+	// WithMaxRetryAfter does.
+	defaultMaxRetryAfter = 15 * time.Minute
 )
 
 func defaultConfig() config {
@@ -190,19 +193,20 @@ func WithTracer(t tracing.Tracer) Option { return func(c *config) { c.tracer = t
 type SubscribeOption func(*subConfig)
 
 type subConfig struct {
-	sources     map[string]bool
-	types       map[string]bool
-	ackTimeout  time.Duration
-	maxAttempts int
-	deadLetter  func(context.Context, DeadLetter)
-	retryMin    time.Duration
-	retryMax    time.Duration
-	workers     int
-	name        string
+	sources       map[string]bool
+	types         map[string]bool
+	ackTimeout    time.Duration
+	maxAttempts   int
+	deadLetter    func(context.Context, DeadLetter)
+	retryMin      time.Duration
+	retryMax      time.Duration
+	retryAfterMax time.Duration
+	workers       int
+	name          string
 }
 
 func defaultSubConfig() subConfig {
-	return subConfig{ackTimeout: defaultAckTimeout, retryMin: defaultRetryMin, retryMax: defaultRetryMax}
+	return subConfig{ackTimeout: defaultAckTimeout, retryMin: defaultRetryMin, retryMax: defaultRetryMax, retryAfterMax: defaultMaxRetryAfter}
 }
 
 // WithSources limits the subscription to events from the named sources.
@@ -236,8 +240,9 @@ func WithAckTimeout(d time.Duration) SubscribeOption {
 }
 
 // WithMaxAttempts sets how many deliveries an event gets before it goes to
-// the dead-letter function and is committed. Zero means no limit. Defaults
-// to no limit for Subscribe and 5 for Handle.
+// the dead-letter function and is kept as dead (not committed: it can be
+// listed, replayed or discarded). Zero means no limit. Defaults to no limit
+// for Subscribe and 5 for Handle.
 func WithMaxAttempts(n int) SubscribeOption {
 	if n < 0 {
 		panic(fmt.Sprintf("intake: WithMaxAttempts(%d): must not be negative (0 means no limit)", n))
@@ -273,6 +278,16 @@ func WithDeadLetter(fn func(ctx context.Context, d DeadLetter)) SubscribeOption 
 func WithRetryBackoff(initial, max time.Duration) SubscribeOption {
 	initial, max = backoffRange("WithRetryBackoff", initial, max, defaultRetryMin, defaultRetryMax)
 	return func(c *subConfig) { c.retryMin, c.retryMax = initial, max }
+}
+
+// WithMaxRetryAfter caps the delay a handler's error may ask for (an
+// API's Retry-After carried by [event.RetryAfter]): the event is retried
+// no sooner than the delay asked, up to d, even when that is longer than
+// the [WithRetryBackoff] maximum. Defaults to 15 minutes, as the poller's
+// own cap; zero means the default, and it panics if d is negative.
+func WithMaxRetryAfter(d time.Duration) SubscribeOption {
+	d = positive("WithMaxRetryAfter", d, defaultMaxRetryAfter)
+	return func(c *subConfig) { c.retryAfterMax = d }
 }
 
 // WithWorkers sets how many calls of a [Stream.Handle] function run at

@@ -142,8 +142,9 @@ func (d *Delivery) Nack(err error) {
 }
 
 // A handler error (or a Nack's) that carries a delay ([event.RetryAfter]:
-// an API's Retry-After) is retried no sooner than that delay, capped at
-// the subscription's maximum backoff.
+// an API's Retry-After) is retried no sooner than that delay, capped by
+// [WithMaxRetryAfter] (15 minutes by default), not by the backoff's
+// maximum.
 
 // Permanent marks err as one that no retry can fix: a [HandlerFunc] that
 // returns it, or a [Delivery.Nack] given it, sends the event to the dead
@@ -267,7 +268,7 @@ func (s *Stream) Subscribe(opts ...SubscribeOption) <-chan *Delivery {
 // draining. A call that returns an error or panics is retried with
 // exponential backoff ([WithRetryBackoff]); after [WithMaxAttempts]
 // attempts (default 5) the event goes to the dead-letter function and is
-// committed.
+// kept as dead (not committed: see [Stream.List] to replay or discard it).
 //
 // Handle must be called before Run; it panics otherwise, and on an option
 // with a negative value.
@@ -537,8 +538,9 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 	delay := sub.retryDelay(it.attempt)
 	if d, ok := event.RetryDelay(err); ok {
 		// The handler's error says when to try again (a fetch's 429
-		// with Retry-After): no sooner, within the backoff's cap.
-		delay = max(delay, min(d, sub.cfg.retryMax))
+		// with Retry-After): no sooner, up to WithMaxRetryAfter's cap,
+		// which may exceed the backoff's.
+		delay = max(delay, min(d, sub.cfg.retryAfterMax))
 	}
 	heap.Push(&sub.timers, timed{at: time.Now().Add(delay), it: it, gen: it.gen, kind: timerRetry})
 	sub.mu.Unlock()
