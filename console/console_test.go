@@ -158,8 +158,9 @@ func TestOverviewShowsFetches(t *testing.T) {
 	s, h, _, _ := setup(t)
 	f := fetch.New(func(e event.Event) (fetch.Object, bool) { return fetch.Object{ID: "obj"}, true },
 		func(context.Context, fetch.Object) ([]byte, error) { return []byte(`{}`), nil }, fetch.WithMetrics(s.Metrics()))
+	arrived := time.Now() // three events that arrived before the first fetch: one fetch serves them
 	for range 3 {
-		if _, err := f.Fetch(context.Background(), "shop", fetch.Object{ID: "obj"}); err != nil {
+		if _, err := f.Fetch(context.Background(), "shop", fetch.Object{ID: "obj"}, arrived); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package fetch_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -147,15 +148,16 @@ func checkFull(t *testing.T, events []event.Event, got map[string][]event.Event)
 	}
 }
 
-// 1,000 thin events about 100 objects, in ten bursts 300 ms apart: at
-// most one fetch per object per window, every event delivered with its
+// 1,000 thin events about 100 objects, in ten bursts 300 ms apart: the
+// fetches of one object start at least the gap apart (at most one per
+// object and second, plus the first), every event delivered with its
 // full object.
-func TestBurstsFetchOncePerObjectAndWindow(t *testing.T) {
+func TestBurstsFetchOncePerObjectAndGap(t *testing.T) {
 	a := &api{gets: map[string]int{}, slow: 5 * time.Millisecond}
 	srv := httptest.NewServer(a)
 	defer srv.Close()
-	const window = time.Second
-	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithWindow(window))
+	const gap = time.Second
+	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithMinGap(gap))
 	var events []event.Event
 	for i := range 1000 {
 		events = append(events, thin(srv.URL, i, i%100))
@@ -164,16 +166,17 @@ func TestBurstsFetchOncePerObjectAndWindow(t *testing.T) {
 	got := runPaced(t, f, events, 300*time.Millisecond, 30*time.Second)
 	took := time.Since(start)
 	checkFull(t, events, got)
-	windows := int(took/window) + 1
+	// Starts at least the gap apart within the run: at most this many.
+	starts := int(took/gap) + 1
 	st := f.Stats()
-	t.Logf("1,000 events about 100 objects in %v: %d fetches, %d coalesced (at most %d: one per object per window)",
-		took.Round(time.Millisecond), st.Fetches, st.Coalesced, 100*windows)
-	if a.total() > 100*windows || int(st.Fetches) != a.total() || st.Fetches+st.Coalesced != 1000 {
-		t.Errorf("%d GETs (%d fetches, %d coalesced) for 100 objects in %d windows", a.total(), st.Fetches, st.Coalesced, windows)
+	t.Logf("1,000 events about 100 objects in %v: %d fetches, %d coalesced (at most %d: one per object and gap)",
+		took.Round(time.Millisecond), st.Fetches, st.Coalesced, 100*starts)
+	if a.total() > 100*starts || int(st.Fetches) != a.total() || st.Fetches+st.Coalesced != 1000 {
+		t.Errorf("%d GETs (%d fetches, %d coalesced) for 100 objects in %v", a.total(), st.Fetches, st.Coalesced, took)
 	}
 	for id, n := range a.gets {
-		if n > windows {
-			t.Errorf("%s fetched %d times in %d windows", id, n, windows)
+		if n > starts {
+			t.Errorf("%s fetched %d times in %v", id, n, took)
 		}
 	}
 }
@@ -204,7 +207,7 @@ func TestFailingAPILosesNothing(t *testing.T) {
 	}
 	srv := httptest.NewServer(a)
 	defer srv.Close()
-	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithWindow(0))
+	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithMinGap(0))
 	var events []event.Event
 	for i := range 1000 {
 		events = append(events, thin(srv.URL, i, i%100))
@@ -261,5 +264,23 @@ func TestCompleteEventsPassThrough(t *testing.T) {
 	got := run(t, f, []event.Event{e}, 5*time.Second)
 	if len(got["evt_full"]) != 1 || string(got["evt_full"][0].Payload) != string(e.Payload) {
 		t.Errorf("got %v", got)
+	}
+}
+
+// WithMaxBody bounds what an HTTP fetch reads; over it, ErrTooLarge.
+func TestHTTPMaxBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, strings.Repeat("x", 100))
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		limit   int64
+		tooLong bool
+	}{{99, true}, {100, false}} {
+		get := fetch.HTTP(srv.Client(), nil, fetch.WithMaxBody(tc.limit))
+		body, err := get(context.Background(), fetch.Object{URL: srv.URL})
+		if tc.tooLong != errors.Is(err, fetch.ErrTooLarge) || (!tc.tooLong && len(body) != 100) {
+			t.Errorf("limit %d: %d bytes, %v", tc.limit, len(body), err)
+		}
 	}
 }

@@ -52,7 +52,7 @@ func TestGraphChangesFetched(t *testing.T) {
 			if !ok {
 				continue
 			}
-			body, err := f.Fetch(ctx, e.Source, o)
+			body, err := f.Fetch(ctx, e.Source, o, e.Received)
 			if err != nil {
 				return err
 			}
@@ -104,5 +104,50 @@ func TestGraphChangesFetched(t *testing.T) {
 	}
 	if changes := webhook.GraphChanges(event.Event{Payload: []byte(body)}); len(changes) != 2 || changes[0].Type != "created" || changes[0].ID == changes[1].ID {
 		t.Errorf("changes %+v", changes)
+	}
+}
+
+// A Graph change names its object's version (resourceData's @odata.etag)
+// and a deletion names an object that is gone: it is passed on unfetched
+// and marked, not fetched and retried until dead. Issue #34, item 4.
+func TestGraphObjectVersionAndDeletion(t *testing.T) {
+	const base = "https://graph.example/v1.0"
+	for _, tc := range []struct {
+		name, change string
+		want         fetch.Object
+		ok           bool
+	}{
+		{"updated with an etag",
+			`{"changeType":"updated","resource":"Users/u1/Messages/m1","resourceData":{"@odata.type":"#Microsoft.Graph.Message","@odata.id":"Users/u1/Messages/m1","@odata.etag":"W/\"CQAAABYAAAA\"","id":"m1"}}`,
+			fetch.Object{ID: "Users/u1/Messages/m1", Version: `W/"CQAAABYAAAA"`, URL: base + "/Users/u1/Messages/m1"}, true},
+		{"created without resourceData",
+			`{"changeType":"created","resource":"/Users/u1/Messages/m2"}`,
+			fetch.Object{ID: "Users/u1/Messages/m2", URL: base + "/Users/u1/Messages/m2"}, true},
+		{"deleted",
+			`{"changeType":"deleted","resource":"Users/u1/Messages/m3","resourceData":{"id":"m3"}}`,
+			fetch.Object{ID: "Users/u1/Messages/m3", URL: base + "/Users/u1/Messages/m3", Gone: true}, true},
+		{"lifecycle", `{"lifecycleEvent":"missed","subscriptionId":"s"}`, fetch.Object{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := GraphObject(event.Event{Payload: []byte(tc.change)}, base)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("GraphObject = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+
+	// Through a Fetcher: the deletion reaches the handler unfetched.
+	f := fetch.New(func(e event.Event) (fetch.Object, bool) { return GraphObject(e, base) },
+		func(context.Context, fetch.Object) ([]byte, error) {
+			t.Error("fetched a deleted object")
+			return nil, fmt.Errorf("404")
+		})
+	del := event.Event{Source: "graph", ID: "c1", Payload: []byte(`{"changeType":"deleted","resource":"Users/u1/Messages/m3"}`)}
+	var seen event.Event
+	if err := f.Handle(func(_ context.Context, e event.Event) error { seen = e; return nil })(context.Background(), del); err != nil {
+		t.Fatal(err)
+	}
+	if seen.Meta[fetch.MetaGone] != "true" || string(seen.Payload) != string(del.Payload) {
+		t.Errorf("the deletion reached the handler as %+v", seen)
 	}
 }

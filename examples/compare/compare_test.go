@@ -84,7 +84,7 @@ func TestComparisonProperties(t *testing.T) {
 	}
 	// Thin webhooks fetched on demand: what the network delivered, each
 	// event with the full object, fewer fetches than events (one per
-	// object and window), never twice.
+	// object and gap), never twice.
 	th := by["thin"]
 	if int64(th.Missed) != th.WebhooksUnrecovered || th.DuplicatesDelivered != 0 {
 		t.Errorf("thin: missed %d with %d unrecovered, %d delivered twice", th.Missed, th.WebhooksUnrecovered, th.DuplicatesDelivered)

@@ -170,7 +170,7 @@ func newRelayConsumer(name string, p *provider, log *slog.Logger) (*consumer, er
 // newThinConsumer builds the thin-webhook pattern: the provider's
 // webhooks only name the object that changed, and the consumer fetches
 // it on demand (package fetch) before its handler sees the event: one
-// request per object and window, within the API's rate limit.
+// request per object and gap, within the API's rate limit.
 func newThinConsumer(name string, p *provider, log *slog.Logger) (*consumer, error) {
 	c := &consumer{name: name, delivered: make(map[string]time.Time), thin: true}
 	c.stream = intake.New(intake.WithLogger(log), intake.WithMetrics(dupCounter{n: &c.dups}), intake.WithDrainTimeout(2*time.Second))

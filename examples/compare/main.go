@@ -17,7 +17,7 @@
 //     no listening socket;
 //   - thin: webhooks that only name the object that changed, fetched on
 //     demand (package fetch) before the handler sees the event, once per
-//     object and window, within the API's rate limit.
+//     object and gap, within the API's rate limit.
 //
 // Usage:
 //

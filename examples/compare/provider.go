@@ -31,7 +31,7 @@ type simEvent struct {
 }
 
 // objects is how many objects the events are about (customers, say): the
-// thin consumer fetches each object's state, once per object and window.
+// thin consumer fetches each object's state, once per object and gap.
 const objects = 20
 
 // object is the id of the object event e is about.
