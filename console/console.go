@@ -218,23 +218,49 @@ func (h *Handler) filter(r *http.Request) (dedupe.Filter, string, error) {
 	case "all":
 		f.State = 0
 	default:
-		return f, state, fmt.Errorf("state: dead, queued, in-flight or all")
+		return f, state, badFilter("state: dead, queued, in-flight or all")
 	}
 	if s := q.Get("after"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			return f, state, errors.New("after: a seq from the previous page")
+			return f, state, badFilter("after: a seq from the previous page")
 		}
 		f.After = n
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			return f, state, errors.New("limit: a whole number from 1 (at most 1000 a page)")
+			return f, state, badFilter("limit: a whole number from 1 (at most 1000 a page)")
 		}
 		f.Limit = min(n, 1000)
 	}
 	return f, state, nil
+}
+
+// badFilter is a query the caller must fix: a 400. Any other error of a
+// page is the store's: a 503 (see outage).
+type badFilter string
+
+func (e badFilter) Error() string { return string(e) }
+
+// outageRetry is the Retry-After of a 503: about two health checks.
+const outageRetry = "5"
+
+// failed answers a page's error: 400 for a bad filter, 404 for what is
+// not there, and 503 with Retry-After for the store's failure, as an HTML
+// page that keeps the console's navigation.
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, err error) {
+	code := status(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", outageRetry)
+		base := "" // the links are relative to the page's URL
+		if r.PathValue("key") != "" {
+			base = "../"
+		}
+		h.renderStatus(w, code, "outage.html", map[string]any{"Err": err.Error(), "Health": h.s.Health(), "Base": base})
+		return
+	}
+	http.Error(w, err.Error(), code)
 }
 
 func (h *Handler) page(r *http.Request) (listData, error) {
@@ -262,7 +288,7 @@ func (h *Handler) page(r *http.Request) (listData, error) {
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	d, err := h.page(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		h.failed(w, r, err)
 		return
 	}
 	h.render(w, "list.html", d)
@@ -283,7 +309,7 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		h.failed(w, r, err)
 		return
 	}
 	rec = shown(rec)
@@ -316,7 +342,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 	}
 	key, action := r.PathValue("key"), r.PathValue("action")
 	if err := h.do(r.Context(), action, key); err != nil {
-		http.Error(w, err.Error(), status(err))
+		h.failed(w, r, err)
 		return
 	}
 	h.log.Info("console: "+action, "key", key)
@@ -327,8 +353,14 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusSeeOther)
 }
 
+// status is the HTTP status of an error of the console: the caller's
+// (400, 404) or ours (503).
 func status(err error) int {
-	if errors.Is(err, dedupe.ErrNotFound) || errors.Is(err, errUnknownAction) {
+	var bf badFilter
+	switch {
+	case errors.As(err, &bf):
+		return http.StatusBadRequest
+	case errors.Is(err, dedupe.ErrNotFound) || errors.Is(err, errUnknownAction):
 		return http.StatusNotFound
 	}
 	return http.StatusServiceUnavailable
@@ -351,6 +383,10 @@ func shown(r dedupe.Record) dedupe.Record {
 }
 
 func (h *Handler) render(w http.ResponseWriter, name string, data any) {
+	h.renderStatus(w, http.StatusOK, name, data)
+}
+
+func (h *Handler) renderStatus(w http.ResponseWriter, code int, name string, data any) {
 	var b bytes.Buffer
 	if err := h.tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		h.log.Error("console: render", "template", name, "err", err)
@@ -358,6 +394,7 @@ func (h *Handler) render(w http.ResponseWriter, name string, data any) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
 	_, _ = w.Write(b.Bytes())
 }
 
@@ -381,7 +418,7 @@ func (h *Handler) apiOverview(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 	d, err := h.page(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		h.failedJSON(w, err)
 		return
 	}
 	if d.Records == nil {
@@ -390,10 +427,19 @@ func (h *Handler) apiList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"records": d.Records, "next": d.Next})
 }
 
+// failedJSON is failed for the API: {"error": …} with the same statuses.
+func (h *Handler) failedJSON(w http.ResponseWriter, err error) {
+	code := status(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", outageRetry)
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
 func (h *Handler) apiEvent(w http.ResponseWriter, r *http.Request) {
 	rec, err := h.s.Get(r.Context(), r.PathValue("key"))
 	if err != nil {
-		writeJSON(w, status(err), map[string]string{"error": err.Error()})
+		h.failedJSON(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, shown(rec))
