@@ -130,7 +130,7 @@ type fetches struct {
 // it. start, end, body and err are written under Fetcher.mu; done is
 // closed once they are final.
 type flight struct {
-	start time.Time     // when the request began
+	start time.Time     // when the request began; zero while it waits for the limiter
 	end   time.Time     // when it ended; zero while in flight
 	done  chan struct{} // closed when it ended
 	gone  chan struct{} // a trailing fetch's: closed if its leader gave up before starting it
@@ -141,7 +141,13 @@ type flight struct {
 // serves reports whether fl may serve an event that arrived at since:
 // it started no sooner, and is in flight or ended well within the gap.
 func (fl *flight) serves(since, now time.Time, gap time.Duration) bool {
-	if fl == nil || fl.start.Before(since) {
+	if fl == nil {
+		return false
+	}
+	if fl.start.IsZero() {
+		return true // waiting for the limiter: its request is still to come
+	}
+	if fl.start.Before(since) {
 		return false
 	}
 	return fl.end.IsZero() || (fl.err == nil && now.Sub(fl.end) < gap)
@@ -260,9 +266,7 @@ func (f *Fetcher) Fetch(ctx context.Context, source string, o Object, since time
 			}
 			f.mu.Lock()
 			fs.next = nil
-			now = f.now()
 		}
-		fl.start = now
 		fs.cur = fl
 		if len(f.objects) > 1024 {
 			f.pruneLocked(now)
@@ -311,13 +315,25 @@ func (f *Fetcher) waitTurn(ctx context.Context, prev *flight) error {
 	}
 }
 
-// run makes the request of fl and tells its waiters.
+// run waits for the limiter, makes the request of fl and tells its
+// waiters. fl's start is the request's: the events that arrive while it
+// waits for the limiter are served by it too.
 func (f *Fetcher) run(ctx context.Context, source string, o Object, fl *flight) ([]byte, error) {
 	var span tracing.Span
 	if f.tracer != nil {
 		ctx, span = f.tracer.Start(ctx, "fetch "+o.ID, tracing.KindClient, tracing.Link{})
 	}
-	body, err := f.fetch(ctx, o)
+	var body []byte
+	var err error
+	if f.limiter != nil {
+		err = f.limiter.Wait(ctx)
+	}
+	f.mu.Lock()
+	fl.start = f.now()
+	f.mu.Unlock()
+	if err == nil {
+		body, err = f.fetch(ctx, o)
+	}
 	if span != nil {
 		if span.IsRecording() {
 			span.SetAttributes(tracing.String(tracing.AttrSource, source), tracing.String("intake.object.id", o.ID),
@@ -345,13 +361,8 @@ func (f *Fetcher) run(ctx context.Context, source string, o Object, fl *flight) 
 	return body, err
 }
 
-// fetch waits for the limiter and fetches; a panic is a failed fetch.
+// fetch fetches; a panic is a failed fetch.
 func (f *Fetcher) fetch(ctx context.Context, o Object) (body []byte, err error) {
-	if f.limiter != nil {
-		if err := f.limiter.Wait(ctx); err != nil {
-			return nil, err
-		}
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("fetch: panicked: %v", r)
