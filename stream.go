@@ -80,6 +80,7 @@ type Stream struct {
 	done  *committer
 	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
+	started    chan struct{}              // closed once Run takes events and its sources have started
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
 	adoptWake  chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
 
@@ -183,6 +184,7 @@ func New(opts ...Option) *Stream {
 	}
 	stats := newStatsRecorder(cfg.metrics)
 	s := &Stream{
+		started:   make(chan struct{}),
 		cfg:       cfg,
 		log:       cfg.logger,
 		keys:      keys,
@@ -492,6 +494,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	for _, src := range s.sources {
 		sources.Go(func() { s.runSource(ctx, src) })
 	}
+	sources.Go(func() { s.signalStarted(ctx) })
 
 	<-ctx.Done()
 	s.setState(stateDraining)
@@ -520,6 +523,32 @@ func (s *Stream) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: subscription %s", ErrHandlerStuck, strings.Join(stuck, ", "))
 	}
 	return nil
+}
+
+// Started returns a channel that is closed once Run has started: Put
+// takes events, and every source that says when it has started (an
+// [event.Starter]: each webhook.Handler added) has, so that a webhook
+// sent then is answered as by a running stream rather than 503. It is
+// never closed if Run is not called, or returns before (a context
+// already done). Tests and programs that must not send too soon wait
+// on it instead of polling.
+func (s *Stream) Started() <-chan struct{} { return s.started }
+
+// signalStarted closes s.started once every Starter source has started,
+// or returns when ctx ends first.
+func (s *Stream) signalStarted(ctx context.Context) {
+	for _, src := range s.sources {
+		st, ok := src.(event.Starter)
+		if !ok {
+			continue
+		}
+		select {
+		case <-st.Started():
+		case <-ctx.Done():
+			return
+		}
+	}
+	close(s.started)
 }
 
 // waitSubscriptions waits for the pumps and workers, at most

@@ -78,10 +78,11 @@ func run(t *testing.T, s *intake.Stream) (stop func() error) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
 	// Wait until the stream accepts events.
-	require.Eventually(t, func() bool {
-		err := s.Put(ctx, event.Event{Source: "probe", ID: fmt.Sprint(time.Now().UnixNano())})
-		return !errors.Is(err, event.ErrNotRunning)
-	}, time.Second, time.Millisecond)
+	select {
+	case <-s.Started():
+	case err := <-errc:
+		t.Fatalf("Run returned before it started: %v", err)
+	}
 	var once sync.Once
 	var err error
 	stop = func() error {

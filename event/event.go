@@ -128,6 +128,15 @@ type Source interface {
 	Run(ctx context.Context, sink Sink) error
 }
 
+// Starter is a [Source] that says when it has started after Run was
+// called: a webhook handler once it routes requests to the sink (until
+// then it answers 503). Started returns a channel closed at that moment;
+// it is never reopened. The stream's own Started waits for every source
+// that is a Starter.
+type Starter interface {
+	Started() <-chan struct{}
+}
+
 // ContentID returns the id a source gives an event whose provider sends
 // none: "sha256:" and 32 hex digits of the SHA-256 of everything that makes
 // the event distinct as the provider gave it — its Type, Time, Payload and

@@ -89,6 +89,8 @@ type Handler struct {
 	keep     []string     // request headers kept in Meta
 	keepSet  bool
 	sink     atomic.Pointer[sinkRef]
+	started  chan struct{} // closed when Run first attaches a sink
+	once     sync.Once
 	get      bool                     // the verifier answers GET handshakes
 	allow    string                   // the Allow header of a 405
 	ack      func(event.Event) *Reply // the scheme's own answer to a stored event
@@ -195,7 +197,7 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 	if sc, ok := v.(*Scheme); ok && sc.bad != nil {
 		panic("webhook: New(" + strconv.Quote(name) + "): " + sc.name + " scheme unusable: " + sc.bad.Error())
 	}
-	h := &Handler{name: name, v: v, maxBody: DefaultMaxBody, log: slog.Default(), rec: metric.Discard{}}
+	h := &Handler{name: name, v: v, maxBody: DefaultMaxBody, log: slog.Default(), rec: metric.Discard{}, started: make(chan struct{})}
 	for _, o := range opts {
 		o(h)
 	}
@@ -237,16 +239,23 @@ func (h *Handler) Via() event.Via { return event.Webhook }
 func (h *Handler) Status() event.Status { return h.status.Status() }
 
 // Run implements [event.Source]: it routes verified events to sink until
-// ctx is done, then returns nil. Requests that arrive outside Run get 503.
+// ctx is done, then returns nil. Requests that arrive outside Run get 503;
+// [Handler.Started] says when Run has begun routing.
 func (h *Handler) Run(ctx context.Context, sink event.Sink) error {
 	ref := &sinkRef{sink}
 	if !h.sink.CompareAndSwap(nil, ref) {
 		return ErrAlreadyRunning
 	}
+	h.once.Do(func() { close(h.started) })
 	<-ctx.Done()
 	h.sink.CompareAndSwap(ref, nil)
 	return nil
 }
+
+// Started implements [event.Starter]: the channel is closed once Run
+// routes requests to its sink (before, they get 503). A stream's own
+// [github.com/intakehq/intake.Stream.Started] waits for it.
+func (h *Handler) Started() <-chan struct{} { return h.started }
 
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
