@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/metric"
+	"github.com/intakehq/intake/tracing"
 )
 
 // SourceStats are a source's counters since the stream was created, as
@@ -32,8 +33,13 @@ type SourceStats struct {
 // (see [Stream.Stats]), then the one given with [WithMetrics]. Give it to
 // what works beside the stream, such as a fetch.Fetcher
 // (fetch.WithMetrics), so that its counts show in the stream's stats and
-// console.
+// console. The webhook handlers and pollers added to the stream record to
+// it unless given a recorder of their own.
 func (s *Stream) Metrics() metric.Recorder { return s.rec }
+
+// Tracer returns the tracer given with [WithTracer], or nil. The webhook
+// handlers and pollers added to the stream use it unless given their own.
+func (s *Stream) Tracer() tracing.Tracer { return s.cfg.tracer }
 
 // Stats returns each source's counters, by name.
 func (s *Stream) Stats() []SourceStats {

@@ -175,6 +175,8 @@ type config struct {
 	keepSource    bool
 	log           *slog.Logger
 	rec           metric.Recorder
+	recSet        bool // WithMetrics was given: the stream's recorder is not used
+	tracerSet     bool // WithTracer was given
 	tracer        tracing.Tracer
 }
 
@@ -308,14 +310,16 @@ func WithLease(l Lease, ttl time.Duration) Option {
 // WithLogger sets the logger. Defaults to [slog.Default].
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
-// WithMetrics sets the metrics recorder. Defaults to [metric.Discard].
-func WithMetrics(r metric.Recorder) Option { return func(c *config) { c.rec = r } }
+// WithMetrics sets the metrics recorder. Defaults to the recorder of the
+// stream the poller is added to (intake.WithMetrics), and to
+// [metric.Discard] without one.
+func WithMetrics(r metric.Recorder) Option { return func(c *config) { c.rec, c.recSet = r, true } }
 
 // WithTracer makes each page fetched and stored a client span ("poll"
 // and the source's name), whose context every event of the page carries
 // in its Meta (see package [tracing]): the creation context its deliveries
 // link to. Default: no spans.
-func WithTracer(t tracing.Tracer) Option { return func(c *config) { c.tracer = t } }
+func WithTracer(t tracing.Tracer) Option { return func(c *config) { c.tracer, c.tracerSet = t, true } }
 
 // New returns a poller named name (the Source of its events: give a
 // provider's poller and webhook handler the same name so that the stream
@@ -402,6 +406,14 @@ func (p *Poller) Run(ctx context.Context, sink event.Sink) error {
 		return ErrAlreadyRunning
 	}
 	defer p.running.Store(false)
+	// Without a recorder or tracer of its own, the stream's (read only
+	// by this Run's goroutines).
+	if m, ok := sink.(interface{ Metrics() metric.Recorder }); ok && !p.cfg.recSet {
+		p.cfg.rec = m.Metrics()
+	}
+	if t, ok := sink.(interface{ Tracer() tracing.Tracer }); ok && !p.cfg.tracerSet {
+		p.cfg.tracer = t.Tracer()
+	}
 	for ctx.Err() == nil {
 		if !p.lead(ctx) {
 			break

@@ -73,34 +73,57 @@ const DefaultMaxBody = 1 << 20
 // it to a stream). Until Run gives it a sink, it answers 503. It is safe
 // for concurrent use.
 type Handler struct {
-	name     string
-	v        Verifier
-	maxBody  int64
-	hold     time.Duration
-	log      *slog.Logger
-	rec      metric.Recorder
-	tracer   tracing.Tracer
-	spanName string   // "webhook " and the name, when traced
-	spanAttr sync.Map // a request span's outcome → its attributes, made once each
-	accepted func(event.Event)
-	guard    dedupe.Store // a replay guard of its own store (WithReplayGuard); nil: none
-	guardSet bool         // WithReplayGuard was given
-	bodyKey  bool         // the default guard: the event is keyed by its body (event.MetaDedupe)
-	keep     []string     // request headers kept in Meta
-	keepSet  bool
-	sink     atomic.Pointer[sinkRef]
-	started  chan struct{} // closed when Run first attaches a sink
-	once     sync.Once
-	get      bool                     // the verifier answers GET handshakes
-	allow    string                   // the Allow header of a 405
-	ack      func(event.Event) *Reply // the scheme's own answer to a stored event
-	logs     logsample.Sampler        // repeated records: at most once a second per reason
-	status   event.StatusRecorder
-	trigger  func() // WithTrigger
-	notify   bool   // the scheme's notifications trigger and store nothing
+	name      string
+	v         Verifier
+	maxBody   int64
+	hold      time.Duration
+	log       *slog.Logger
+	rec       metric.Recorder
+	tracer    tracing.Tracer
+	spanName  string   // "webhook " and the name, when traced
+	spanAttr  sync.Map // a request span's outcome → its attributes, made once each
+	accepted  func(event.Event)
+	guard     dedupe.Store // a replay guard of its own store (WithReplayGuard); nil: none
+	guardSet  bool         // WithReplayGuard was given
+	bodyKey   bool         // the default guard: the event is keyed by its body (event.MetaDedupe)
+	keep      []string     // request headers kept in Meta
+	keepSet   bool
+	recSet    bool // WithMetrics was given: the stream's recorder is not used
+	tracerSet bool // WithTracer was given
+	sink      atomic.Pointer[sinkRef]
+	started   chan struct{} // closed when Run first attaches a sink
+	once      sync.Once
+	get       bool                     // the verifier answers GET handshakes
+	allow     string                   // the Allow header of a 405
+	ack       func(event.Event) *Reply // the scheme's own answer to a stored event
+	logs      logsample.Sampler        // repeated records: at most once a second per reason
+	status    event.StatusRecorder
+	trigger   func() // WithTrigger
+	notify    bool   // the scheme's notifications trigger and store nothing
 }
 
-type sinkRef struct{ event.Sink }
+// sinkRef is the sink of a running handler, with the recorder and tracer
+// of the stream it runs in when the handler was given none of its own.
+type sinkRef struct {
+	event.Sink
+	rec    metric.Recorder
+	tracer tracing.Tracer
+}
+
+// observers returns the recorder and the tracer a request uses: the
+// handler's own, or those of the stream it runs in.
+func (h *Handler) observers() (metric.Recorder, tracing.Tracer) {
+	rec, tr := h.rec, h.tracer
+	if ref := h.sink.Load(); ref != nil {
+		if ref.rec != nil {
+			rec = ref.rec
+		}
+		if ref.tracer != nil {
+			tr = ref.tracer
+		}
+	}
+	return rec, tr
+}
 
 // Option configures a [Handler].
 type Option func(*Handler)
@@ -117,16 +140,21 @@ func WithHoldOnFull(d time.Duration) Option { return func(h *Handler) { h.hold =
 // WithLogger sets the logger. Defaults to [slog.Default].
 func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
-// WithMetrics sets the metrics recorder. Defaults to [metric.Discard].
-func WithMetrics(r metric.Recorder) Option { return func(h *Handler) { h.rec = r } }
+// WithMetrics sets the metrics recorder. Defaults to the recorder of the
+// stream the handler is added to (intake.WithMetrics), and to
+// [metric.Discard] before its Run or without one.
+func WithMetrics(r metric.Recorder) Option {
+	return func(h *Handler) { h.rec, h.recSet = r, true }
+}
 
 // WithTracer makes each request a server span ("webhook" and the source's
 // name: verify, store, answer), whose context the stored event carries in
 // its Meta (see package [tracing]): the creation context its deliveries
 // link to. A request's own traceparent header, when the provider sends
-// one, is a link of that span. Default: no spans.
+// one, is a link of that span. Defaults to the tracer of the stream the
+// handler is added to (intake.WithTracer); without one, no spans.
 func WithTracer(t tracing.Tracer) Option {
-	return func(h *Handler) { h.tracer, h.spanName = t, "webhook "+h.name }
+	return func(h *Handler) { h.tracer, h.tracerSet = t, true }
 }
 
 // OnAccepted sets a function called with each newly stored event after the
@@ -197,7 +225,8 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 	if sc, ok := v.(*Scheme); ok && sc.bad != nil {
 		panic("webhook: New(" + strconv.Quote(name) + "): " + sc.name + " scheme unusable: " + sc.bad.Error())
 	}
-	h := &Handler{name: name, v: v, maxBody: DefaultMaxBody, log: slog.Default(), rec: metric.Discard{}, started: make(chan struct{})}
+	h := &Handler{name: name, v: v, maxBody: DefaultMaxBody, log: slog.Default(), rec: metric.Discard{}, started: make(chan struct{}),
+		spanName: "webhook " + name}
 	for _, o := range opts {
 		o(h)
 	}
@@ -242,7 +271,13 @@ func (h *Handler) Status() event.Status { return h.status.Status() }
 // ctx is done, then returns nil. Requests that arrive outside Run get 503;
 // [Handler.Started] says when Run has begun routing.
 func (h *Handler) Run(ctx context.Context, sink event.Sink) error {
-	ref := &sinkRef{sink}
+	ref := &sinkRef{Sink: sink}
+	if m, ok := sink.(interface{ Metrics() metric.Recorder }); ok && !h.recSet {
+		ref.rec = m.Metrics()
+	}
+	if t, ok := sink.(interface{ Tracer() tracing.Tracer }); ok && !h.tracerSet {
+		ref.tracer = t.Tracer()
+	}
 	if !h.sink.CompareAndSwap(nil, ref) {
 		return ErrAlreadyRunning
 	}
@@ -260,17 +295,18 @@ func (h *Handler) Started() <-chan struct{} { return h.started }
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if h.tracer != nil {
-		h.serveTraced(w, r, start)
+	rec, tr := h.observers()
+	if tr != nil {
+		h.serveTraced(w, r, start, rec, tr)
 		return
 	}
 	reason := h.serve(w, r, start, tracing.Link{})
-	h.rec.Count(metric.Received, h.name, reason, 1)
-	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
+	rec.Count(metric.Received, h.name, reason, 1)
+	rec.Observe(metric.AckLatency, h.name, time.Since(start))
 }
 
 // serveTraced is ServeHTTP inside a span.
-func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time.Time) {
+func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time.Time, rec metric.Recorder, tr tracing.Tracer) {
 	var theirs tracing.Link
 	if tp := r.Header["Traceparent"]; len(tp) > 0 { // canonical keys: no allocation
 		theirs.Traceparent = tp[0]
@@ -278,10 +314,10 @@ func (h *Handler) serveTraced(w http.ResponseWriter, r *http.Request, start time
 			theirs.Tracestate = ts[0]
 		}
 	}
-	ctx, span := h.tracer.Start(r.Context(), h.spanName, tracing.KindServer, theirs)
-	reason := h.serve(w, r, start, h.tracer.Context(ctx))
-	h.rec.Count(metric.Received, h.name, reason, 1)
-	h.rec.Observe(metric.AckLatency, h.name, time.Since(start))
+	ctx, span := tr.Start(r.Context(), h.spanName, tracing.KindServer, theirs)
+	reason := h.serve(w, r, start, tr.Context(ctx))
+	rec.Count(metric.Received, h.name, reason, 1)
+	rec.Observe(metric.AckLatency, h.name, time.Since(start))
 	if span.IsRecording() {
 		span.SetAttributes(h.spanAttrs(reason)...)
 	}
@@ -385,7 +421,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time,
 			if same, err = h.guard.Claim(r.Context(), guardID, time.Minute); err == nil {
 				if same == dedupe.Claimed {
 					_ = h.guard.Release(context.WithoutCancel(r.Context()), guardID)
-					h.rec.Count(metric.Duplicate, h.name, "replay", 1)
+					rec, _ := h.observers()
+					rec.Count(metric.Duplicate, h.name, "replay", 1)
 					w.WriteHeader(http.StatusOK)
 					return "replayed"
 				}

@@ -1,7 +1,8 @@
 // Package otelrecorder exports intake's metrics through OpenTelemetry: a
 // [metric.Recorder] that turns each measurement into an instrument of a
 // [otelmetric.Meter] — counters, gauges, and histograms in seconds — with
-// the attributes source (and reason, for counters).
+// the attributes source (where it applies) and reason (for the counters
+// that give one), described as package metric describes them.
 //
 //	rec, err := otelrecorder.New(otel.Meter("github.com/intakehq/intake"))
 //	stream := intake.New(intake.WithMetrics(rec))
@@ -47,14 +48,14 @@ func (r *Recorder) Count(name, source, reason string, delta int64) {
 	c, ok := r.counters[name]
 	if !ok {
 		var err error
-		if c, err = r.meter.Int64Counter(name); err != nil {
+		if c, err = r.meter.Int64Counter(name, otelmetric.WithDescription(describe(name))); err != nil {
 			r.mu.Unlock()
 			return
 		}
 		r.counters[name] = c
 	}
 	r.mu.Unlock()
-	c.Add(context.Background(), delta, otelmetric.WithAttributes(attribute.String("source", source), attribute.String("reason", reason)))
+	c.Add(context.Background(), delta, otelmetric.WithAttributes(attrs(name, true, source, reason)...))
 }
 
 // Gauge implements [metric.Recorder].
@@ -63,14 +64,14 @@ func (r *Recorder) Gauge(name, source string, v float64) {
 	g, ok := r.gauges[name]
 	if !ok {
 		var err error
-		if g, err = r.meter.Float64Gauge(name); err != nil {
+		if g, err = r.meter.Float64Gauge(name, otelmetric.WithDescription(describe(name))); err != nil {
 			r.mu.Unlock()
 			return
 		}
 		r.gauges[name] = g
 	}
 	r.mu.Unlock()
-	g.Record(context.Background(), v, otelmetric.WithAttributes(attribute.String("source", source)))
+	g.Record(context.Background(), v, otelmetric.WithAttributes(attrs(name, false, source, "")...))
 }
 
 // Observe implements [metric.Recorder], in seconds.
@@ -79,12 +80,33 @@ func (r *Recorder) Observe(name, source string, d time.Duration) {
 	h, ok := r.histograms[name]
 	if !ok {
 		var err error
-		if h, err = r.meter.Float64Histogram(name, otelmetric.WithUnit("s")); err != nil {
+		if h, err = r.meter.Float64Histogram(name, otelmetric.WithUnit("s"), otelmetric.WithDescription(describe(name))); err != nil {
 			r.mu.Unlock()
 			return
 		}
 		r.histograms[name] = h
 	}
 	r.mu.Unlock()
-	h.Record(context.Background(), d.Seconds(), otelmetric.WithAttributes(attribute.String("source", source)))
+	h.Record(context.Background(), d.Seconds(), otelmetric.WithAttributes(attrs(name, false, source, "")...))
+}
+
+// describe is intake's description of a metric, or none.
+func describe(name string) string {
+	i, _ := metric.Describe(name)
+	return i.Help
+}
+
+// attrs are a measurement's attributes: source and reason where they
+// apply (metric.Labels).
+func attrs(name string, counter bool, source, reason string) []attribute.KeyValue {
+	labels := metric.Labels(name, counter)
+	kv := make([]attribute.KeyValue, 0, len(labels))
+	for _, l := range labels {
+		if l == "source" {
+			kv = append(kv, attribute.String("source", source))
+		} else {
+			kv = append(kv, attribute.String("reason", reason))
+		}
+	}
+	return kv
 }

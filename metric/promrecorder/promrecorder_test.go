@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,7 +95,7 @@ func TestExportedValues(t *testing.T) {
 		{metric.Received, map[string]string{"source": "github", "reason": "signature-mismatch"}, 1},
 		{metric.Received, map[string]string{"source": "github", "reason": "accepted"}, 4},
 		{metric.AckLatency, map[string]string{"source": "github"}, float64(requests + 5)},
-		{metric.QueueDepth, map[string]string{"source": ""}, 0},
+		{metric.QueueDepth, map[string]string{}, 0},
 	} {
 		if got := value(c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -115,4 +116,39 @@ func matches(m *dto.Metric, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Issue #34, item 9: a counter that never has a reason carries no reason
+// label, the stream-wide queue depth no source label, and every help
+// text says what the metric counts rather than repeating its name.
+func TestLabelsAndHelp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := promrecorder.New(reg)
+	r.Count(metric.Accepted, "github", "", 1)
+	r.Count(metric.Rejected, "github", "store", 1)
+	r.Gauge(metric.QueueDepth, "", 3)
+	r.Observe(metric.AckLatency, "github", time.Millisecond)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		metric.Accepted:   {"source"},
+		metric.Rejected:   {"reason", "source"},
+		metric.QueueDepth: nil,
+		metric.AckLatency: {"source"},
+	}
+	for _, f := range families {
+		var names []string
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			names = append(names, l.GetName())
+		}
+		if w, ok := want[f.GetName()]; ok && strings.Join(names, ",") != strings.Join(w, ",") {
+			t.Errorf("%s has labels %v, want %v", f.GetName(), names, w)
+		}
+		repeated := "intake: " + strings.ReplaceAll(strings.TrimPrefix(f.GetName(), "intake_"), "_", " ")
+		if f.GetHelp() == repeated || len(f.GetHelp()) < 20 {
+			t.Errorf("%s: help %q repeats the name", f.GetName(), f.GetHelp())
+		}
+	}
 }
