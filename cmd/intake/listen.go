@@ -30,12 +30,14 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	feedURL := fs.String("relay", "", "the relay's feed URL, e.g. https://relay.example.com/feed")
 	token := fs.String("token", os.Getenv("INTAKE_RELAY_TOKEN"), "the feed's bearer token (default $INTAKE_RELAY_TOKEN)")
-	forward := fs.String("forward-to", "", "POST each event's payload here, with its original headers; default: print JSON lines")
-	resign := fs.String("resign", "", "re-sign forwarded events, scheme:secret, instead of keeping the provider's signature")
+	var forwards list
+	fs.Var(&forwards, "forward-to", "POST each event's payload, with its original headers, to URL (every source) or, as source=URL, a source's events to its own URL (repeatable); default: print JSON lines")
+	attempts := fs.Int("attempts", 5, "tries of a forward answered with a 4xx other than 408 or 429 before the event is dead (kept in --state: intake events list --db, then replay); 5xx and network errors are retried without end")
+	resign := fs.String("resign", "", "re-sign forwarded events, scheme:secret (the secret may be env:VAR or file:PATH), instead of keeping the provider's signature")
 	state := fs.String("state", "intake-listen.db", "SQLite file for the cursor and the queue: a restart resumes")
 	wait := fs.Duration("wait", 30*time.Second, "how long the relay may hold each request")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: intake listen --relay URL --token T [--forward-to URL [--resign SCHEME:SECRET]]\n\n"+
+		fmt.Fprint(fs.Output(), "Usage: intake listen --relay URL --token T [--forward-to [SOURCE=]URL ... [--resign SCHEME:SECRET]]\n\n"+
 			"Long-polls a relay with outbound connections only, and prints each event as a JSON line\n"+
 			"or forwards it. Each event is delivered once: the cursor and the queue are kept in --state,\n"+
 			"and a failed forward is retried with backoff. A relay that refuses the token (401, 403)\n"+
@@ -51,21 +53,25 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := checkURL("--relay", *feedURL); err != nil {
 		return err
 	}
-	if *forward != "" {
-		if err := checkURL("--forward-to", *forward); err != nil {
-			return err
-		}
+	routes, err := parseRoutes(forwards)
+	if err != nil {
+		return err
+	}
+	if *attempts < 1 {
+		return usagef("--attempts %d: must be at least 1", *attempts)
 	}
 	var resigner *signer
 	if *resign != "" {
-		if *forward == "" {
+		if routes == nil {
 			return usagef("--resign re-signs forwarded events: it needs --forward-to")
 		}
 		scheme, secret, ok := strings.Cut(*resign, ":")
 		if !ok || scheme == "" || secret == "" {
 			return usagef("--resign %q: want scheme:secret, e.g. github:$SECRET", redactResign(*resign))
 		}
-		var err error
+		if secret, err = readSecret(secret); err != nil {
+			return usagef("--resign: %v", err)
+		}
 		if resigner, err = newSigner(scheme, secret); err != nil {
 			return usagef("--resign: %v", err)
 		}
@@ -93,13 +99,26 @@ func listenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var out sync.Mutex
 	client := &http.Client{Timeout: 30 * time.Second}
 	stream.Handle(func(ctx context.Context, e event.Event) error {
-		if *forward == "" {
+		if routes == nil {
 			out.Lock()
 			defer out.Unlock()
 			return printEvent(stdout, e)
 		}
-		return forwardEvent(ctx, client, *forward, e, resigner)
-	}, intake.WithName("listen"), intake.WithMaxAttempts(0), intake.WithRetryBackoff(100*time.Millisecond, 30*time.Second))
+		url := routes.to(e.Source)
+		if url == "" {
+			return intake.Permanent(fmt.Errorf("no --forward-to for source %q (give source=URL, or a URL for every source)", e.Source))
+		}
+		err := forwardEvent(ctx, client, url, e, resigner)
+		var refused *refusedError
+		if n, _ := intake.Attempt(ctx); errors.As(err, &refused) && n >= *attempts {
+			return intake.Permanent(err) // the endpoint refuses it: a dead letter, not a retry without end
+		}
+		return err
+	}, intake.WithName("listen"), intake.WithMaxAttempts(0), intake.WithRetryBackoff(100*time.Millisecond, 30*time.Second),
+		intake.WithDeadLetter(func(_ context.Context, d intake.DeadLetter) {
+			log.Error(fmt.Sprintf("intake listen: event %s of %s is dead after %d attempts: %v; it is kept in %s (intake events list --db %s --state dead, then replay)",
+				d.Event.ID, d.Event.Source, d.Attempts, d.Err, *state, *state))
+		}))
 	fmt.Fprintf(stderr, "listening to %s\n", *feedURL)
 	err = stream.Run(ctx)
 	if cause := context.Cause(ctx); errors.Is(cause, errRefused) {
@@ -202,8 +221,62 @@ func forwardEvent(ctx context.Context, client *http.Client, url string, e event.
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("forward %s: %s", e.ID, resp.Status)
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return &refusedError{fmt.Sprintf("forward %s to %s: %s", e.ID, url, resp.Status)}
 	}
-	return nil
+	return fmt.Errorf("forward %s to %s: %s", e.ID, url, resp.Status)
+}
+
+// refusedError is a forward the endpoint refused (a 4xx other than 408
+// and 429): retrying the same request will not change its answer for
+// long, so it ends in a dead letter after --attempts.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+// routes are where listen forwards: a URL per source, and one for every
+// other source ("" for none).
+type routes struct {
+	by  map[string]string
+	all string
+}
+
+func (r *routes) to(source string) string {
+	if u, ok := r.by[source]; ok {
+		return u
+	}
+	return r.all
+}
+
+// parseRoutes reads the --forward-to flags: URL, or source=URL. It
+// returns nil when there are none (print the events).
+func parseRoutes(flags []string) (*routes, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	r := &routes{by: map[string]string{}}
+	for _, f := range flags {
+		source, url, ok := strings.Cut(f, "=")
+		if !ok || strings.Contains(source, "/") || strings.Contains(source, ":") {
+			source, url = "", f // a URL (its query may hold '=')
+		}
+		if err := checkURL("--forward-to", url); err != nil {
+			return nil, err
+		}
+		if source == "" {
+			if r.all != "" {
+				return nil, usagef("--forward-to %q: a URL for every source is given twice", f)
+			}
+			r.all = url
+			continue
+		}
+		if _, dup := r.by[source]; dup {
+			return nil, usagef("--forward-to %q: the source %q is given twice", f, source)
+		}
+		r.by[source] = url
+	}
+	return r, nil
 }

@@ -35,7 +35,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	var sources, tokens list
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
-	fs.Var(&sources, "source", "a webhook source, name:scheme:secret (repeatable); scheme is one of "+schemeNames())
+	fs.Var(&sources, "source", "a webhook source, name:scheme:secret (repeatable); the secret may be env:VAR or file:PATH to keep it out of ps; scheme is one of "+schemeNames())
 	fs.Var(&tokens, "token", "a bearer token the feed accepts (repeatable, for rotation); also $INTAKE_RELAY_TOKENS, comma-separated")
 	db := fs.String("db", "relay.db", "SQLite file for the queue and the feed")
 	dsn := fs.String("postgres", "", "a PostgreSQL DSN instead of --db: several relay replicas share one feed")
@@ -146,15 +146,46 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // parseSource reads name:scheme:secret (the secret may hold colons).
+// A secret of env:VAR is read from the environment variable VAR, and
+// file:PATH from the file PATH (one trailing newline dropped), so that it
+// need not be on the command line, where ps shows it.
 func parseSource(spec string) (name, scheme, secret string, err error) {
 	parts := strings.SplitN(spec, ":", 3)
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return "", "", "", usagef("--source %q: want name:scheme:secret, e.g. stripe:stripe:whsec_…", redact(spec))
+		return "", "", "", usagef("--source %q: want name:scheme:secret, e.g. stripe:stripe:whsec_…, or name:scheme:env:VAR, name:scheme:file:PATH", redact(spec))
 	}
 	if !validName(parts[0]) {
 		return "", "", "", usagef("--source %q: the name %q is the path /hooks/<name>: letters, digits, '.', '_' and '-' only", redact(spec), parts[0])
 	}
-	return parts[0], parts[1], parts[2], nil
+	secret, err = readSecret(parts[2])
+	if err != nil {
+		return "", "", "", usagef("--source %q: %v", redact(spec), err)
+	}
+	return parts[0], parts[1], secret, nil
+}
+
+// readSecret resolves env:VAR and file:PATH; any other value is the
+// secret itself.
+func readSecret(v string) (string, error) {
+	if name, ok := strings.CutPrefix(v, "env:"); ok {
+		s := os.Getenv(name)
+		if s == "" {
+			return "", fmt.Errorf("the environment variable %s is empty or unset", name)
+		}
+		return s, nil
+	}
+	if path, ok := strings.CutPrefix(v, "file:"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("the secret's file: %w", err)
+		}
+		s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if s == "" {
+			return "", fmt.Errorf("the secret's file %s is empty", path)
+		}
+		return s, nil
+	}
+	return v, nil
 }
 
 // validName reports whether name is a plain path segment.
@@ -167,10 +198,11 @@ func validName(name string) bool {
 	return name != "" && name != "." && name != ".."
 }
 
-// redact keeps a source spec's name and scheme, never its secret.
+// redact keeps a source spec's name and scheme, never its secret (the
+// name of its variable or file, which is no secret, is kept).
 func redact(spec string) string {
 	parts := strings.SplitN(spec, ":", 3)
-	if len(parts) == 3 {
+	if len(parts) == 3 && !strings.HasPrefix(parts[2], "env:") && !strings.HasPrefix(parts[2], "file:") {
 		parts[2] = "…"
 	}
 	return strings.Join(parts, ":")

@@ -47,6 +47,9 @@ type provider struct {
 	// challenge; nil: the provider has none.
 	handshake func(secret string, m *message, challenge string) error
 	form      bool // the body is form-encoded
+	// notifyOnly: the scheme's notifications store nothing and trigger the
+	// program's poller; send signs them, the relay cannot receive them.
+	notifyOnly bool
 }
 
 // message is a request being signed.
@@ -79,6 +82,12 @@ func merge(dst, src http.Header) {
 }
 
 func jsonString(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// boxKeys splits Box's secret, primary[:secondary].
+func boxKeys(secret string) (primary, secondary string) {
+	primary, secondary, _ = strings.Cut(secret, ":")
+	return primary, secondary
+}
 
 // metaSecret splits Meta's secret, verify_token:app_secret.
 func metaSecret(secret string) (token, app string) {
@@ -346,6 +355,46 @@ var providers = []provider{
 			set(m.header, "X-Gitlab-Token", s, "Idempotency-Key", m.id, "X-Gitlab-Event", m.typ)
 			return nil
 		}},
+	{name: "box", secret: "the app's primary signature key, or primary:secondary (either may be empty, not both)",
+		verifier: func(s string) *webhook.Scheme { p, sec := boxKeys(s); return webhook.Box(p, sec) },
+		sign: func(s string, m *message) error {
+			p, sec := boxKeys(s)
+			if p == "" {
+				// Box signs with both keys; with only the secondary one,
+				// its header alone.
+				h := webhook.SignBox(sec, "", m.body, m.now)
+				h.Set("BOX-SIGNATURE-SECONDARY", h.Get("BOX-SIGNATURE-PRIMARY"))
+				h.Del("BOX-SIGNATURE-PRIMARY")
+				merge(m.header, h)
+				return nil
+			}
+			merge(m.header, webhook.SignBox(p, sec, m.body, m.now))
+			return nil
+		},
+		body: func(id, typ string, now time.Time) []byte {
+			return fmt.Appendf(nil, `{"type":"webhook_event","id":%s,"created_at":%q,"trigger":%s,"source":{"id":"1","type":"file"}}`, jsonString(id), now.UTC().Format(time.RFC3339), jsonString(typ))
+		}},
+	{name: "dropbox", secret: "the app secret (notification-only: send signs it, the relay cannot receive it)", notifyOnly: true,
+		verifier: func(s string) *webhook.Scheme { return webhook.Dropbox(s) },
+		sign: func(s string, m *message) error {
+			merge(m.header, webhook.SignDropbox(s, m.body))
+			return nil
+		},
+		body: func(id, _ string, _ time.Time) []byte {
+			return fmt.Appendf(nil, `{"list_folder":{"accounts":[%s]},"delta":{"users":[1]}}`, jsonString("dbid:"+id))
+		}},
+	{name: "googlechannel", secret: "the channel's token (notification-only: send signs it, the relay cannot receive it)", notifyOnly: true,
+		verifier: func(s string) *webhook.Scheme { return webhook.GoogleChannel(s) },
+		sign: func(s string, m *message) error {
+			state := m.typ
+			if state == "" || state == "sync" {
+				state = "exists"
+			}
+			set(m.header, "X-Goog-Channel-Id", "intake-send", "X-Goog-Channel-Token", s, "X-Goog-Resource-State", state,
+				"X-Goog-Resource-Id", m.id, "X-Goog-Message-Number", strconv.FormatInt(m.now.Unix(), 10))
+			return nil
+		},
+		body: func(string, string, time.Time) []byte { return nil }},
 	{name: "hmac", secret: "a secret; the scheme: X-Signature: sha256=<hex HMAC-SHA256 of the body>, X-Event-Id, X-Event-Type",
 		verifier: func(s string) *webhook.Scheme { return webhook.HMAC(cliHMAC(s)) },
 		sign: func(s string, m *message) error {
@@ -410,6 +459,9 @@ func receiver(scheme, secret string) (*webhook.Scheme, error) {
 	}
 	if secret == "" {
 		return nil, usagef("%s: empty secret; want %s", p.name, p.secret)
+	}
+	if p.notifyOnly {
+		return nil, usagef("%s: notification-only: its notifications store nothing and trigger a poller, so a relay cannot keep them; receive them in your program with webhook.WithTrigger", p.name)
 	}
 	v := p.verifier(secret)
 	if err := v.Err(); err != nil {

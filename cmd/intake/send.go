@@ -18,7 +18,7 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs := flag.NewFlagSet("intake send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	scheme := fs.String("scheme", "", "signature scheme: "+schemeNames()+" (svix is standard)")
-	secret := fs.String("secret", "", "the webhook secret, as the provider gives it (see the schemes below)")
+	secret := fs.String("secret", "", "the webhook secret, as the provider gives it (see the schemes below), or env:VAR or file:PATH to read it from there")
 	target := fs.String("url", "", "where to send it, e.g. http://127.0.0.1:8080/hooks/github")
 	file := fs.String("file", "", "the body, a file (- for stdin); default: the provider's shape of a small event")
 	id := fs.String("id", "", "the event or delivery id; default: one made from the time")
@@ -45,7 +45,11 @@ func sendCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := checkURL("--url", *target); err != nil {
 		return err
 	}
-	s, err := newSigner(*scheme, *secret)
+	sec, err := readSecret(*secret)
+	if err != nil {
+		return usagef("--secret: %v", err)
+	}
+	s, err := newSigner(*scheme, sec)
 	if err != nil {
 		return err
 	}

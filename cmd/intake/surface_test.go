@@ -13,6 +13,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,6 +141,10 @@ func TestSendEveryScheme(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			scheme := strings.TrimSuffix(name, "2")
 			sec := secrets[name]
+			if p, _ := lookup(scheme); p.notifyOnly {
+				sendNotification(t, p, sec)
+				return
+			}
 			srv, stored := receiverServer(t, scheme, sec[1])
 			for range 2 {
 				code, out, errOut := runCLI(t, context.Background(), "send", "--scheme", scheme, "--secret", sec[0], "--url", srv.URL+"/hooks/x?account=1", "--id", "Ev2", "--type", "thing.happened")
@@ -155,6 +161,29 @@ func TestSendEveryScheme(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendNotification sends a notification-only scheme's message twice to
+// its real handler: each is accepted and triggers the paired poll.
+func sendNotification(t *testing.T, p *provider, sec [2]string) {
+	t.Helper()
+	var triggers sync.WaitGroup
+	triggers.Add(2)
+	h := webhook.New(p.name, p.verifier(sec[1]), webhook.WithTrigger(triggers.Done), webhook.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx, &storedIDs{seen: map[string]bool{}}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-h.Started()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for range 2 {
+		code, out, errOut := runCLI(t, context.Background(), "send", "--scheme", p.name, "--secret", sec[0], "--url", srv.URL, "--id", "Ev2", "--type", "exists")
+		if code != 0 {
+			t.Fatalf("exit %d: %s %s", code, out, errOut)
+		}
+	}
+	triggers.Wait() // each notification triggered the poll
 }
 
 // Item 5: with --file, the printed id is the one in the body.
@@ -235,6 +264,11 @@ func TestCommandLinesToFix(t *testing.T) {
 		{"listen resign gitlab without forward", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--resign", "gitlab:x"}, "--forward-to"},
 		{"listen relay not a url", "", []string{"listen", "--relay", "not-a-url", "--token", "t"}, "--relay"},
 		{"listen forward not a url", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--forward-to", "not-a-url"}, "--forward-to"},
+		{"listen forward source not a url", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--forward-to", "github=not-a-url"}, "--forward-to"},
+		{"listen forward source twice", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--forward-to", "github=http://127.0.0.1:1/a", "--forward-to", "github=http://127.0.0.1:1/b"}, "twice"},
+		{"listen attempts zero", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--forward-to", "http://127.0.0.1:1/", "--attempts", "0"}, "--attempts"},
+		{"relay secret env unset", "", relay("--source", "g:github:env:INTAKE_TEST_NOT_SET_ANYWHERE", "--token", "t"), "INTAKE_TEST_NOT_SET_ANYWHERE"},
+		{"relay notification-only scheme", "", relay("--source", "d:dropbox:s3cret", "--token", "t"), "notification-only"},
 		{"listen no such directory", "", []string{"listen", "--relay", "http://127.0.0.1:1/feed", "--token", "t", "--state", "/nonexistent/dir/l.db"}, "does not exist"},
 		// A directory where the database file goes: SQLite said "unable to
 		// open database file: out of memory (14)", with exit 1.
