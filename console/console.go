@@ -200,6 +200,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 // listData is one page of a list.
 type listData struct {
 	State, Source, Type string
+	ID                  string // the provider's id looked for (dedupe.Find), or ""
 	Records             []dedupe.Record
 	Next                int64 // the After of the next page, 0 for none
 	CSRF                string
@@ -268,12 +269,28 @@ func (h *Handler) page(r *http.Request) (listData, error) {
 	if err != nil {
 		return listData{}, err
 	}
-	recs, err := h.s.List(r.Context(), f)
-	if err != nil {
-		return listData{}, err
+	id := r.URL.Query().Get("id")
+	var recs []dedupe.Record
+	if id != "" {
+		// By the provider's id, whatever the key (a guarded scheme keys
+		// by the body's hash): every match, on one page.
+		found, err := dedupe.Find(r.Context(), h.s, f.Source, id)
+		if err != nil {
+			return listData{}, err
+		}
+		for _, rec := range found {
+			if (f.State == 0 || rec.State == f.State) && (f.Type == "" || rec.Event.Type == f.Type) {
+				recs = append(recs, rec)
+			}
+		}
+	} else {
+		var err error
+		if recs, err = h.s.List(r.Context(), f); err != nil {
+			return listData{}, err
+		}
 	}
-	d := listData{State: state, Source: f.Source, Type: f.Type, CSRF: h.csrf, Health: h.s.Health()}
-	if len(recs) == f.Limit {
+	d := listData{State: state, Source: f.Source, Type: f.Type, ID: id, CSRF: h.csrf, Health: h.s.Health()}
+	if id == "" && len(recs) == f.Limit {
 		d.Next = recs[len(recs)-1].Seq
 	}
 	for _, rec := range recs {

@@ -2,14 +2,20 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
 )
 
 // downQueue is a durable queue whose database does not answer: every
@@ -61,4 +67,32 @@ func TestStoreOutageIsA503(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Issue #34, item 13: an event keyed by its body's hash (a guarded
+// scheme) is found by its source and provider id, in the API and the
+// HTML list.
+func TestFindByProviderID(t *testing.T) {
+	s := deadStream(t, 0)
+	<-s.Started()
+	e := event.Event{Source: "github", ID: "d-1", Type: "push", Meta: map[string]string{event.MetaDedupe: "body:ed06"}}
+	require.NoError(t, s.Put(context.Background(), e))
+	require.Eventually(t, func() bool {
+		d, _ := s.List(context.Background(), dedupe.Filter{State: dedupe.Dead, Source: "github"})
+		return len(d) == 1
+	}, 30*time.Second, time.Millisecond)
+	h := console.New(s, console.WithLogger(quiet))
+	w := do(h, http.MethodGet, "/api/events?state=all&source=github&id=d-1", local, nil, nil)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var page struct{ Records []dedupe.Record }
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &page))
+	require.Len(t, page.Records, 1)
+	assert.Equal(t, e.Key(), page.Records[0].Key)
+	assert.NotEqual(t, event.Key("github", "d-1"), page.Records[0].Key, "the key is the body's, not the id's")
+	w = do(h, http.MethodGet, "/events?state=dead&id=d-1", local, nil, nil)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), ">d-1<")
+	w = do(h, http.MethodGet, "/api/events?state=all&source=github&id=d-2", local, nil, nil)
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &page))
+	assert.Empty(t, page.Records)
 }

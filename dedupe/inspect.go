@@ -153,3 +153,35 @@ func DecodeRecord(key []byte, seq int64, dead bool, attempts int, failure, enc [
 	}
 	return r, nil
 }
+
+// Lister is what [Find] reads: an [Inspector], or a stream.
+type Lister interface {
+	List(ctx context.Context, f Filter) ([]Record, error)
+}
+
+// Find returns the records l holds (queued or dead) of the event source
+// sent with id, whatever their key. A guarded webhook scheme keys an
+// event by its body's hash (event.MetaDedupe), not by its delivery id,
+// so that event.Key(source, id) finds nothing; Find reads the source's
+// records page by page and keeps those whose Event.ID is id (an empty
+// source reads every source's). A committed event is kept as its key
+// alone and is not found. It returns the first error of a page.
+func Find(ctx context.Context, l Lister, source, id string) ([]Record, error) {
+	var found []Record
+	f := Filter{Source: source, Limit: 1000}
+	for {
+		page, err := l.List(ctx, f)
+		if err != nil {
+			return found, err
+		}
+		for _, r := range page {
+			if r.Event.ID == id {
+				found = append(found, r)
+			}
+		}
+		if len(page) < f.Limit {
+			return found, nil
+		}
+		f.After = page[len(page)-1].Seq
+	}
+}

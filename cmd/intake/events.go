@@ -23,7 +23,8 @@ import (
 
 const eventsUsage = `Usage: intake events list|show|replay|discard [flags] [KEY]
 
-  list     the events held: --state dead (default), queued, in-flight or all; --source, --type, --after, --limit
+  list     the events held: --state dead (default), queued, in-flight or all; --source, --type, --after, --limit;
+           --id finds an event by the id its provider sent, whatever its key
   show     one event, as JSON
   replay   put a dead event back in the queue, attempts reset
   discard  forget an event: a later arrival is a new event
@@ -39,6 +40,9 @@ type inspector interface {
 	List(ctx context.Context, f dedupe.Filter, inFlight bool) ([]dedupe.Record, error)
 	Get(ctx context.Context, key string) (dedupe.Record, error)
 	Act(ctx context.Context, action, key string) error
+	// Find returns the records of f's source and state whose provider id
+	// is id (dedupe.Find).
+	Find(ctx context.Context, f dedupe.Filter, id string) ([]dedupe.Record, error)
 }
 
 func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -64,6 +68,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	state := fs.String("state", "dead", "list: dead, queued, in-flight or all")
 	source := fs.String("source", "", "list: only this source")
 	typ := fs.String("type", "", "list: only this type")
+	id := fs.String("id", "", "list: the event the provider sent with this id (a delivery id), whatever its key (a guarded scheme keys by the body's hash)")
 	after := fs.Int64("after", 0, "list: after this seq (the last of the previous page)")
 	limit := fs.Int("limit", 50, "list: at most this many")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), eventsUsage); fs.PrintDefaults() }
@@ -132,7 +137,13 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	key := fs.Arg(0)
 	switch sub {
 	case "list":
-		recs, err := in.List(ctx, f, inFlight)
+		var recs []dedupe.Record
+		var err error
+		if *id != "" {
+			recs, err = in.Find(ctx, f, *id)
+		} else {
+			recs, err = in.List(ctx, f, inFlight)
+		}
 		if err != nil {
 			return err
 		}
@@ -188,6 +199,17 @@ type backendInspector struct{ q dedupe.Queue }
 func (b backendInspector) List(ctx context.Context, f dedupe.Filter, _ bool) ([]dedupe.Record, error) {
 	return b.q.List(ctx, f)
 }
+func (b backendInspector) Find(ctx context.Context, f dedupe.Filter, id string) ([]dedupe.Record, error) {
+	found, err := dedupe.Find(ctx, b.q, f.Source, id)
+	out := found[:0]
+	for _, r := range found {
+		if (f.State == 0 || r.State == f.State) && (f.Type == "" || r.Event.Type == f.Type) {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
 func (b backendInspector) Get(ctx context.Context, key string) (dedupe.Record, error) {
 	return b.q.Get(ctx, key)
 }
@@ -229,8 +251,19 @@ func (c *consoleAPI) do(req *http.Request, v any) error {
 	return json.Unmarshal(body, v)
 }
 
+func (c *consoleAPI) Find(ctx context.Context, f dedupe.Filter, id string) ([]dedupe.Record, error) {
+	return c.list(ctx, f, false, id)
+}
+
 func (c *consoleAPI) List(ctx context.Context, f dedupe.Filter, inFlight bool) ([]dedupe.Record, error) {
+	return c.list(ctx, f, inFlight, "")
+}
+
+func (c *consoleAPI) list(ctx context.Context, f dedupe.Filter, inFlight bool, id string) ([]dedupe.Record, error) {
 	q := url.Values{}
+	if id != "" {
+		q.Set("id", id)
+	}
 	switch {
 	case inFlight:
 		q.Set("state", "in-flight")

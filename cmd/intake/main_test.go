@@ -217,9 +217,14 @@ func TestEventsCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A guarded scheme's event: keyed by its body's hash, found by its id
+	// (issue #34, item 13).
+	if err := intaketest.Put(ctx, s, event.Event{Source: "github", ID: "d-7", Meta: map[string]string{event.MetaDedupe: "body:ed06"}}); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
-		if len(d) == 2 {
+		if len(d) == 3 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -236,6 +241,12 @@ func TestEventsCommands(t *testing.T) {
 	out, code = cli("list", "--db", dbPath, "--state", "dead", "--source", "shop")
 	if code != 0 || !strings.Contains(out, "4:shop:b") {
 		t.Fatalf("list via the file (exit %d):\n%s", code, out)
+	}
+	for _, where := range [][]string{{"--db", dbPath}, {"--console", srv.URL + "/intake/"}} {
+		out, code = cli(append([]string{"list", "--source", "github", "--id", "d-7"}, where...)...)
+		if code != 0 || !strings.Contains(out, "6:github:body:ed06") {
+			t.Fatalf("list --id d-7 %v (exit %d):\n%s", where, code, out)
+		}
 	}
 	out, code = cli("show", "--console", srv.URL+"/intake", "4:shop:a")
 	if code != 0 || !strings.Contains(out, `"state": "dead"`) || !strings.Contains(out, "upstream 500") || strings.Contains(out, "SECRET-SIG") {
