@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/intakehq/intake/dedupe"
@@ -89,7 +90,24 @@ type Backend struct {
 // Option configures a [Backend].
 type Option func(*settings)
 
-type settings struct{ prefix string }
+type settings struct {
+	prefix      string
+	lockTimeout time.Duration
+}
+
+// WithLockTimeout sets how long a start that must change the schema (a
+// new version's column or index) waits for a lock on a table before it
+// gives up with an error (SQLSTATE 55P03, lock_not_available): a
+// migration queued behind another replica's long transaction would make
+// every other session's statements on the table wait behind it. A start
+// whose schema is current takes no lock at all. Defaults to 5 seconds; it
+// panics if d is negative.
+func WithLockTimeout(d time.Duration) Option {
+	if d < 0 {
+		panic(fmt.Sprintf("postgres: WithLockTimeout(%v): negative", d))
+	}
+	return func(s *settings) { s.lockTimeout = d }
+}
 
 // WithPrefix sets the prefix of the tables, so that several streams can
 // share a database. It must be a lowercase SQL identifier. Defaults to
@@ -101,7 +119,7 @@ var validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
 // New returns a backend on pool, creating its tables if they do not exist.
 // The pool stays the caller's.
 func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, error) {
-	s := settings{prefix: "intake_"}
+	s := settings{prefix: "intake_", lockTimeout: 5 * time.Second}
 	for _, o := range opts {
 		o(&s)
 	}
@@ -111,7 +129,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Backend, err
 	b := &Backend{pool: pool, q: newQueries(s.prefix), prefix: s.prefix}
 	b.lockID = newLockID()
 	b.holder = strconv.FormatInt(int64(b.lockID), 10)
-	if err := b.migrate(ctx, s.prefix); err != nil {
+	if err := b.migrate(ctx, s.prefix, s.lockTimeout); err != nil {
 		return nil, err
 	}
 	if err := b.takeLock(ctx); err != nil {
@@ -245,7 +263,21 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-func (b *Backend) migrate(ctx context.Context, prefix string) error {
+// migrate brings the tables to this version's schema. A schema already
+// current (the usual start, a rolling deploy's replicas) is seen with one
+// read of the catalog and nothing else: no lock on a table, so another
+// replica's open transaction neither stalls the start nor, through a lock
+// request queued behind it, every other session. Otherwise schema.sql
+// runs in one transaction, replicas one at a time, each statement waiting
+// for a table's lock at most lockTimeout.
+func (b *Backend) migrate(ctx context.Context, prefix string, lockTimeout time.Duration) error {
+	var current bool
+	if err := b.pool.QueryRow(ctx, b.q.schemaCurrent).Scan(&current); err != nil {
+		return fmt.Errorf("postgres: check tables: %w", err)
+	}
+	if current {
+		return nil
+	}
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: create tables: %w", err)
@@ -262,7 +294,16 @@ func (b *Backend) migrate(ctx context.Context, prefix string) error {
 	if cols > 0 && ours != 3 {
 		return fmt.Errorf("postgres: table %skeys was made by an earlier version of this package; drop it or choose another prefix (WithPrefix)", prefix)
 	}
+	if lockTimeout > 0 {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+			return fmt.Errorf("postgres: create tables: %w", err)
+		}
+	}
 	if _, err := tx.Exec(ctx, strings.ReplaceAll(schemaSQL, "{p}", prefix)); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+			return fmt.Errorf("postgres: create tables: another session holds a lock on a table of %q for longer than the lock timeout (%v; WithLockTimeout); start again once its transaction ends: %w", prefix, lockTimeout, err)
+		}
 		return fmt.Errorf("postgres: create tables: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -7,7 +7,7 @@ import "strings"
 type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	unadopt                                                        string
-	checkSchema, bury, list, get, replay, discard                  string
+	checkSchema, schemaCurrent, bury, list, get, replay, discard   string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
 	loadCheckpoint, saveCheckpoint                                 string
@@ -185,6 +185,18 @@ UPDATE {p}keys SET state = 1, attempts = 0, failure = NULL, holder = NULL, expir
 WHERE hash = $1 AND state = 3`,
 		discard: `DELETE FROM {p}keys WHERE hash = $1 AND seq IS NOT NULL AND state IN (1, 3)`,
 
+		// Whether the schema is this version's, read from the catalog
+		// alone (to_regclass takes no lock on a table): every table,
+		// column, index and sequence schema.sql makes, and none it drops.
+		schemaCurrent: `
+SELECT (SELECT count(*) FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = '{p}keys' AND column_name IN ('hash', 'event', 'attempts', 'done', 'adopted')) = 5
+	AND to_regclass('{p}keys_expirable') IS NOT NULL AND to_regclass('{p}keys_held') IS NOT NULL
+	AND to_regclass('{p}keys_dead') IS NOT NULL AND to_regclass('{p}keys_seq') IS NOT NULL
+	AND to_regclass('{p}checkpoints') IS NOT NULL AND to_regclass('{p}leases') IS NOT NULL
+	AND to_regclass('{p}feed') IS NOT NULL AND to_regclass('{p}feed_at') IS NOT NULL
+	AND to_regclass('{p}keys_expires_at') IS NULL AND to_regclass('{p}keys_queued') IS NULL`,
+
 		// The columns of this version: tables made by an earlier one lack them.
 		checkSchema: `SELECT count(*), count(*) FILTER (WHERE column_name IN ('hash', 'event', 'attempts'))
 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{p}keys'`,
@@ -209,7 +221,7 @@ RETURNING 1`,
 	// the same UPDATE, made to fail (at run time, ackFailed in its
 	// message) when it wrote nothing, so the batch fails with it.
 	q.ackBatch, q.ackBatchCommit = failUnlessOne(q.ackTx), failUnlessOne(q.ackTxCommit)
-	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.cleanup, &q.checkSchema, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}
