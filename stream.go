@@ -81,6 +81,7 @@ type Stream struct {
 	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
 	started    chan struct{}              // closed once Run takes events and its sources have started
+	starter    dedupe.Starter             // the queue, when it counts crashes only against started events
 	storeCheck atomic.Pointer[storeCheck] // the last store ping
 	adoptWake  chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
 
@@ -115,6 +116,11 @@ type entry struct {
 	// subscription's); the committer has nothing to write.
 	txCommitted atomic.Bool
 	done        []string // subscriptions that acked it in a committed transaction (adoption)
+	// mustStart: adopted from a crashed holder through a dedupe.Starter,
+	// which counts a crash against it only once marked started; startOnce
+	// marks it before its first delivery here.
+	mustStart bool
+	startOnce sync.Once
 
 	// The end of the entry, for AckWait: finished once its key is
 	// committed (or it is buried, or released) or it is given back at
@@ -193,6 +199,9 @@ func New(opts ...Option) *Stream {
 		live:      make(map[*entry]struct{}),
 		drained:   make(chan struct{}),
 		adoptWake: make(chan struct{}, 1),
+	}
+	if st, ok := cfg.queue.(dedupe.Starter); ok {
+		s.starter = st
 	}
 	s.done = newCommitter(s)
 	return s
@@ -525,6 +534,25 @@ func (s *Stream) Run(ctx context.Context) error {
 	return nil
 }
 
+// startDelivery marks an adopted entry started in its queue before its
+// first delivery here (dedupe.Starter), so that a crash from now on
+// counts an attempt against it, and against none of the backlog still
+// waiting. It runs once per entry; a failure is logged and the delivery
+// goes on (a crash then counts nothing against it).
+func (s *Stream) startDelivery(ctx context.Context, en *entry) {
+	if !en.mustStart {
+		return
+	}
+	en.startOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := s.starter.Start(ctx, []string{en.key}); err != nil && ctx.Err() == nil {
+			s.logs.Log(s.log, slog.LevelWarn, "start", "intake: marking an adopted event's delivery begun failed; a crash now counts no attempt against it",
+				"source", en.ev.Source, "id", en.ev.ID, "err", err)
+		}
+	})
+}
+
 // Started returns a channel that is closed once Run has started: Put
 // takes events, and every source that says when it has started (an
 // [event.Starter]: each webhook.Handler added) has, so that a webhook
@@ -707,7 +735,8 @@ func (s *Stream) adopt(ctx context.Context) {
 			got = len(items)
 			var back []string
 			for _, it := range items {
-				if err := s.admit(&entry{ev: it.Event, key: it.Key, base: it.Attempts, done: it.Done, start: time.Now()}); err != nil {
+				en := &entry{ev: it.Event, key: it.Key, base: it.Attempts, done: it.Done, start: time.Now(), mustStart: s.starter != nil && it.Crashed}
+				if err := s.admit(en); err != nil {
 					back = append(back, it.Key)
 				}
 			}

@@ -228,12 +228,13 @@ type subscription struct {
 	workers   int         // goroutines running fn
 	log       *slog.Logger
 	rec       metric.Recorder
-	tracer    tracing.Tracer  // nil: no spans
-	spanNames sync.Map        // source → its process span's name
-	maxLive   int             // the stream's queue size: bounds the timer heap
-	retention time.Duration   // the stream's, for a transactional ack that commits a key
-	acked     func(*entry)    // called once per entry this subscription acked
-	ctx       context.Context // Run's, for the dead-letter function; set by Run
+	tracer    tracing.Tracer                // nil: no spans
+	spanNames sync.Map                      // source → its process span's name
+	maxLive   int                           // the stream's queue size: bounds the timer heap
+	retention time.Duration                 // the stream's, for a transactional ack that commits a key
+	acked     func(*entry)                  // called once per entry this subscription acked
+	start     func(context.Context, *entry) // marks an adopted entry's delivery begun (dedupe.Starter)
+	ctx       context.Context               // Run's, for the dead-letter function; set by Run
 
 	mu     sync.Mutex
 	ready  []*item
@@ -309,6 +310,7 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 		maxLive:   s.cfg.queueSize,
 		retention: s.cfg.retention,
 		acked:     s.acked,
+		start:     s.startDelivery,
 		wake:      make(chan struct{}, 1),
 	}
 	if sub.cfg.deadLetter == nil {
@@ -453,6 +455,12 @@ func (sub *subscription) pump(stop <-chan struct{}) {
 			}
 		}
 		if d != nil {
+			// An adopted event is marked started before a reader has it: a
+			// crash from now on counts against it, not the backlog. (Handle's
+			// workers mark their own, several at once.)
+			if sub.fn == nil {
+				sub.start(sub.ctx, d.it.e)
+			}
 			// Say which item waits to be sent before checking it once more:
 			// an ack of it from now on pokes the pump.
 			sub.sending.Store(d.it)
@@ -603,6 +611,7 @@ func (sub *subscription) work(ctx context.Context) {
 		attrs = make([]tracing.Attr, 0, 7)
 	}
 	for d := range sub.ch {
+		sub.start(ctx, d.it.e) // an adopted event: marked started before the handler runs
 		var err error
 		if sub.tracer != nil {
 			err = sub.traced(ctx, d, attrs)

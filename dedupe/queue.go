@@ -38,6 +38,7 @@ type Queue interface {
 	// and returns them. An event whose holder crashed counts one more
 	// attempt (Stored.Attempts), so that an event that kills every process
 	// that takes it still runs out of attempts; one given back does not.
+	// A [Starter] counts it only if the crashed holder had started it.
 	Adopt(ctx context.Context, n int, lease time.Duration) ([]Stored, error)
 
 	// Extend renews this holder's claims on keys for lease. A lease of zero
@@ -80,6 +81,27 @@ type Stored struct {
 	// does not deliver it to them again. Queues without transactional
 	// acks leave it empty.
 	Done []string
+	// Crashed says its holder stopped without giving it back (a crash),
+	// rather than gave it back: a [Starter] queue sets it, and the stream
+	// marks such an event started before it first hands it to a handler.
+	Crashed bool
+}
+
+// Starter is a [Queue] that counts a crash only against the events whose
+// delivery had begun, so that a crash loop never buries a backlog that was
+// never handed to a handler. Start marks this holder's claims on keys as
+// started, durably, before it returns; Adopt then counts an attempt for an
+// event whose holder stopped without giving it back only if that holder
+// had started it, and clears the mark. A key this holder does not hold is
+// left alone. The stream starts each event adopted from a crashed holder
+// ([Stored].Crashed) before it first hands it to a handler; events this
+// holder enqueued itself, or adopted from one that gave them back, are
+// not started, so the path without crashes writes nothing more, and an
+// event that kills every process that takes it runs out of attempts one
+// crash later than its maximum.
+type Starter interface {
+	Queue
+	Start(ctx context.Context, keys []string) error
 }
 
 // Waker is a [Queue] that can tell its holder when there may be events to

@@ -72,6 +72,12 @@ func withGitHubPage(n int, now func() time.Time) GitHubOption {
 // failed then is not missed (and one still failing may be asked for
 // twice).
 //
+// The fetcher puts no event of its own: run it as a poller in the stream
+// whose GitHub webhook handler receives the redeliveries (the poller's
+// lease and checkpoint then keep one replica sweeping, and a failed run
+// is retried with backoff). To run it apart from any stream, give
+// [poller.Poller.Run] any sink: it is never called.
+//
 // hook is the hook's path: "/repos/{owner}/{repo}/hooks/{hook_id}" for
 // a repository webhook, "/app/hook" for a GitHub App's (whose token is
 // then the app's JWT). token goes in the Authorization header.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/poller"
 )
 
 // fakeGitHub serves a hook's deliveries as GitHub does (newest first,
@@ -157,3 +160,40 @@ func TestGitHubRedeliverySameSecondAsTheRun(t *testing.T) {
 		t.Errorf("the second run redelivered %v, want [21] (the failure in the first run's second)", gh.redelivered)
 	}
 }
+
+// GitHubRedeliver runs apart from any stream: a poller whose sink is never
+// called (it puts no event), asking GitHub to redeliver.
+func TestGitHubRedeliverRunsAlone(t *testing.T) {
+	gh := &fakeGitHub{deliveries: []map[string]any{
+		{"id": 3, "guid": "Z", "delivered_at": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), "status_code": 500},
+	}}
+	srv := httptest.NewServer(gh)
+	defer srv.Close()
+	gh.url = srv.URL
+	p := poller.New("github", GitHubRedeliver("/repos/octo/app/hooks/12", "ghp_test", WithGitHubBaseURL(srv.URL)),
+		poller.Every(time.Hour), poller.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, sinkFunc(func(event.Event) { t.Error("the sink was called") })) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gh.mu.Lock()
+		n := len(gh.redelivered)
+		gh.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no redelivery asked for")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+type sinkFunc func(event.Event)
+
+func (f sinkFunc) Put(_ context.Context, e event.Event) error { f(e); return nil }

@@ -96,6 +96,14 @@ const sweepCursor = "sweep"
 // and the last id read, so a restart mid-sweep resumes it; after the
 // last page the next poll starts a new sweep. Requests carry apiKey as a
 // bearer token; 429s and Retry-After are obeyed as [poller.HTTP] does.
+//
+// Every sweep lists the whole lookback again (Stripe retries a failed
+// webhook for up to three days, so an event's delivery can fail long
+// after it was created): a sweep costs one request per 100 events created
+// in the lookback (an account with 10,000 events in 72 hours: 100
+// requests a sweep, so a poll every 5 minutes is about 20 requests a
+// minute, within Stripe's read limit of 100 a second). [WithUndelivered]
+// lists only the events whose webhook failed, usually one page.
 func StripeEvents(apiKey string, opts ...StripeOption) *poller.HTTPFetcher {
 	c := stripeSettings(opts)
 	build := func(ctx context.Context, cursor string) (*http.Request, error) {

@@ -72,9 +72,14 @@ func (r *Reply) Error() string { return "webhook: direct reply " + strconv.Itoa(
 const DefaultTolerance = 5 * time.Minute
 
 // Scheme is a built-in [Verifier]: one provider's signature scheme with its
-// secrets, tolerance and clock. Build one with [StandardWebhooks],
-// [Stripe], [GitHub], [Shopify], [Slack] or [HMAC]; adjust it with
-// [Scheme.WithTolerance] and [Scheme.WithClock], which return copies.
+// secrets, tolerance and clock. Build one with its provider's constructor
+// (twenty-three: [StandardWebhooks], [Stripe], [GitHub], [Shopify],
+// [Slack], [Discord], [SendGrid], [Meta], [Zoom], [Twitch],
+// [MicrosoftGraph], [Twilio], [Square], [Paddle], [PagerDuty], [Linear],
+// [Intercom], [Bitbucket], [Mailgun], [GitLab], [Box], and the
+// notification-only [Dropbox] and [GoogleChannel]) or with [HMAC] for any
+// other sender; adjust it with [Scheme.WithTolerance] and
+// [Scheme.WithClock], which return copies.
 //
 // Several secrets mean rotation: a signature made with any of them
 // verifies. A Scheme with no secret, or with an empty one among them,

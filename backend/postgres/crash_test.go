@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -33,6 +34,14 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	}
+	if os.Getenv("INTAKE_PG_CHILD") == "loop" {
+		b, err := postgres.Open(context.Background(), dsn(), postgres.WithPrefix(os.Getenv("INTAKE_PG_PREFIX")))
+		if err == nil {
+			err = intaketest.CrashLoopChild(b)
+		}
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(1)
 	}
 	if os.Getenv("INTAKE_PG_CHILD") == "1" {
 		if err := crashChild(os.Getenv("INTAKE_PG_PREFIX")); err != nil {
@@ -343,4 +352,16 @@ func startChild(t *testing.T, mode, prefix string, limit time.Duration) *exec.Cm
 		t.Fatalf("child said %q (could it not store its events in %v?)", line, limit)
 	}
 	return cmd
+}
+
+// Issue #34, item 6: a process killed a second after each of five starts
+// (the default options: 5 attempts) dead-letters nothing of a backlog it
+// never delivered; a crash counts only against the events whose delivery
+// had begun. It dead-lettered 209–316 of 1,200 before.
+func TestCrashLoopBuriesNothingUndelivered(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	intaketest.CrashLoop(t, newBackend(t, pool, prefix), func() (*exec.Cmd, *bufio.Reader) {
+		return intaketest.Child(t, "INTAKE_PG_CHILD=loop", "INTAKE_PG_PREFIX="+prefix)
+	})
 }

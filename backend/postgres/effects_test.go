@@ -203,6 +203,9 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 		t.Fatal(err)
 	}
 	missing, dups = n-distinct, total-distinct
+	if missing > 0 {
+		explainMissing(t, pool, table, prefix, n)
+	}
 	t.Logf("ack=%s: %d events, %d webhooks, %d kills in %v; rows: %d missing, %d duplicates",
 		ack, n, len(hooks), kills, time.Since(began).Round(time.Millisecond), missing, dups)
 	return missing, dups
@@ -212,12 +215,13 @@ func crashEffects(t *testing.T, ack string, n int) (missing, dups int) {
 // until it is stored (202) or known (200, or 409 while another replica
 // holds it), as a provider retries: a refused connection or a 5xx is
 // tried again.
+// The budget is minutes (a provider retries for days), not a count of
+// tries that a loaded machine runs through sooner.
 func sendUntilStoredAt(client *http.Client, url func() string, id string) bool {
-	for range 3000 {
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if u := url(); u != "" && sendUntilStoredOnce(client, u, id) {
 			return true
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	return false
 }
@@ -230,4 +234,56 @@ func countRows(t *testing.T, pool *pgxpool.Pool, table string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// explainMissing says which events have no row, and in which state the
+// queue keeps each (dead with its failure, queued, or not held: committed
+// without its effect, or never stored), so that a failure names its cause.
+func explainMissing(t *testing.T, pool *pgxpool.Pool, table, prefix string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	have := map[string]bool{}
+	rows, err := pool.Query(ctx, `SELECT DISTINCT id FROM `+table)
+	if err != nil {
+		t.Logf("explain: %v", err)
+		return
+	}
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			have[id] = true
+		}
+	}
+	rows.Close()
+	held := map[string]string{} // event id → state and failure, for the events the queue holds
+	recs, err := pool.Query(ctx, `SELECT state, attempts, coalesce(failure, ''), event FROM `+prefix+`keys WHERE seq IS NOT NULL`)
+	if err != nil {
+		t.Logf("explain: %v", err)
+		return
+	}
+	for recs.Next() {
+		var state, attempts int
+		var failure, enc []byte
+		if recs.Scan(&state, &attempts, &failure, &enc) != nil {
+			continue
+		}
+		var e event.Event
+		if e.UnmarshalBinary(enc) == nil {
+			held[e.ID] = fmt.Sprintf("state %d (1 queued, 3 dead), %d attempts, failure %s", state, attempts, failure)
+		}
+	}
+	recs.Close()
+	shown := 0
+	for i := range n {
+		id := fmt.Sprintf("evt_%05d", i)
+		if have[id] || shown >= 10 {
+			continue
+		}
+		shown++
+		why, ok := held[id]
+		if !ok {
+			why = "not held by the queue: committed without its row, or never stored"
+		}
+		t.Errorf("missing %s: %s", id, why)
+	}
 }

@@ -60,7 +60,8 @@ func ExampleBackend_HandleTx() {
 	_ = stream.Run // run it until shutdown: stream.Run(ctx)
 }
 
-// The same with a subscription channel: begin, write, AckTx, commit, Ack.
+// The same with a subscription channel: begin, AckTx (first: an event
+// already acked is then not written again), write, commit, Ack.
 func ExampleBackend_AckTx() {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:5432/test")

@@ -450,8 +450,24 @@ func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration
 	return nil
 }
 
+var _ dedupe.Starter = (*Backend)(nil)
+
+// Start implements [dedupe.Starter]: it marks this holder's queued
+// events under keys as being delivered, so that a crash of this holder
+// counts an attempt against them (and against no other it holds).
+func (b *Backend) Start(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return ctx.Err()
+	}
+	if _, err := b.pool.Exec(ctx, b.q.start, hashes(keys), b.holder); err != nil {
+		return fmt.Errorf("postgres: start: %w", err)
+	}
+	return nil
+}
+
 // Adopt implements [dedupe.Queue]. It also deletes a bounded batch of
-// expired keys.
+// expired keys. A crashed holder's event counts an attempt only if that
+// holder had started it ([Backend.Start]).
 func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe.Stored, error) {
 	if err := validDuration(lease); err != nil {
 		return nil, err
@@ -515,7 +531,7 @@ func (b *Backend) adopt(ctx context.Context, n int, lease time.Duration, token i
 			attempts int32
 			done     [][]byte
 		)
-		if err := rows.Scan(&key, &r.seq, &enc, &attempts, &done); err != nil {
+		if err := rows.Scan(&key, &r.seq, &enc, &attempts, &done, &r.it.Crashed); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("postgres: adopt: %w", err)
 		}

@@ -6,7 +6,7 @@ import "strings"
 // Durations are passed in microseconds.
 type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
-	unadopt                                                        string
+	unadopt, start                                                 string
 	checkSchema, schemaCurrent, bury, list, get, replay, discard   string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
@@ -15,7 +15,7 @@ type queries struct {
 }
 
 // clearEvent resets a row's queued-event columns.
-const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL`
+const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL, started = false`
 
 func newQueries(p string) queries {
 	q := queries{
@@ -41,7 +41,7 @@ WITH ins AS (
 	ON CONFLICT (hash) DO UPDATE
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
 			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
-			attempts = 0, failure = NULL
+			attempts = 0, failure = NULL, started = false
 		WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
 	RETURNING 0::smallint AS st
 )
@@ -69,7 +69,7 @@ WITH live AS MATERIALIZED (
 	ON CONFLICT (hash) DO UPDATE
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
 			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
-			attempts = 0, failure = NULL
+			attempts = 0, failure = NULL, started = false
 		WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
 	RETURNING k.hash
 )
@@ -127,13 +127,20 @@ WITH RECURSIVE holders AS (
 		FOR UPDATE SKIP LOCKED
 	) c
 ), picked AS (
-	SELECT tid FROM (SELECT tid, seq FROM back UNION ALL SELECT tid, seq FROM orphaned) x ORDER BY seq LIMIT $3
+	SELECT tid, crashed FROM (SELECT tid, seq, false AS crashed FROM back UNION ALL SELECT tid, seq, true FROM orphaned) x ORDER BY seq LIMIT $3
 )
 UPDATE {p}keys AS k SET holder = $1, expires_at = now() + $2 * interval '1 microsecond',
-	attempts = k.attempts + CASE WHEN k.holder IS NULL THEN 0 ELSE 1 END, adopted = $5
+	attempts = k.attempts + CASE WHEN k.holder IS NOT NULL AND k.started THEN 1 ELSE 0 END, adopted = $5, started = false
 FROM picked
 WHERE k.ctid = picked.tid
-RETURNING k.key, k.seq, k.event, k.attempts, k.done`,
+RETURNING k.key, k.seq, k.event, k.attempts, k.done, picked.crashed`,
+
+		// Marks this holder's ($2) queued events started (their delivery
+		// begun): a crash counts an attempt only against those. A row
+		// already started is not written again.
+		start: `
+UPDATE {p}keys SET started = true
+WHERE hash = ANY($1) AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT started`,
 
 		// Gives back what the adoptions $2 of this holder ($1) took: their
 		// replies were lost, so the holder never got those events.
@@ -181,7 +188,7 @@ WHERE seq IS NOT NULL AND state IN (1, 3) AND ($1 = 0 OR state = $1)
 ORDER BY seq LIMIT $5`,
 		get: `SELECT key, seq, state, attempts, failure, event FROM {p}keys WHERE hash = $1 AND seq IS NOT NULL AND state IN (1, 3)`,
 		replay: `
-UPDATE {p}keys SET state = 1, attempts = 0, failure = NULL, holder = NULL, expires_at = now()
+UPDATE {p}keys SET state = 1, attempts = 0, failure = NULL, holder = NULL, expires_at = now(), started = false
 WHERE hash = $1 AND state = 3`,
 		discard: `DELETE FROM {p}keys WHERE hash = $1 AND seq IS NOT NULL AND state IN (1, 3)`,
 
@@ -190,7 +197,7 @@ WHERE hash = $1 AND state = 3`,
 		// column, index and sequence schema.sql makes, and none it drops.
 		schemaCurrent: `
 SELECT (SELECT count(*) FROM information_schema.columns
-		WHERE table_schema = current_schema() AND table_name = '{p}keys' AND column_name IN ('hash', 'event', 'attempts', 'done', 'adopted')) = 5
+		WHERE table_schema = current_schema() AND table_name = '{p}keys' AND column_name IN ('hash', 'event', 'attempts', 'done', 'adopted', 'started')) = 6
 	AND to_regclass('{p}keys_expirable') IS NOT NULL AND to_regclass('{p}keys_held') IS NOT NULL
 	AND to_regclass('{p}keys_dead') IS NOT NULL AND to_regclass('{p}keys_seq') IS NOT NULL
 	AND to_regclass('{p}checkpoints') IS NOT NULL AND to_regclass('{p}leases') IS NOT NULL
@@ -221,7 +228,7 @@ RETURNING 1`,
 	// the same UPDATE, made to fail (at run time, ackFailed in its
 	// message) when it wrote nothing, so the batch fails with it.
 	q.ackBatch, q.ackBatchCommit = failUnlessOne(q.ackTx), failUnlessOne(q.ackTxCommit)
-	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

@@ -33,6 +33,11 @@ ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS done bytea[];
 -- gives back what that call took, which it never got.
 ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS adopted bigint;
 
+-- Whether the holder began delivering the queued event (Backend.Start):
+-- a crash of its holder counts an attempt against it only then, so a
+-- crash loop does not bury a backlog never delivered.
+ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS started boolean NOT NULL DEFAULT false;
+
 -- Expired keys that can be deleted (no queued event) are found through
 -- this index, in bounded batches: queued events whose claim expired (a
 -- live holder's renewal writes nothing) are not in it, so that cleanup

@@ -35,7 +35,13 @@ import (
 //
 // The ack of the last subscription that had not acked the event (as
 // [dedupe.LastDelivery] tells) commits the event's key itself, in tx,
-// rather than marking the subscription done.
+// rather than marking the subscription done; the row then says no more
+// of the event, so a second ack of that delivery answers
+// [dedupe.ErrNotHeld], not ErrAlreadyAcked. Both mean roll back.
+//
+// The row lock taken here lasts until tx ends: the transactional
+// subscriptions of one event run one after the other, and an AckTx that
+// waits for the lock holds its pool connection meanwhile.
 //
 // Call it early in the transaction (before the effect): it waits for
 // nothing but the row, and an event already acked is then not handled a

@@ -10,6 +10,8 @@
 -- and failure (JSON) why it died; seq orders the queue. done lists the
 -- subscriptions that acked the event inside a transaction of their own
 -- (Backend.AckTx), each as |hex(name)|, so that adoption skips them.
+-- started is 1 once the holder began delivering the event
+-- (Backend.Start): a crash of its holder counts an attempt only then.
 CREATE TABLE IF NOT EXISTS {p}keys (
     key         BLOB    PRIMARY KEY,
     state       INTEGER NOT NULL,
@@ -21,7 +23,8 @@ CREATE TABLE IF NOT EXISTS {p}keys (
     type        BLOB,
     attempts    INTEGER NOT NULL DEFAULT 0,
     failure     BLOB,
-    done        TEXT
+    done        TEXT,
+    started     INTEGER NOT NULL DEFAULT 0
 );
 
 -- Expired keys are found through this index, in bounded batches.

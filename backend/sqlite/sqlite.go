@@ -160,8 +160,10 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
 		return nil, fmt.Errorf("sqlite: create tables: %w", err)
 	}
-	if err := addDone(db, s.prefix+"keys"); err != nil {
-		return nil, err
+	for _, c := range []struct{ name, def string }{{"done", "TEXT"}, {"started", "INTEGER NOT NULL DEFAULT 0"}} {
+		if err := addColumn(db, s.prefix+"keys", c.name, c.def); err != nil {
+			return nil, err
+		}
 	}
 	b := &Backend{
 		db:       db,
@@ -193,18 +195,19 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	return b, nil
 }
 
-// addDone adds the column of transactional acks to a table made before
-// it existed (SQLite has no ADD COLUMN IF NOT EXISTS).
-func addDone(db *sql.DB, keys string) error {
+// addColumn adds a column of a later version (done: transactional acks;
+// started: deliveries begun) to a table made before it existed (SQLite
+// has no ADD COLUMN IF NOT EXISTS).
+func addColumn(db *sql.DB, keys, name, def string) error {
 	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = 'done'`, keys).Scan(&n); err != nil {
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, keys, name).Scan(&n); err != nil {
 		return fmt.Errorf("sqlite: check tables: %w", err)
 	}
 	if n > 0 {
 		return nil
 	}
-	if _, err := db.Exec(`ALTER TABLE ` + keys + ` ADD COLUMN done TEXT`); err != nil && !strings.Contains(err.Error(), "duplicate column") {
-		return fmt.Errorf("sqlite: add column done: %w", err)
+	if _, err := db.Exec(`ALTER TABLE ` + keys + ` ADD COLUMN ` + name + ` ` + def); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+		return fmt.Errorf("sqlite: add column %s: %w", name, err)
 	}
 	return nil
 }
@@ -226,7 +229,7 @@ func prepare(conn *sql.Conn, keys string) (stmts, error) {
 			VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7)
 			ON CONFLICT (key) DO UPDATE SET state = 1, expires_at = excluded.expires_at, holder = excluded.holder,
 				seq = excluded.seq, event = excluded.event, source = excluded.source, type = excluded.type,
-				attempts = 0, failure = NULL
+				attempts = 0, failure = NULL, started = 0
 			WHERE (k.expires_at <= ?8 AND (k.seq IS NULL OR ?4 IS NULL)) OR k.state = 3
 			RETURNING 0`},
 		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
@@ -655,8 +658,33 @@ func (b *Backend) Extend(ctx context.Context, keys []string, lease time.Duration
 	return nil
 }
 
+var _ dedupe.Starter = (*Backend)(nil)
+
+// Start implements [dedupe.Starter]: it marks this holder's queued
+// events under keys as being delivered, so that a crash of this holder
+// counts an attempt against them (and against no other it holds).
+func (b *Backend) Start(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return ctx.Err()
+	}
+	err := b.exec(ctx, func(tx *sql.Tx, _ int64) error {
+		for _, k := range keys {
+			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET started = 1 WHERE key = ? AND holder = ? AND state = 1 AND seq IS NOT NULL AND started = 0`,
+				[]byte(k), b.holder); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: start: %w", err)
+	}
+	return nil
+}
+
 // Adopt implements [dedupe.Queue]. It also deletes a bounded batch of
-// expired keys.
+// expired keys. A crashed holder's event counts an attempt only if that
+// holder had started it ([Backend.Start]).
 func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe.Stored, error) {
 	if err := validDuration(lease); err != nil {
 		return nil, err
@@ -681,18 +709,18 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 		}
 		var keys [][]byte
 		for _, c := range cands {
-			it := dedupe.Stored{Key: string(c.key), Attempts: c.attempts, Done: decodeDone(c.done.String)}
+			it := dedupe.Stored{Key: string(c.key), Attempts: c.attempts, Done: decodeDone(c.done.String), Crashed: c.crashed}
 			if err := it.Event.UnmarshalBinary(c.enc); err != nil {
 				return fmt.Errorf("event of %q: %w", c.key, err)
 			}
-			if c.crashed {
-				it.Attempts++
+			if c.crashed && c.started {
+				it.Attempts++ // its holder died delivering it
 			}
 			keys = append(keys, c.key)
 			out = append(out, it)
 		}
 		for i, k := range keys {
-			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ?, attempts = ? WHERE key = ?`,
+			if _, err := tx.Exec(`UPDATE `+b.t.keys+` SET holder = ?, expires_at = ?, attempts = ?, started = 0 WHERE key = ?`,
 				b.holder, now+int64(lease), out[i].Attempts, k); err != nil {
 				return err
 			}
@@ -907,7 +935,7 @@ func (b *Backend) Get(ctx context.Context, key string) (dedupe.Record, error) {
 func (b *Backend) Replay(ctx context.Context, key string) error {
 	var n int64
 	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
-		res, err := tx.Exec(`UPDATE `+b.t.keys+` SET state = 1, attempts = 0, failure = NULL, holder = NULL, expires_at = ?
+		res, err := tx.Exec(`UPDATE `+b.t.keys+` SET state = 1, attempts = 0, failure = NULL, holder = NULL, started = 0, expires_at = ?
 			WHERE key = ? AND state = 3`, now, []byte(key))
 		if err == nil {
 			n, err = res.RowsAffected()
@@ -972,6 +1000,7 @@ type candidate struct {
 	seq      int64
 	attempts int
 	done     sql.NullString // the subscriptions acked in a transaction
+	started  bool           // its holder began delivering it
 	crashed  bool           // held by a holder that did not give it back
 }
 
@@ -988,7 +1017,7 @@ func (b *Backend) adoptable(tx *sql.Tx, now int64, n int) ([]candidate, error) {
 		defer rows.Close()
 		for rows.Next() {
 			c := candidate{crashed: crashed}
-			if err := rows.Scan(&c.key, &c.seq, &c.enc, &c.attempts, &c.done); err != nil {
+			if err := rows.Scan(&c.key, &c.seq, &c.enc, &c.attempts, &c.done, &c.started); err != nil {
 				return err
 			}
 			cands = append(cands, c)
@@ -1027,9 +1056,9 @@ type adoptQueries struct{ givenBack, gone, expired, holders string }
 func adoptSQL(keys string) adoptQueries {
 	const queued = ` WHERE state = 1 AND seq IS NOT NULL AND `
 	return adoptQueries{
-		givenBack: `SELECT key, seq, event, attempts, done FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
-		gone:      `SELECT key, seq, event, attempts, done FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
-		expired:   `SELECT key, seq, event, attempts, done FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
+		givenBack: `SELECT key, seq, event, attempts, done, started FROM ` + keys + queued + `holder IS NULL ORDER BY seq LIMIT ?`,
+		gone:      `SELECT key, seq, event, attempts, done, started FROM ` + keys + queued + `holder = ? ORDER BY seq LIMIT ?`,
+		expired:   `SELECT key, seq, event, attempts, done, started FROM ` + keys + queued + `holder = ? AND expires_at <= ? ORDER BY seq LIMIT ?`,
 		holders:   holdersSQL(keys),
 	}
 }

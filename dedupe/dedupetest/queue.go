@@ -40,6 +40,7 @@ func RunQueue(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 		{"DiscardForgets", discardForgets},
 		{"ResendOfADeadKeyIsClaimed", resendDead},
 		{"AttemptsCountedOnAdoption", attemptsOnAdoption},
+		{"CrashCountsOnlyStartedEvents", crashCountsStarted},
 		{"ListFiltersAndPages", listFilters},
 		{"EnqueueManyAnswersEach", enqueueMany},
 		{"ReleaseForgetsEverything", releaseForgets},
@@ -530,10 +531,22 @@ func resendDead(t *testing.T, holder func() dedupe.Queue) {
 	}
 }
 
+// start marks k started on q when q is a [dedupe.Starter], as the stream
+// does before a delivery.
+func start(t *testing.T, q dedupe.Queue, keys ...string) {
+	t.Helper()
+	if s, ok := q.(dedupe.Starter); ok {
+		if err := s.Start(context.Background(), keys); err != nil {
+			t.Fatalf("Start(%q): %v", keys, err)
+		}
+	}
+}
+
 func attemptsOnAdoption(t *testing.T, holder func() dedupe.Queue) {
 	a, b, c, d := holder(), holder(), holder(), holder()
 	k := key(t, "attempts")
 	enqueue(t, a, k, short, dedupe.Claimed)
+	start(t, a, k)
 	crash(t, a)
 	// A resend meanwhile finds the event pending: it is adopted, with the
 	// crash counted, not replaced with its attempts reset.
@@ -541,10 +554,12 @@ func attemptsOnAdoption(t *testing.T, holder func() dedupe.Queue) {
 	if got := adopt(t, b, 10, short); len(got) != 1 || got[0].Attempts != 1 {
 		t.Fatalf("first adoption %+v, want 1 attempt", got)
 	}
-	crash(t, b) // b dies too
+	start(t, b, k)
+	crash(t, b) // b dies too, delivering it
 	if got := adopt(t, c, 10, long); len(got) != 1 || got[0].Attempts != 2 {
 		t.Fatalf("second adoption %+v, want 2 attempts", got)
 	}
+	start(t, c, k)
 	if err := c.Extend(context.Background(), []string{k}, 0); err != nil { // c gives it back, cleanly
 		t.Fatal(err)
 	}
@@ -554,6 +569,48 @@ func attemptsOnAdoption(t *testing.T, holder func() dedupe.Queue) {
 	if r := get(t, d, k); r.Attempts != 2 {
 		t.Fatalf("Get: %d attempts", r.Attempts)
 	}
+}
+
+// crashCountsStarted: a [dedupe.Starter] counts a crash only against
+// the events the crashed holder had started (issue #34, item 6: a crash
+// loop buried a backlog that was never delivered).
+func crashCountsStarted(t *testing.T, holder func() dedupe.Queue) {
+	a := holder()
+	if _, ok := a.(dedupe.Starter); !ok {
+		t.Skip("not a dedupe.Starter: every crash counts against every event held")
+	}
+	b, c, d, e := holder(), holder(), holder(), holder()
+	k1, k2 := key(t, "started"), key(t, "waiting")
+	enqueue(t, a, k1, short, dedupe.Claimed)
+	enqueue(t, a, k2, short, dedupe.Claimed)
+	start(t, a, k1)
+	start(t, b, k2) // not b's: changes nothing
+	crash(t, a)
+	attempts := func(q dedupe.Queue, want1, want2 int, crashed bool) {
+		t.Helper()
+		got := adopt(t, q, 10, short)
+		n := map[string]int{}
+		for _, it := range got {
+			n[it.Key] = it.Attempts
+			if it.Crashed != crashed {
+				t.Errorf("%s adopted with Crashed %v, want %v", it.Key, it.Crashed, crashed)
+			}
+		}
+		if len(got) != 2 || n[k1] != want1 || n[k2] != want2 {
+			t.Fatalf("adopted %+v; want %s with %d attempts and %s with %d", got, k1, want1, k2, want2)
+		}
+	}
+	attempts(b, 1, 0, true) // a was delivering k1, not k2
+	crash(t, b)             // b started neither: its crash counts nothing
+	attempts(c, 1, 0, true)
+	start(t, c, k1, k2)
+	crash(t, c)
+	attempts(d, 2, 1, true)
+	start(t, d, k1)
+	if err := d.Extend(context.Background(), []string{k1, k2}, 0); err != nil { // given back, cleanly
+		t.Fatal(err)
+	}
+	attempts(e, 2, 1, false)
 }
 
 func listFilters(t *testing.T, holder func() dedupe.Queue) {
