@@ -44,7 +44,7 @@ func TestAckWaitReturnsAfterTheCommit(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	defer func() { cancel(); store.open(); <-done }()
-	require.Eventually(t, func() bool { return s.Put(ctx, event.Event{Source: "api", ID: "w-1"}) == nil }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Put(ctx, event.Event{Source: "api", ID: "w-1"}) == nil }, 30*time.Second, time.Millisecond)
 
 	d := <-deliveries
 	waited := make(chan error, 1)
@@ -78,7 +78,7 @@ func TestAckWaitErrors(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	for _, id := range []string{"n-1", "c-1"} {
-		require.Eventually(t, func() bool { return s.Put(ctx, event.Event{Source: "api", ID: id}) == nil }, time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return s.Put(ctx, event.Event{Source: "api", ID: id}) == nil }, 30*time.Second, time.Millisecond)
 	}
 	for range 2 {
 		d := <-deliveries

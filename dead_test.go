@@ -95,7 +95,7 @@ func TestDeadLettersKeptListedReplayedDiscarded(t *testing.T) {
 		dead, err := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
 		assert.NoError(c, err)
 		assert.Len(c, dead, 1, "only o4 is still dead")
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
 	mu.Lock()
 	assert.Equal(t, map[string]int{"o1": 1, "o2": 1}, handled, "each handled once")
@@ -103,7 +103,7 @@ func TestDeadLettersKeptListedReplayedDiscarded(t *testing.T) {
 	// Handled ones are done: a resend is a duplicate.
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.ErrorIs(c, s.Put(ctx, event.Event{Source: "shop", ID: "o1"}), event.ErrDuplicate)
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 }
 
 // PutMany answers each event as Put would, in order.
@@ -121,7 +121,7 @@ func TestPutMany(t *testing.T) {
 	run(t, s)
 	ctx := context.Background()
 	require.NoError(t, s.Put(ctx, event.Event{Source: "p", ID: "old"}))
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["old"] == 1 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["old"] == 1 }, 30*time.Second, time.Millisecond)
 	var errs []error
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		errs = s.PutMany(ctx, []event.Event{
@@ -129,11 +129,11 @@ func TestPutMany(t *testing.T) {
 		})
 		assert.NoError(c, errs[0])
 		assert.ErrorIs(c, errs[1], event.ErrDuplicate, "old was handled and committed")
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	assert.ErrorIs(t, errs[2], event.ErrInvalid)
 	assert.NoError(t, errs[3])
 	assert.Error(t, errs[4], "the second a of the page is a duplicate of the first")
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["a"] == 1 && got["b"] == 1 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return got["a"] == 1 && got["b"] == 1 }, 30*time.Second, time.Millisecond)
 }
 
 // List marks an event InFlight while a delivery of it is out to a reader,

@@ -66,23 +66,23 @@ func TestHealthFollowsTheStore(t *testing.T) {
 	assert.False(t, got.Running)
 
 	stop := run(t, s)
-	require.Eventually(t, func() bool { c, _ := readiness(t, h); return c == http.StatusOK }, time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return !s.Health().Sources[0].LastSuccess.IsZero() }, time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { c, _ := readiness(t, h); return c == http.StatusOK }, 30*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return !s.Health().Sources[0].LastSuccess.IsZero() }, 30*time.Second, 5*time.Millisecond)
 
 	store.down.Store(true)
 	fail.Store(true)
 	start := time.Now()
-	require.Eventually(t, func() bool { return !s.Health().Ready }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !s.Health().Ready }, 30*time.Second, time.Millisecond)
 	assert.Less(t, time.Since(start), 200*time.Millisecond, "not ready within about one check interval")
 	code, got = readiness(t, h)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Contains(t, got.Store, "connection refused")
-	require.Eventually(t, func() bool { return s.Health().Sources[0].Err != "" }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Health().Sources[0].Err != "" }, 30*time.Second, time.Millisecond)
 	assert.Equal(t, "api", s.Health().Sources[0].Name)
 	assert.Contains(t, s.Health().Sources[0].Err, "api down")
 
 	store.down.Store(false)
-	require.Eventually(t, func() bool { return s.Health().Ready }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Health().Ready }, 30*time.Second, time.Millisecond)
 
 	// A full queue is not ready either: traffic should go elsewhere.
 	for _, id := range []string{"1", "2"} {
@@ -95,7 +95,7 @@ func TestHealthFollowsTheStore(t *testing.T) {
 	assert.Equal(t, 2, got.QueueCapacity)
 	(<-ch).Ack()
 	(<-ch).Ack()
-	require.Eventually(t, func() bool { return s.Health().Ready }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Health().Ready }, 30*time.Second, time.Millisecond)
 	require.NoError(t, stop())
 	assert.False(t, s.Health().Ready, "stopped")
 }

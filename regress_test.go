@@ -56,18 +56,18 @@ func TestNackThenAckRedelivers(t *testing.T) {
 	run(t, s)
 	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
 
-	d := next(t, ch, 2*time.Second)
+	d := next(t, ch, 30*time.Second)
 	func() {
 		defer d.Ack() // ignored: the Nack came first
 		d.Nack(errors.New("failed"))
 	}()
-	d2 := next(t, ch, 2*time.Second)
+	d2 := next(t, ch, 30*time.Second)
 	assert.Equal(t, 2, d2.Attempt)
 	d2.Ack()
 
 	// And the other order: an Ack then a Nack commits once.
 	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "2"}))
-	d = next(t, ch, 2*time.Second)
+	d = next(t, ch, 30*time.Second)
 	d.Ack()
 	d.Nack(errors.New("late"))
 	none(t, ch, 100*time.Millisecond)
@@ -81,7 +81,7 @@ func TestLateAckStopsPreparedRedelivery(t *testing.T) {
 	ch := s.Subscribe(intake.WithSources("p"), intake.WithAckTimeout(50*time.Millisecond))
 	run(t, s)
 	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
-	d := next(t, ch, 2*time.Second)
+	d := next(t, ch, 30*time.Second)
 	time.Sleep(200 * time.Millisecond) // the lease ran out; attempt 2 waits to be sent
 	d.Ack()
 	none(t, ch, 300*time.Millisecond)
@@ -125,7 +125,7 @@ func TestDuplicatesTakeNoQueueSlot(t *testing.T) {
 		go func() { defer wg.Done(); errs <- s.Put(ctx, event.Event{Source: "p", ID: "done"}) }()
 	}
 	// Let the eight retries reach the store before the new event arrives.
-	require.Eventually(t, func() bool { return store.waiting.Load() >= 4 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return store.waiting.Load() >= 4 }, 30*time.Second, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
 	wg.Add(1)
 	go func() { defer wg.Done(); errs <- s.Put(ctx, event.Event{Source: "p", ID: "new"}) }()
@@ -298,13 +298,13 @@ func TestAdoptionReservesNoRoom(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
-	require.Eventually(t, q.adopting.Load, time.Second, time.Millisecond)
+	require.Eventually(t, q.adopting.Load, 30*time.Second, time.Millisecond)
 	for i := range 4 {
 		var err error
 		require.Eventually(t, func() bool {
 			err = s.Put(ctx, event.Event{Source: "held", ID: fmt.Sprint(i)})
 			return !errors.Is(err, event.ErrNotRunning)
-		}, time.Second, time.Millisecond)
+		}, 30*time.Second, time.Millisecond)
 		require.NoError(t, err, "put %d into an empty queue of 4 while Adopt runs", i+1)
 	}
 	close(q.adoptGate)
@@ -355,11 +355,11 @@ func TestOptionsZeroMeansDefault(t *testing.T) {
 		require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: fmt.Sprint(i)}),
 			"queue size 0 is the default (10,000), not 1")
 	}
-	d := next(t, ch, time.Second)
+	d := next(t, ch, 30*time.Second)
 	assert.Equal(t, 1, d.Attempt)
 	// An ack timeout of 0 is the default (30 s), not a redelivery loop.
 	for range 2 {
-		d := next(t, ch, time.Second)
+		d := next(t, ch, 30*time.Second)
 		assert.Equal(t, 1, d.Attempt)
 	}
 	none(t, ch, 200*time.Millisecond)
@@ -367,7 +367,7 @@ func TestOptionsZeroMeansDefault(t *testing.T) {
 	d.Ack()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.ErrorIs(c, s.Put(context.Background(), event.Event{Source: "p", ID: "0"}), event.ErrDuplicate)
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 }
 
 func TestOptionsNegativePanic(t *testing.T) {
@@ -417,7 +417,7 @@ func TestStoreRefusalIsNotRetryable(t *testing.T) {
 	require.Eventually(t, func() bool {
 		err = s.Put(ctx, event.Event{Source: "p", ID: "x"})
 		return !errors.Is(err, event.ErrNotRunning)
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	assert.ErrorIs(t, err, event.ErrInvalid)
 	_, retry := event.RetryDelay(err)
 	assert.False(t, retry, "a refusal must not suggest a retry: %v", err)
@@ -456,18 +456,18 @@ func TestAckNeverWaitsOnTheStore(t *testing.T) {
 	stop := run(t, s)
 	require.Eventually(t, func() bool { // once run's probe is committed
 		return s.Put(context.Background(), event.Event{Source: "p", ID: "1"}) == nil
-	}, time.Second, time.Millisecond)
-	d := next(t, ch, time.Second)
+	}, 30*time.Second, time.Millisecond)
+	d := next(t, ch, 30*time.Second)
 	acked := make(chan struct{})
 	go func() { d.Ack(); close(acked) }()
 	select {
 	case <-acked:
-	case <-time.After(time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("Ack waited on the store's Commit")
 	}
 	// The commit is stuck, then fails a few times: the slot stays taken
 	// and the event is not delivered again.
-	require.Eventually(t, func() bool { return store.calls.Load() >= 1 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return store.calls.Load() >= 1 }, 30*time.Second, time.Millisecond)
 	assert.ErrorIs(t, s.Put(context.Background(), event.Event{Source: "p", ID: "2"}), event.ErrQueueFull)
 	close(store.gate)
 	require.Eventually(t, func() bool { return store.calls.Load() >= 3 }, 5*time.Second, time.Millisecond)
@@ -479,7 +479,7 @@ func TestAckNeverWaitsOnTheStore(t *testing.T) {
 	require.Eventually(t, func() bool { // once the commit freed the slot
 		return s.Put(context.Background(), event.Event{Source: "p", ID: "2"}) == nil
 	}, 5*time.Second, time.Millisecond)
-	next(t, ch, time.Second).Ack()
+	next(t, ch, 30*time.Second).Ack()
 	require.NoError(t, stop())
 }
 
@@ -547,7 +547,7 @@ func TestLostClaimReplyIsGivenBack(t *testing.T) {
 					err = s.Put(ctx, e)
 				}
 				return !errors.Is(err, event.ErrNotRunning)
-			}, time.Second, time.Millisecond)
+			}, 30*time.Second, time.Millisecond)
 			require.Error(t, err, "the claim's reply was lost")
 			require.Eventually(t, func() bool { return handled.Load() == 1 }, 5*time.Second, 10*time.Millisecond,
 				"the stored event was never delivered")

@@ -255,10 +255,10 @@ func TestHandleRetriesThenCommitsOnce(t *testing.T) {
 	require.Eventually(t, func() bool {
 		st, err := store.Claim(context.Background(), event.Key("p", "1"), time.Hour)
 		return err == nil && st == dedupe.Done
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	assert.Equal(t, int64(4), calls.Load())
 	assert.Equal(t, int64(3), rec.getFor(metric.Nacked, "p"))
-	require.Eventually(t, func() bool { return rec.getFor(metric.Committed, "p") == 1 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return rec.getFor(metric.Committed, "p") == 1 }, 30*time.Second, time.Millisecond)
 	err := s.Put(context.Background(), event.Event{Source: "p", ID: "1"})
 	assert.ErrorIs(t, err, event.ErrDuplicate)
 }
@@ -309,9 +309,9 @@ func TestHandleDeadLettersAfterMaxAttempts(t *testing.T) {
 		r, err := s.Get(context.Background(), event.Key("p", "1"))
 		assert.NoError(c, err)
 		assert.Equal(c, dedupe.Dead, r.State)
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	require.NoError(t, s.Put(context.Background(), event.Event{Source: "p", ID: "1"}))
-	require.Eventually(t, func() bool { return calls.Load() > 4 }, time.Second, time.Millisecond, "the resend is handled")
+	require.Eventually(t, func() bool { return calls.Load() > 4 }, 30*time.Second, time.Millisecond, "the resend is handled")
 }
 
 func TestHandlePanicIsAFailure(t *testing.T) {
@@ -346,7 +346,7 @@ func TestQueueFull(t *testing.T) {
 	go func() { errc <- s.Run(ctx) }()
 	require.Eventually(t, func() bool {
 		return !errors.Is(s.Put(ctx, event.Event{Source: "p", ID: "1"}), event.ErrNotRunning)
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	require.NoError(t, s.Put(ctx, event.Event{Source: "p", ID: "2"}))
 
 	err := s.Put(ctx, event.Event{Source: "p", ID: "3"})
@@ -364,7 +364,7 @@ func TestQueueFull(t *testing.T) {
 	(<-ch).Ack()
 	require.Eventually(t, func() bool {
 		return s.Put(ctx, event.Event{Source: "p", ID: "3"}) == nil
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	cancel()
 	go func() {
 		for d := range ch {
@@ -470,7 +470,7 @@ func TestSourceRestartedWithBackoff(t *testing.T) {
 	_, wait := collect(s.Subscribe())
 	defer wait()
 	stop := run(t, s)
-	require.Eventually(t, func() bool { return src.runs.Load() == 3 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return src.runs.Load() == 3 }, 30*time.Second, time.Millisecond)
 	require.NoError(t, stop())
 	assert.Equal(t, int64(2), rec.get(metric.SourceError))
 }

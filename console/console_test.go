@@ -47,7 +47,7 @@ func setup(t *testing.T) (*intake.Stream, *console.Handler, *atomic.Bool, *atomi
 	e := event.Event{Source: "shop", ID: "evt_1", Type: "order.paid",
 		Payload: []byte(`{"note":"<script>alert(1)</script>"}`),
 		Meta:    map[string]string{"header:X-Hub-Signature-256": "sha256=SIGNATURE-SHOULD-NOT-SHOW", "content-type": "application/json"}}
-	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, 30*time.Second, time.Millisecond)
 	if !assert.Eventually(t, func() bool {
 		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
 		return len(d) == 1

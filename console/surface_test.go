@@ -36,7 +36,7 @@ func deadStream(t *testing.T, n int, opts ...intake.Option) *intake.Stream {
 	t.Cleanup(func() { cancel(); <-done })
 	for i := range n {
 		e := event.Event{Source: "shop", ID: "e" + string(rune('a'+i/26)) + string(rune('a'+i%26)), Type: "order.paid"}
-		require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, 30*time.Second, time.Millisecond)
 	}
 	require.Eventually(t, func() bool {
 		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: 1000})
@@ -109,7 +109,7 @@ func TestOneRowPerSource(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	require.Eventually(t, func() bool { return s.Health().Running }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Health().Running }, 30*time.Second, time.Millisecond)
 
 	hl := s.Health()
 	require.Len(t, hl.Sources, 1, "one source")
@@ -150,7 +150,7 @@ func TestAPIJSONShape(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	e := event.Event{Source: "shop", ID: "j1", Type: "order.paid", Via: event.Webhook, Payload: []byte(`{"total":12}`)}
-	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Put(ctx, e) == nil }, 30*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool {
 		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
 		return len(d) == 1

@@ -123,7 +123,7 @@ func runWith(t *testing.T, h *webhook.Handler, sink event.Sink, probe *http.Requ
 		r := probe.Clone(context.Background())
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		return serve(h, r).Code/100 == 2
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 }
 
 // Item 1: nothing the signature does not cover lets a replay through. A

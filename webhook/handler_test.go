@@ -63,7 +63,7 @@ func running(t *testing.T, h *webhook.Handler, sink event.Sink, probe func() *ht
 	require.Eventually(t, func() bool {
 		c := serve(h, probe()).Code
 		return c >= 200 && c < 300 // 202, or a scheme's own answer (Discord's 200)
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 }
 
 func githubProbe() *http.Request { return githubRequest(plainSec, "probe", []byte("probe")) }
@@ -242,7 +242,7 @@ func TestHandlerWithStreamBackpressure(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	require.Eventually(t, func() bool {
 		return serve(h, githubRequest(plainSec, "warmup", body)).Code == http.StatusAccepted
-	}, time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 
 	codes := map[int]int{}
 	for i := range queue + 10 {
