@@ -59,16 +59,7 @@ func TestStreamMetricsReachItsSources(t *testing.T) {
 	}), poller.Every(10*time.Millisecond), poller.WithLogger(quiet))
 	s.Add(hook, mine, p)
 	s.Handle(func(context.Context, event.Event) error { return nil })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	<-s.Started()
+	run(t, s)
 	for _, h := range []http.Handler{hook, mine} {
 		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{}`))
 		r.Header.Set("X-Hub-Signature-256", "sha256=00")
