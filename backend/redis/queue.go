@@ -298,7 +298,8 @@ end
 return 0`)
 
 // adoptScript takes up to n events, oldest first, from "free" and from the
-// holders whose heartbeat is gone; those of a dead holder count an attempt.
+// holders whose heartbeat is gone; those of a dead holder count an attempt
+// if it had started them (the field go, set by startScript), and say so.
 // Each is marked with the call's random number (ARGV[4]), so that what a
 // call whose reply was lost took can be given back.
 // Never this holder's own: with its heartbeat lapsed (its link cut for
@@ -321,21 +322,38 @@ for i = 1, math.min(n, #cands) do
   local c = cands[i]
   local key = c[2]
   local ek = p .. 'e:' .. key
+  local crashed = 0
   if c[3] then
     redis.call('ZREM', p .. 'held:' .. c[3], key)
-    redis.call('HINCRBY', ek, 'att', 1)
+    if redis.call('HGET', ek, 'go') == '1' then
+      redis.call('HINCRBY', ek, 'att', 1) -- its holder died delivering it
+    end
+    crashed = 1
   else
     redis.call('ZREM', p .. 'free', key)
   end
+  redis.call('HDEL', ek, 'go')
   redis.call('HSET', ek, 'h', holder, 'tok', ARGV[4])
   redis.call('ZADD', p .. 'held:' .. holder, c[1], key)
   local v = redis.call('HMGET', ek, 'ev', 'att')
   out[#out + 1] = key
   out[#out + 1] = v[1]
   out[#out + 1] = v[2]
+  out[#out + 1] = crashed
 end
 if #out > 0 then redis.call('SADD', p .. 'holders', holder) end
 return out`)
+
+// startScript marks this holder's (ARGV[2]) queued events ARGV[3:]
+// started: a crash of the holder counts an attempt against them.
+var startScript = goredis.NewScript(`
+local p, holder = ARGV[1], ARGV[2]
+for i = 3, #ARGV do
+  local ek = p .. 'e:' .. ARGV[i]
+  local v = redis.call('HMGET', ek, 'st', 'h')
+  if v[1] == '1' and v[2] == holder then redis.call('HSET', ek, 'go', '1') end
+end
+return 0`)
 
 var buryScript = goredis.NewScript(unindex + `
 local p, key, retain, att, fail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -363,7 +381,7 @@ if redis.call('HGET', ek, 'st') ~= '3' then return 0 end
 local seq = redis.call('HGET', ek, 'seq')
 redis.call('PERSIST', ek)
 redis.call('HSET', ek, 'st', '1', 'att', 0, 'h', '')
-redis.call('HDEL', ek, 'fail')
+redis.call('HDEL', ek, 'fail', 'go')
 redis.call('ZREM', p .. 'dead', key)
 redis.call('ZADD', p .. 'free', seq, key)
 return 1`)
@@ -541,8 +559,8 @@ func (q *Queue) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe
 		q.lostMu.Unlock()
 		return nil, fmt.Errorf("redis: adopt: %w", err)
 	}
-	out := make([]dedupe.Stored, 0, len(res)/3)
-	for i := 0; i+2 < len(res); i += 3 {
+	out := make([]dedupe.Stored, 0, len(res)/4)
+	for i := 0; i+3 < len(res); i += 4 {
 		key, _ := res[i].(string)
 		enc, _ := res[i+1].(string)
 		att, _ := strconv.Atoi(fmt.Sprint(res[i+2]))
@@ -550,9 +568,29 @@ func (q *Queue) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedupe
 		if err := e.UnmarshalBinary([]byte(enc)); err != nil {
 			return out, fmt.Errorf("redis: adopt %q: %w", key, err)
 		}
-		out = append(out, dedupe.Stored{Key: key, Event: e, Attempts: att})
+		out = append(out, dedupe.Stored{Key: key, Event: e, Attempts: att, Crashed: fmt.Sprint(res[i+3]) == "1"})
 	}
 	return out, nil
+}
+
+var _ dedupe.Starter = (*Queue)(nil)
+
+// Start implements [dedupe.Starter]: it marks this holder's queued events
+// under keys as being delivered, so that a crash of this holder counts
+// an attempt against them (and against no other it holds).
+func (q *Queue) Start(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return ctx.Err()
+	}
+	args := make([]any, 0, len(keys)+2)
+	args = append(args, q.prefix, q.holder)
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	if err := startScript.Run(ctx, q.c, []string{q.prefix + "free"}, args...).Err(); err != nil {
+		return fmt.Errorf("redis: start: %w", err)
+	}
+	return nil
 }
 
 // giveBackLost gives back what the adoptions whose reply was lost took
