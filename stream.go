@@ -80,10 +80,15 @@ type Stream struct {
 	done  *committer
 	logs  logsample.Sampler // repeated errors: at most once a second per reason
 
-	started    chan struct{}              // closed once Run takes events and its sources have started
-	starter    dedupe.Starter             // the queue, when it counts crashes only against started events
-	storeCheck atomic.Pointer[storeCheck] // the last store ping
-	adoptWake  chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
+	started chan struct{}  // closed once Run takes events and its sources have started
+	starter dedupe.Starter // the queue, when it counts crashes only against started events
+	// startsWaited counts the marks of started events so far (the first
+	// syncStarts are waited for); startsAsync, the marks written beside
+	// their handlers, which Run waits for before it returns.
+	startsWaited atomic.Int64
+	startsAsync  sync.WaitGroup
+	storeCheck   atomic.Pointer[storeCheck] // the last store ping
+	adoptWake    chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
 
 	mu      sync.Mutex
 	state   int
@@ -517,6 +522,7 @@ func (s *Stream) Run(ctx context.Context) error {
 	cancelHandlers()
 	close(stopSubs)
 	stuck := s.waitSubscriptions(&subs)
+	s.startsAsync.Wait() // each ends within its 5 s, or with the handlers' context
 	for _, sub := range s.subs {
 		sub.close()
 	}
@@ -539,18 +545,42 @@ func (s *Stream) Run(ctx context.Context) error {
 // counts an attempt against it, and against none of the backlog still
 // waiting. It runs once per entry; a failure is logged and the delivery
 // goes on (a crash then counts nothing against it).
+//
+// The first syncStarts marks after Run starts are waited for; later ones
+// are written beside the handler. An event that kills its process at
+// once is thus charged for the crash whenever it is among the first
+// deliveries of a restart; and it gets there, since what was adopted
+// before it is committed in each run while it kills the process: so it
+// still runs out of attempts, while the marks of a restart's backlog
+// (every event after a crash) cost the handlers no wait.
 func (s *Stream) startDelivery(ctx context.Context, en *entry) {
 	if !en.mustStart {
 		return
 	}
 	en.startOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := s.starter.Start(ctx, []string{en.key}); err != nil && ctx.Err() == nil {
-			s.logs.Log(s.log, slog.LevelWarn, "start", "intake: marking an adopted event's delivery begun failed; a crash now counts no attempt against it",
-				"source", en.ev.Source, "id", en.ev.ID, "err", err)
+		if s.startsWaited.Add(1) <= syncStarts {
+			s.markStarted(ctx, en)
+			return
 		}
+		s.startsAsync.Add(1)
+		go func() {
+			defer s.startsAsync.Done()
+			s.markStarted(ctx, en)
+		}()
 	})
+}
+
+// syncStarts is how many adopted events' marks a stream waits for after
+// its start (startDelivery).
+const syncStarts = 64
+
+func (s *Stream) markStarted(ctx context.Context, en *entry) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.starter.Start(ctx, []string{en.key}); err != nil && ctx.Err() == nil {
+		s.logs.Log(s.log, slog.LevelWarn, "start", "intake: marking an adopted event's delivery begun failed; a crash now counts no attempt against it",
+			"source", en.ev.Source, "id", en.ev.ID, "err", err)
+	}
 }
 
 // Started returns a channel that is closed once Run has started: Put
