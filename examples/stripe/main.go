@@ -153,11 +153,6 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 	defer hooks.Close()
 	hookURL := "http://" + hookLn.Addr().String() + "/stripe/webhook"
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- stream.Run(runCtx) }()
-
 	res := &result{byID: map[string]event.Via{}, via: map[event.Via]int{}}
 	got := make(chan struct{}, n)
 	var mu sync.Mutex
@@ -181,6 +176,14 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 		Otherwise(intake.AckUnrouted)
 	stream.Handle(router.Handle)
 
+	// Run once every subscription is made: a Run that starts before
+	// Handle finds none and returns at once (a race CI caught).
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- stream.Run(runCtx) }()
+	<-stream.Started()
+
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	for i := 1; i <= n; i++ {
 		body := fake.create(i)
@@ -198,7 +201,11 @@ func run(ctx context.Context, n int, drop float64, seed uint64) (*result, error)
 					break
 				}
 			}
-			time.Sleep(5 * time.Millisecond) // the stream is starting
+			select {
+			case err := <-done:
+				return nil, fmt.Errorf("the stream stopped: %v", err)
+			case <-time.After(5 * time.Millisecond): // a 503: the queue is full, or the store down
+			}
 			req, _ = http.NewRequestWithContext(ctx, http.MethodPost, hookURL, bytes.NewReader(body))
 			req.Header = webhook.SignStripe(secret, time.Now(), body)
 		}
