@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -282,8 +284,30 @@ func explainMissing(t *testing.T, pool *pgxpool.Pool, table, prefix string, n in
 		shown++
 		why, ok := held[id]
 		if !ok {
-			why = "not held by the queue: committed without its row, or never stored"
+			why = "not held by the queue: " + keyState(ctx, pool, prefix, event.Key("provider", id))
 		}
 		t.Errorf("missing %s: %s", id, why)
 	}
+}
+
+// keyState says what the keys table has of key: committed (state 2) with
+// no row of its effect is an effect lost; no row at all, an event never
+// stored.
+func keyState(ctx context.Context, pool *pgxpool.Pool, prefix, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	var state int
+	var holder *string
+	var expires time.Time
+	err := pool.QueryRow(ctx, `SELECT state, holder, expires_at FROM `+prefix+`keys WHERE hash = $1`, sum[:]).Scan(&state, &holder, &expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "its key has no row: never stored"
+	case err != nil:
+		return err.Error()
+	}
+	h := "none"
+	if holder != nil {
+		h = *holder
+	}
+	return fmt.Sprintf("its key is in state %d (2 done: committed without its effect), holder %s, until %v", state, h, expires.Format(time.RFC3339))
 }
