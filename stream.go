@@ -342,7 +342,11 @@ func (s *Stream) settle(e event.Event, key string, st dedupe.State, err error) e
 	}
 	en := &entry{ev: e, key: key, start: time.Now()}
 	if err := s.admit(en); err != nil {
-		s.release(en.key)
+		// A durable queue keeps the event, given back for any holder to
+		// adopt when there is room: a sender told "pending" meanwhile (by
+		// another replica: a webhook's 409, a poll's duplicate) has
+		// handed it over. Deleting it lost such events.
+		s.unclaim(en.key)
 		if had {
 			sk.dead.add(wasDead) // not taken after all: still dead
 		}
@@ -452,6 +456,26 @@ func (s *Stream) signalDrainedLocked() {
 		default:
 			close(s.drained)
 		}
+	}
+}
+
+// unclaim undoes a claim this stream cannot take in: the key is released
+// (nothing kept) in a store, the event given back in a durable queue.
+func (s *Stream) unclaim(key string) {
+	if !s.keys.durable() {
+		s.release(key)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.keys.giveBack(ctx, []string{key}); err != nil {
+		s.logs.Log(s.log, slog.LevelError, "release", "intake: giving back a claim failed; trying again", "key", key, "err", err)
+		s.mu.Lock()
+		if s.uncertain == nil {
+			s.uncertain = make(map[string]struct{})
+		}
+		s.uncertain[key] = struct{}{} // given back by the adopter's next look
+		s.mu.Unlock()
 	}
 }
 
@@ -747,7 +771,8 @@ func (s *Stream) adopt(ctx context.Context) {
 	for ctx.Err() == nil {
 		s.giveBackUncertain(ctx, every)
 		s.mu.Lock()
-		n := min(max(s.cfg.queueSize-s.queued, 0)/2, maxAdopt)
+		room := max(s.cfg.queueSize-s.queued, 0)
+		n := min(max(room/2, min(room, 1)), maxAdopt) // half the room, one at least: a queue of one adopts too
 		hungry := backlog && n < batch
 		if hungry {
 			// A backlog, and too little room for a batch: wait until the

@@ -89,11 +89,10 @@ func TestNotHeldLetsGo(t *testing.T) {
 	stop := runStream(t, s)
 	ctx := context.Background()
 	require.NoError(t, putWhenRunning(ctx, s, event.Event{Source: "s", ID: "taken"}))
-	// The queue holds one event: the next is accepted only once the
-	// first one's slot is free.
-	require.Eventually(t, func() bool {
-		return s.Put(ctx, event.Event{Source: "s", ID: "next"}) == nil
-	}, 5*time.Second, time.Millisecond)
+	// The queue holds one event: the next is accepted once the first
+	// one's slot is free.
+	require.Eventually(t, func() bool { return s.Health().QueueDepth == 0 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, s.Put(ctx, event.Event{Source: "s", ID: "next"}))
 	require.Eventually(t, func() bool {
 		q.mu.Lock()
 		defer q.mu.Unlock()
