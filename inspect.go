@@ -96,9 +96,15 @@ func (s *Stream) List(ctx context.Context, f dedupe.Filter) ([]dedupe.Record, er
 		return recs, err
 	}
 	recs := s.dead().all()
+	dead := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		dead[r.Key] = true
+	}
 	s.mu.Lock()
 	for en := range s.live {
-		recs = append(recs, s.record(en))
+		if !dead[en.key] { // buried, on its way out of the live set: listed once, dead
+			recs = append(recs, s.record(en))
+		}
 	}
 	s.mu.Unlock()
 	out := recs[:0]
