@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -49,7 +50,10 @@ func TestPollersAndFeedConformance(t *testing.T) {
 			t.Skip("starts a three-node cluster")
 		}
 		c := newCluster(t)
-		pollersAndFeed(t, connect(t, c.URLs(), "the test cluster"), intakenats.WithReplicas(3))
+		// An R3 stream made just now, under -race on two cores, took over
+		// the default 10 s for its first append in a CI run: the requests
+		// get 30 s here, and each feed waits for its stream to answer.
+		pollersAndFeed(t, connect(t, c.URLs(), "the test cluster"), intakenats.WithReplicas(3), intakenats.WithRequestTimeout(30*time.Second))
 	})
 }
 
@@ -77,6 +81,15 @@ func pollersAndFeed(t *testing.T, nc *nats.Conn, opts ...intakenats.Option) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { f.Close() })
+			// Ready once its stream answers (a leader elected).
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if _, err = f.Floor(ctx); err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("the feed's stream never answered: %v", err)
+			}
 			return f
 		})
 	})
