@@ -236,7 +236,9 @@ func claimedOnce(t *testing.T, s fleet.Store) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for h := range 4 {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for {
 				cs, _, err := s.Claim(ctx(t), fmt.Sprintf("r%d", h), 7, lease)
 				if err != nil {
@@ -252,7 +254,7 @@ func claimedOnce(t *testing.T, s fleet.Store) {
 				}
 				mu.Unlock()
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	close(errs)
