@@ -134,8 +134,9 @@ func WithLease(d time.Duration) Option {
 }
 
 // WithScan sets the longest wait between two claims when nothing is
-// due: how soon a connection added, resumed or resynced elsewhere is
-// noticed. Defaults to 1 second.
+// due: a replica takes what fell due meanwhile in one batch, so a poll
+// starts up to this late, and a connection added, resumed or resynced
+// elsewhere is noticed this soon. Defaults to 1 second.
 func WithScan(d time.Duration) Option {
 	d = positive("WithScan", d, time.Second)
 	return func(c *config) { c.scan = d }
@@ -290,14 +291,27 @@ func (f *Fleet) Run(ctx context.Context, sink event.Sink) error {
 
 	var busy atomic.Int64
 	fail := time.Duration(0)
+	// A claim is one statement for a batch: with most workers busy, wait
+	// for an eighth of them (or a scan) rather than claim one at a time.
+	least := max(1, f.cfg.workers/8)
 	for ctx.Err() == nil {
 		free := f.cfg.workers - int(busy.Load())
-		if free <= 0 {
-			select {
-			case <-ctx.Done():
-			case <-f.finished:
+		if free < least {
+			t := time.NewTimer(f.cfg.scan)
+			for free < least && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-f.finished:
+					free = f.cfg.workers - int(busy.Load())
+					continue
+				case <-t.C:
+				}
+				break
 			}
-			continue
+			t.Stop()
+			if free = f.cfg.workers - int(busy.Load()); free <= 0 {
+				continue
+			}
 		}
 		claims, next, err := f.store.Claim(ctx, f.cfg.holder, free, f.cfg.lease)
 		if err != nil {

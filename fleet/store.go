@@ -116,7 +116,8 @@ type Store interface {
 	// Claim hands holder up to n active connections that are due and
 	// not claimed (or whose claim's lease has expired), each for lease,
 	// the most overdue first. It also says how long until the next
-	// connection is due, when none is due now (or -1 if none is known).
+	// connection is due: 0 when more are due than it handed out, -1 when
+	// it does not know (a store may not look, to save a statement).
 	Claim(ctx context.Context, holder string, n int, lease time.Duration) ([]Claim, time.Duration, error)
 	// Extend renews the leases of the holder's claims; it returns the
 	// IDs of those it still holds.

@@ -28,7 +28,7 @@ func TestLostAdoptionReplyIsGivenBack(t *testing.T) {
 		return b
 	}
 	t.Cleanup(func() {
-		for _, tb := range []string{"keys", "checkpoints", "leases", "feed"} {
+		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections"} {
 			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
 		}
 		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)

@@ -79,3 +79,28 @@ CREATE TABLE IF NOT EXISTS {p}feed (
     event  bytea       NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {p}feed_at ON {p}feed (at);
+
+-- A poller fleet's connections (package fleet), one row per account
+-- polled. A claim moves next_due to the end of its lease, so that due
+-- rows are exactly those with next_due <= now() (a claim whose lease ran
+-- out is due again without a write); connections_due finds them in
+-- order, and FOR UPDATE SKIP LOCKED hands each to one replica. token
+-- fences a holder's writes: a claim, a pause and a resync change it.
+CREATE TABLE IF NOT EXISTS {p}connections (
+    id          text        PRIMARY KEY,
+    source      text        NOT NULL,
+    interval_us bigint      NOT NULL DEFAULT 0,
+    credential  text        NOT NULL DEFAULT '',
+    cursor      text        NOT NULL DEFAULT '',
+    paused      text        NOT NULL DEFAULT '',
+    reason      text        NOT NULL DEFAULT '',
+    next_due    timestamptz NOT NULL,
+    errors      integer     NOT NULL DEFAULT 0,
+    last_poll   timestamptz,
+    last_error  text        NOT NULL DEFAULT '',
+    polls       bigint      NOT NULL DEFAULT 0,
+    events      bigint      NOT NULL DEFAULT 0,
+    holder      text,
+    token       bigint      NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS {p}connections_due ON {p}connections (next_due) WHERE paused = '';
