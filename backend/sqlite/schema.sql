@@ -61,3 +61,26 @@ CREATE TABLE IF NOT EXISTS {p}feed (
     event  BLOB    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {p}feed_at ON {p}feed (at);
+
+-- A poller fleet's connections (package fleet), one row per account
+-- polled; times in Unix nanoseconds. A claim moves next_due to the end of
+-- its lease, so that due rows are those with next_due <= now; token
+-- fences a holder's writes.
+CREATE TABLE IF NOT EXISTS {p}connections (
+    id          TEXT    PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    interval_ns INTEGER NOT NULL DEFAULT 0,
+    credential  TEXT    NOT NULL DEFAULT '',
+    cursor      TEXT    NOT NULL DEFAULT '',
+    paused      TEXT    NOT NULL DEFAULT '',
+    reason      TEXT    NOT NULL DEFAULT '',
+    next_due    INTEGER NOT NULL,
+    errors      INTEGER NOT NULL DEFAULT 0,
+    last_poll   INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT    NOT NULL DEFAULT '',
+    polls       INTEGER NOT NULL DEFAULT 0,
+    events      INTEGER NOT NULL DEFAULT 0,
+    holder      TEXT,
+    token       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS {p}connections_due ON {p}connections (next_due) WHERE paused = '';

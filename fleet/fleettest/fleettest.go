@@ -218,6 +218,11 @@ func overdueFirst(t *testing.T, s fleet.Store) {
 	if got := ids(first); !slices.Equal(got, []string{"c4", "c5"}) {
 		t.Fatalf("first batch %v, want the most overdue [c4 c5]", got)
 	}
+	for _, c := range first {
+		if time.Since(c.NextDue) < 3*time.Minute {
+			t.Fatalf("claim of %s says it was due %v ago; it was due 4 or 5 minutes ago (the time it had, not its lease's end)", c.ID, time.Since(c.NextDue))
+		}
+	}
 	if next != 0 {
 		t.Fatalf("with more due, next = %v, want 0", next)
 	}
