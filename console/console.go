@@ -38,6 +38,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/fleet"
 )
 
 //go:embed templates/*.html
@@ -52,6 +53,7 @@ type Handler struct {
 	mux       *http.ServeMux
 	tmpl      *template.Template
 	pageSize  int
+	fleet     *fleet.Fleet
 }
 
 // Option configures a [Handler].
@@ -93,6 +95,7 @@ func New(s *intake.Stream, opts ...Option) *Handler {
 	h.mux.HandleFunc("GET /api/events", h.apiList)
 	h.mux.HandleFunc("GET /api/events/{key}", h.apiEvent)
 	h.mux.HandleFunc("POST /api/events/{key}/{action}", h.apiAct)
+	h.routeFleet()
 	return h
 }
 
@@ -131,6 +134,8 @@ type overviewData struct {
 	Dead    int  // dead now, counted up to deadCounted
 	More    bool // more than deadCounted are dead
 	CSRF    string
+	Fleet   bool // WithFleet: a link to the connections
+	Paused  int  // connections paused, counted up to a hundred (-1: unknown)
 }
 
 type sourceRow struct {
@@ -186,6 +191,13 @@ func (h *Handler) overviewData(ctx context.Context) overviewData {
 	d.Dead = -1
 	if dead, err := h.s.List(ctx, dedupe.Filter{State: dedupe.Dead, Limit: deadCounted + 1}); err == nil {
 		d.Dead, d.More = min(len(dead), deadCounted), len(dead) > deadCounted
+	}
+	if h.fleet != nil {
+		d.Fleet, d.Paused = true, -1
+		paused := true
+		if conns, err := h.fleet.List(ctx, fleet.Filter{Paused: &paused, Limit: 100}); err == nil {
+			d.Paused = len(conns)
+		}
 	}
 	return d
 }
