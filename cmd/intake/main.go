@@ -28,6 +28,7 @@ Usage:
   intake listen  long-poll a relay from behind a firewall; print each event or forward it
   intake send    sign a test webhook for a provider's scheme and send it
   intake events  list, show, replay or discard the events a stream holds (a console, or the database)
+  intake connections  list, add, update, pause, resume, resync or remove a poller fleet's connections
 
 Run "intake <command> -h" for the flags of a command.
 `
@@ -98,6 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = sendCmd(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "events":
 		err = eventsCmd(ctx, args[1:], stdout, stderr)
+	case "connections":
+		err = connectionsCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
