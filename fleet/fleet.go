@@ -48,6 +48,11 @@ import (
 // c.Credential, ask the API. Errors are as for a [poller.Fetcher]; an
 // error wrapping [ErrUnauthorized] or an HTTP 401 or 403
 // ([poller.StatusError]) pauses the connection.
+//
+// An event's key is its source and ID, so IDs must be unique across the
+// source's connections, as providers' ids are (Stripe's evt_…, GitHub's
+// delivery guids). For an API whose ids repeat from one account to the
+// next, put the connection in the ID (c.ID + "/" + id).
 type PollFunc func(ctx context.Context, c Connection, cursor string) (poller.Page, error)
 
 // MetaConnection is the [event.Event] Meta key that holds the ID of the
@@ -348,7 +353,10 @@ func (f *Fleet) Run(ctx context.Context, sink event.Sink) error {
 		if len(claims) == free {
 			continue // more may be due: take them as workers free up
 		}
-		wait := f.cfg.scan
+		// ±20% on the scan, so that replicas started together drift
+		// apart: in step, the first to claim would take every due
+		// connection of each scan.
+		wait := time.Duration(float64(f.cfg.scan) * (0.8 + 0.4*rand.Float64()))
 		if next >= 0 {
 			wait = min(wait, next)
 		}

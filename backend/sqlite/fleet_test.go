@@ -102,9 +102,29 @@ func TestFleetOnSQLiteResumesAfterRestart(t *testing.T) {
 			}
 		}
 	}
+	ctx := context.Background()
 	b := open(t, path)
-	c, err := b.Connections().Get(context.Background(), "c07")
+	c, err := b.Connections().Get(ctx, "c07")
 	if err != nil || c.Paused != fleet.PausedBySystem || c.Polls != 1 {
 		t.Fatalf("the revoked connection after a restart: %+v, %v (paused by the system after one poll)", c, err)
+	}
+	// A person's pause outlives a restart and a credential refresh; the
+	// system's is lifted by new credentials.
+	if err := b.Connections().Pause(ctx, "c03", "ops@example.com", "offboarding"); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b = open(t, path)
+	cred := "tok-2"
+	for _, id := range []string{"c03", "c07"} {
+		if _, err := b.Connections().Update(ctx, id, fleet.Change{Credential: &cred}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, _ := b.Connections().Get(ctx, "c03"); c.Paused != "ops@example.com" || c.Reason != "offboarding" {
+		t.Fatalf("a person's pause after a restart and new credentials: %+v", c)
+	}
+	if c, _ := b.Connections().Get(ctx, "c07"); c.Paused != "" {
+		t.Fatalf("the system's pause after new credentials: %+v", c)
 	}
 }

@@ -90,6 +90,10 @@ func main() {
 		fmt.Printf("  %-26s %5d × %-3d %8.0f %10.0f %8.0f %7.2f %8.1f%% %18s %6.2f%%\n", r.Mode, r.Connections, r.Replicas,
 			r.PollsPerSecond, r.Expected, r.TxPerSecond, r.TxPerPoll, 100*r.ShareSpread, strings.Join(rss, " "), 100*r.LateShare)
 	}
+	if *baseline != "" {
+		fmt.Printf("\n  a poller per connection: measured from %v after the start, when every poller has polled once, all at once\n  (they are not spread), and waits out its interval: its tx/s is its leases' renewals, for no poll.\n",
+			min(cfg.Interval/2, 20*time.Second))
+	}
 	for _, r := range results {
 		if r.Mode == "fleet" && r.MaxGapAfterKill > 0 {
 			fmt.Printf("\n  kill -9 of one of %d replicas (%d connections): longest gap between two polls of a connection after it %v (limit interval×1.1 + lease + 1 s = %v; %d over);\n  over the run %d overlapping polls, %d cursors moved backwards, %d of %d items served lost, %d handled twice\n",
