@@ -34,7 +34,6 @@ type apiConn struct {
 	items    int
 	inflight int
 	maxAsked int
-	polls    []time.Time // poll start times (kept only after mark)
 	lastPoll time.Time
 	maxGap   time.Duration // longest gap between polls since mark
 }
