@@ -38,6 +38,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/fleet"
 )
 
@@ -213,6 +214,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 type listData struct {
 	State, Source, Type string
 	ID                  string // the provider's id looked for (dedupe.Find), or ""
+	Tenant              string // the tenant looked for (event.MetaTenant), or ""
 	Records             []dedupe.Record
 	Next                int64 // the After of the next page, 0 for none
 	CSRF                string
@@ -281,19 +283,18 @@ func (h *Handler) page(r *http.Request) (listData, error) {
 	if err != nil {
 		return listData{}, err
 	}
-	id := r.URL.Query().Get("id")
+	id, tenant := r.URL.Query().Get("id"), r.URL.Query().Get("tenant")
 	var recs []dedupe.Record
-	if id != "" {
-		// By the provider's id, whatever the key (a guarded scheme keys
-		// by the body's hash): every match, on one page.
-		found, err := dedupe.Find(r.Context(), h.s, f.Source, id)
+	if id != "" || tenant != "" {
+		// By the provider's id (whatever the key: a guarded scheme keys
+		// by the body's hash) or the tenant, which no backend indexes:
+		// the matches, up to a thousand, on one page.
+		var err error
+		recs, err = dedupe.Select(r.Context(), h.s, f, 1000, func(rec dedupe.Record) bool {
+			return (id == "" || rec.Event.ID == id) && (tenant == "" || rec.Event.Meta[event.MetaTenant] == tenant)
+		})
 		if err != nil {
 			return listData{}, err
-		}
-		for _, rec := range found {
-			if (f.State == 0 || rec.State == f.State) && (f.Type == "" || rec.Event.Type == f.Type) {
-				recs = append(recs, rec)
-			}
 		}
 	} else {
 		var err error
@@ -301,8 +302,8 @@ func (h *Handler) page(r *http.Request) (listData, error) {
 			return listData{}, err
 		}
 	}
-	d := listData{State: state, Source: f.Source, Type: f.Type, ID: id, CSRF: h.csrf, Health: h.s.Health()}
-	if id == "" && len(recs) == f.Limit {
+	d := listData{State: state, Source: f.Source, Type: f.Type, ID: id, Tenant: tenant, CSRF: h.csrf, Health: h.s.Health()}
+	if id == "" && tenant == "" && len(recs) == f.Limit {
 		d.Next = recs[len(recs)-1].Seq
 	}
 	for _, rec := range recs {

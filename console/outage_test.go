@@ -96,3 +96,27 @@ func TestFindByProviderID(t *testing.T) {
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &page))
 	assert.Empty(t, page.Records)
 }
+
+func TestFilterByTenant(t *testing.T) {
+	s := deadStream(t, 0)
+	<-s.Started()
+	for _, tenant := range []string{"acme", "globex"} {
+		e := event.Event{Source: "stripe", ID: "evt_1", Type: "invoice.paid", Meta: map[string]string{event.MetaTenant: tenant}}
+		require.NoError(t, s.Put(context.Background(), e))
+	}
+	require.Eventually(t, func() bool {
+		d, _ := s.List(context.Background(), dedupe.Filter{State: dedupe.Dead, Source: "stripe"})
+		return len(d) == 2
+	}, 30*time.Second, time.Millisecond)
+	h := console.New(s, console.WithLogger(quiet))
+	w := do(h, http.MethodGet, "/api/events?state=all&tenant=globex", local, nil, nil)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var page struct{ Records []dedupe.Record }
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &page))
+	require.Len(t, page.Records, 1)
+	assert.Equal(t, "@6:globex:6:stripe:evt_1", page.Records[0].Key)
+	w = do(h, http.MethodGet, "/events?state=dead&tenant=acme", local, nil, nil)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), "<td>acme</td>")
+	assert.NotContains(t, w.Body.String(), "<td>globex</td>")
+}

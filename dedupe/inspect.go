@@ -167,16 +167,28 @@ type Lister interface {
 // source reads every source's). A committed event is kept as its key
 // alone and is not found. It returns the first error of a page.
 func Find(ctx context.Context, l Lister, source, id string) ([]Record, error) {
+	return Select(ctx, l, Filter{Source: source}, 0, func(r Record) bool { return r.Event.ID == id })
+}
+
+// Select returns the records of f (its source, type and state; its After
+// and Limit are ignored) that match keeps, reading l page by page, at
+// most limit of them (0: all). It is how the console and the CLI filter
+// by what a backend does not index: a provider's id ([Find]), a tenant
+// (event.MetaTenant). It returns the first error of a page.
+func Select(ctx context.Context, l Lister, f Filter, limit int, keep func(Record) bool) ([]Record, error) {
 	var found []Record
-	f := Filter{Source: source, Limit: 1000}
+	f.After, f.Limit = 0, 1000
 	for {
 		page, err := l.List(ctx, f)
 		if err != nil {
 			return found, err
 		}
 		for _, r := range page {
-			if r.Event.ID == id {
+			if keep(r) {
 				found = append(found, r)
+				if limit > 0 && len(found) == limit {
+					return found, nil
+				}
 			}
 		}
 		if len(page) < f.Limit {

@@ -71,15 +71,32 @@ type Event struct {
 // provider's.
 const MetaDedupe = "dedupe-id"
 
+// MetaTenant is the Meta key of the tenant an event came for (a
+// customer's account, with secrets of its own: see webhook.PerTenant).
+// When set, it is part of the event's key: the same provider id from two
+// tenants is two events.
+const MetaTenant = "tenant"
+
 // Key returns the idempotency key of the event: its Source and ID (or
 // Meta[MetaDedupe] when set), joined so that no two different pairs give
 // the same key. The key is len(Source) ":" Source ":" ID, e.g.
-// "6:stripe:evt_123".
+// "6:stripe:evt_123"; with a tenant (Meta[MetaTenant]) it is [TenantKey].
 func (e Event) Key() string {
+	id := e.ID
 	if d := e.Meta[MetaDedupe]; d != "" {
-		return Key(e.Source, d)
+		id = d
 	}
-	return Key(e.Source, e.ID)
+	if t := e.Meta[MetaTenant]; t != "" {
+		return TenantKey(t, e.Source, id)
+	}
+	return Key(e.Source, id)
+}
+
+// TenantKey returns the idempotency key of a tenant's event: "@",
+// len(tenant), ":", tenant, ":" and [Key] of source and id, e.g.
+// "@4:acme:6:stripe:evt_123". No key without a tenant begins with "@".
+func TenantKey(tenant, source, id string) string {
+	return "@" + strconv.Itoa(len(tenant)) + ":" + tenant + ":" + Key(source, id)
 }
 
 // Key returns the idempotency key for an event with the given source and

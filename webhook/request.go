@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto/subtle"
 	"net/http"
 	"net/url"
@@ -24,6 +25,17 @@ type Request struct {
 	URL    string
 	Header http.Header
 	Body   []byte
+
+	ctx context.Context // the HTTP request's; nil outside a handler
+}
+
+// Context returns the context of the HTTP request (its cancellation, its
+// values), or context.Background() when the request was made by hand.
+func (r *Request) Context() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
 }
 
 // RequestVerifier is a [Verifier] that can verify a whole request. The

@@ -237,7 +237,7 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 			h.allow = "GET, POST"
 		}
 	}
-	if sc, ok := v.(*Scheme); ok {
+	if sc, ok := schemeOf(v); ok {
 		h.ack = sc.ack
 		h.notify = sc.notifyOnly
 		if h.notify && h.trigger == nil {
@@ -247,13 +247,26 @@ func New(name string, v Verifier, opts ...Option) *Handler {
 	if h.trigger != nil && !h.notify {
 		panic("webhook: New(" + strconv.Quote(name) + "): WithTrigger is for notification-only schemes (Dropbox, GoogleChannel); to poll after a stored event, use OnAccepted")
 	}
-	if sc, ok := v.(*Scheme); ok && sc.guardDefault && !h.guardSet {
+	if sc, ok := schemeOf(v); ok && sc.guardDefault && !h.guardSet {
 		h.bodyKey = true
 	}
-	if sc, ok := v.(*Scheme); ok && h.keepSet && len(h.keep) == 0 {
+	if sc, ok := schemeOf(v); ok && h.keepSet && len(h.keep) == 0 {
 		h.keep = sc.Headers()
 	}
 	return h
+}
+
+// schemeOf returns the built-in scheme a verifier is, or verifies with
+// per tenant: what the handler reads of it (its replies, its replay
+// guard's default, its headers).
+func schemeOf(v Verifier) (*Scheme, bool) {
+	switch v := v.(type) {
+	case *Scheme:
+		return v, true
+	case *Tenants:
+		return v.probe, true
+	}
+	return nil, false
 }
 
 // Name implements [event.Source].
@@ -414,6 +427,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time,
 	if h.guard != nil {
 		sum := sha256.Sum256(body)
 		guard = event.Key(h.name, "replay:"+hex.EncodeToString(sum[:16]))
+		if t := e.Meta[event.MetaTenant]; t != "" { // one tenant's body is not another's replay
+			guard = event.TenantKey(t, h.name, "replay:"+hex.EncodeToString(sum[:16]))
+		}
 		guardID = guard + ":" + e.ID
 		st, err := h.guard.Claim(r.Context(), guard, time.Minute)
 		if err == nil && st == dedupe.Done {
@@ -497,7 +513,7 @@ func (h *Handler) verify(r *http.Request, body []byte) (event.Event, error) {
 		return sc.Verify(r.Header, body) // headers and body are all it reads: no URL to build
 	}
 	if rv, ok := h.v.(RequestVerifier); ok {
-		return rv.VerifyRequest(&Request{Method: r.Method, URL: requestURL(r), Header: r.Header, Body: body})
+		return rv.VerifyRequest(&Request{Method: r.Method, URL: requestURL(r), Header: r.Header, Body: body, ctx: r.Context()})
 	}
 	return h.v.Verify(r.Header, body)
 }
@@ -510,8 +526,14 @@ func (h *Handler) refuse(w http.ResponseWriter, err error) string {
 		writeReply(w, reply)
 		return "reply"
 	}
-	if errors.Is(err, ErrMalformed) {
+	switch {
+	case errors.Is(err, ErrMalformed):
 		return h.reject(w, http.StatusBadRequest, "malformed", err)
+	case errors.Is(err, ErrUnknownTenant):
+		return h.reject(w, http.StatusNotFound, "unknown-tenant", err)
+	case errors.Is(err, ErrSecretLookup):
+		h.logs.Log(h.log, slog.LevelError, "secrets", "webhook: secret lookup failed", "source", h.name, "err", err)
+		return h.retryLater(w, http.StatusServiceUnavailable, "secrets", time.Second)
 	}
 	return h.reject(w, http.StatusUnauthorized, reasonOf(err), err)
 }

@@ -19,12 +19,13 @@ import (
 	"github.com/intakehq/intake/backend/sqlite"
 	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
+	"github.com/intakehq/intake/event"
 )
 
 const eventsUsage = `Usage: intake events list|show|replay|discard [flags] [KEY]
 
   list     the events held: --state dead (default), queued, in-flight or all; --source, --type, --after, --limit;
-           --id finds an event by the id its provider sent, whatever its key
+           --id finds an event by the id its provider sent, whatever its key; --tenant, a tenant's events
   show     one event, as JSON
   replay   put a dead event back in the queue, attempts reset
   discard  forget an event: a later arrival is a new event
@@ -41,8 +42,8 @@ type inspector interface {
 	Get(ctx context.Context, key string) (dedupe.Record, error)
 	Act(ctx context.Context, action, key string) error
 	// Find returns the records of f's source and state whose provider id
-	// is id (dedupe.Find).
-	Find(ctx context.Context, f dedupe.Filter, id string) ([]dedupe.Record, error)
+	// is id and whose tenant is tenant ("" for any), as dedupe.Select.
+	Find(ctx context.Context, f dedupe.Filter, id, tenant string) ([]dedupe.Record, error)
 }
 
 func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,6 +70,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	source := fs.String("source", "", "list: only this source")
 	typ := fs.String("type", "", "list: only this type")
 	id := fs.String("id", "", "list: the event the provider sent with this id (a delivery id), whatever its key (a guarded scheme keys by the body's hash)")
+	tenant := fs.String("tenant", "", "list: only this tenant's events (webhook.PerTenant)")
 	after := fs.Int64("after", 0, "list: after this seq (the last of the previous page)")
 	limit := fs.Int("limit", 50, "list: at most this many")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), eventsUsage); fs.PrintDefaults() }
@@ -139,8 +141,8 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "list":
 		var recs []dedupe.Record
 		var err error
-		if *id != "" {
-			recs, err = in.Find(ctx, f, *id)
+		if *id != "" || *tenant != "" {
+			recs, err = in.Find(ctx, f, *id, *tenant)
 		} else {
 			recs, err = in.List(ctx, f, inFlight)
 		}
@@ -199,15 +201,10 @@ type backendInspector struct{ q dedupe.Queue }
 func (b backendInspector) List(ctx context.Context, f dedupe.Filter, _ bool) ([]dedupe.Record, error) {
 	return b.q.List(ctx, f)
 }
-func (b backendInspector) Find(ctx context.Context, f dedupe.Filter, id string) ([]dedupe.Record, error) {
-	found, err := dedupe.Find(ctx, b.q, f.Source, id)
-	out := found[:0]
-	for _, r := range found {
-		if (f.State == 0 || r.State == f.State) && (f.Type == "" || r.Event.Type == f.Type) {
-			out = append(out, r)
-		}
-	}
-	return out, err
+func (b backendInspector) Find(ctx context.Context, f dedupe.Filter, id, tenant string) ([]dedupe.Record, error) {
+	return dedupe.Select(ctx, b.q, f, 0, func(r dedupe.Record) bool {
+		return (id == "" || r.Event.ID == id) && (tenant == "" || r.Event.Meta[event.MetaTenant] == tenant)
+	})
 }
 
 func (b backendInspector) Get(ctx context.Context, key string) (dedupe.Record, error) {
@@ -251,18 +248,21 @@ func (c *consoleAPI) do(req *http.Request, v any) error {
 	return json.Unmarshal(body, v)
 }
 
-func (c *consoleAPI) Find(ctx context.Context, f dedupe.Filter, id string) ([]dedupe.Record, error) {
-	return c.list(ctx, f, false, id)
+func (c *consoleAPI) Find(ctx context.Context, f dedupe.Filter, id, tenant string) ([]dedupe.Record, error) {
+	return c.list(ctx, f, false, id, tenant)
 }
 
 func (c *consoleAPI) List(ctx context.Context, f dedupe.Filter, inFlight bool) ([]dedupe.Record, error) {
-	return c.list(ctx, f, inFlight, "")
+	return c.list(ctx, f, inFlight, "", "")
 }
 
-func (c *consoleAPI) list(ctx context.Context, f dedupe.Filter, inFlight bool, id string) ([]dedupe.Record, error) {
+func (c *consoleAPI) list(ctx context.Context, f dedupe.Filter, inFlight bool, id, tenant string) ([]dedupe.Record, error) {
 	q := url.Values{}
 	if id != "" {
 		q.Set("id", id)
+	}
+	if tenant != "" {
+		q.Set("tenant", tenant)
 	}
 	switch {
 	case inFlight:

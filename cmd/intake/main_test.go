@@ -248,6 +248,23 @@ func TestEventsCommands(t *testing.T) {
 			t.Fatalf("list --id d-7 %v (exit %d):\n%s", where, code, out)
 		}
 	}
+	// A tenant's events (issue #36).
+	if err := intaketest.Put(ctx, s, event.Event{Source: "shop", ID: "a", Meta: map[string]string{event.MetaTenant: "acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, _ := s.List(ctx, dedupe.Filter{State: dedupe.Dead})
+		if len(d) == 4 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, where := range [][]string{{"--db", dbPath}, {"--console", srv.URL + "/intake/"}} {
+		out, code = cli(append([]string{"list", "--tenant", "acme"}, where...)...)
+		if code != 0 || !strings.Contains(out, "@4:acme:4:shop:a") || strings.Count(strings.TrimSpace(out), "\n") != 1 {
+			t.Fatalf("list --tenant acme %v (exit %d):\n%s", where, code, out)
+		}
+	}
 	out, code = cli("show", "--console", srv.URL+"/intake", "4:shop:a")
 	if code != 0 || !strings.Contains(out, `"state": "dead"`) || !strings.Contains(out, "upstream 500") || strings.Contains(out, "SECRET-SIG") {
 		t.Fatalf("show (exit %d):\n%s", code, out)
