@@ -28,7 +28,7 @@ func TestLostAdoptionReplyIsGivenBack(t *testing.T) {
 		return b
 	}
 	t.Cleanup(func() {
-		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections"} {
+		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
 			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
 		}
 		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)

@@ -203,6 +203,7 @@ SELECT (SELECT count(*) FROM information_schema.columns
 	AND to_regclass('{p}checkpoints') IS NOT NULL AND to_regclass('{p}leases') IS NOT NULL
 	AND to_regclass('{p}feed') IS NOT NULL AND to_regclass('{p}feed_at') IS NOT NULL
 	AND to_regclass('{p}connections') IS NOT NULL AND to_regclass('{p}connections_due') IS NOT NULL
+	AND to_regclass('{p}budgets') IS NOT NULL
 	AND to_regclass('{p}keys_expires_at') IS NULL AND to_regclass('{p}keys_queued') IS NULL`,
 
 		// The columns of this version: tables made by an earlier one lack them.

@@ -26,7 +26,7 @@ func TestAdoptAndCleanupReadInProportion(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		b.Close()
-		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections"} {
+		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
 			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
 		}
 		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)
@@ -173,7 +173,7 @@ func TestAdoptCostsWhatItTakes(t *testing.T) {
 		}
 		defer func() {
 			b.Close()
-			for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections"} {
+			for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
 				_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
 			}
 			_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)

@@ -104,3 +104,10 @@ CREATE TABLE IF NOT EXISTS {p}connections (
     token       bigint      NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS {p}connections_due ON {p}connections (next_due) WHERE paused = '';
+
+-- Request budgets per credential (package budget): the state, JSON, of
+-- each key, read and written under the row's lock.
+CREATE TABLE IF NOT EXISTS {p}budgets (
+    key   text  PRIMARY KEY,
+    state jsonb NOT NULL
+);

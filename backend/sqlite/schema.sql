@@ -84,3 +84,9 @@ CREATE TABLE IF NOT EXISTS {p}connections (
     token       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS {p}connections_due ON {p}connections (next_due) WHERE paused = '';
+
+-- Request budgets per credential (package budget): each key's state, JSON.
+CREATE TABLE IF NOT EXISTS {p}budgets (
+    key   TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);

@@ -168,7 +168,7 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	b := &Backend{
 		db:       db,
 		holder:   newHolder(),
-		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases", connections: s.prefix + "connections"},
+		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases", connections: s.prefix + "connections", budgets: s.prefix + "budgets"},
 		now:      time.Now,
 		ops:      make(chan *op, 1024),
 		stop:     make(chan struct{}),
@@ -271,7 +271,7 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-type tables struct{ keys, checkpoints, leases, connections string }
+type tables struct{ keys, checkpoints, leases, connections, budgets string }
 
 func newHolder() string {
 	var r [8]byte
