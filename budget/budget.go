@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/intakehq/intake/metric"
 )
 
 // Policy is what the API promises a credential: Rate requests every Per,
@@ -104,6 +106,8 @@ func (m *Memory) Update(_ context.Context, key string, fn func(s *State)) error 
 type Budget struct {
 	store  Store
 	policy Policy
+	name   string
+	rec    metric.Recorder
 	now    func() time.Time
 	sleep  func(ctx context.Context, d time.Duration) error
 
@@ -121,6 +125,14 @@ type Stats struct {
 
 // Option configures a [Budget].
 type Option func(*Budget)
+
+// WithName names the budget in its metrics (their source label).
+// Defaults to "budget".
+func WithName(name string) Option { return func(b *Budget) { b.name = name } }
+
+// WithMetrics sets the recorder of the budget's requests, waits, 429s
+// and what the API says is left. Defaults to none.
+func WithMetrics(r metric.Recorder) Option { return func(b *Budget) { b.rec = r } }
 
 // WithClock sets the clock (tests). Defaults to time.Now; replicas
 // sharing a store must have clocks that agree to well within the rate's
@@ -141,7 +153,7 @@ func New(store Store, policy Policy, opts ...Option) *Budget {
 	if policy.Burst == 0 {
 		policy.Burst = 1
 	}
-	b := &Budget{store: store, policy: policy, now: time.Now, sleep: sleep}
+	b := &Budget{store: store, policy: policy, name: "budget", rec: metric.Discard{}, now: time.Now, sleep: sleep}
 	for _, o := range opts {
 		o(b)
 	}
@@ -163,6 +175,8 @@ func (b *Budget) Reserve(ctx context.Context, key string) (time.Duration, error)
 	}
 	wait := max(slot.Sub(now), 0)
 	b.count(func(st *Stats) { st.Reserved++; st.Waited += wait })
+	b.rec.Count(metric.BudgetRequests, b.name, "", 1)
+	b.rec.Observe(metric.BudgetWait, b.name, wait)
 	return wait, nil
 }
 
@@ -184,6 +198,10 @@ func (b *Budget) Learn(ctx context.Context, key string, l Limits) error {
 	now := b.now()
 	if l.Limited {
 		b.count(func(st *Stats) { st.Limited++ })
+		b.rec.Count(metric.BudgetLimited, b.name, "", 1)
+	}
+	if l.Remaining >= 0 {
+		b.rec.Gauge(metric.BudgetRemaining, b.name, float64(l.Remaining))
 	}
 	if err := b.store.Update(ctx, key, func(s *State) { b.policy.learn(s, l, now) }); err != nil {
 		b.count(func(st *Stats) { st.Errors++ })

@@ -456,7 +456,7 @@ func (f *Fleet) pollOne(pctx, runCtx context.Context, sink event.Sink, c Claim) 
 	case res.Pause != "":
 		f.stats.paused.Add(1)
 		f.cfg.log.Warn("fleet: credential refused; connection paused", "fleet", f.name, "connection", c.ID, "reason", res.Pause)
-		f.cfg.rec.Count(metric.PollErrors, c.Source, "paused", 1)
+		f.cfg.rec.Count(metric.FleetPaused, c.Source, "", 1)
 		if f.cfg.onPause != nil {
 			conn := c.Connection
 			conn.Paused, conn.Reason = PausedBySystem, res.Pause

@@ -11,7 +11,8 @@ func TestEveryNameDescribed(t *testing.T) {
 	for _, name := range []string{metric.Accepted, metric.Duplicate, metric.Rejected, metric.Delivered, metric.Acked,
 		metric.Nacked, metric.DeadLetter, metric.Committed, metric.Dropped, metric.QueueDepth, metric.Processing,
 		metric.SourceError, metric.Received, metric.AckLatency, metric.Polls, metric.EmptyPolls, metric.NotModified,
-		metric.PollErrors, metric.Backoff, metric.Fetched, metric.Coalesced, metric.FetchFailed} {
+		metric.PollErrors, metric.Backoff, metric.Fetched, metric.Coalesced, metric.FetchFailed,
+		metric.FleetPaused, metric.BudgetRequests, metric.BudgetWait, metric.BudgetLimited, metric.BudgetRemaining} {
 		if i, ok := metric.Describe(name); !ok || len(i.Help) < 20 {
 			t.Errorf("%s: %+v, %v", name, i, ok)
 		}

@@ -59,4 +59,11 @@ const (
 	Fetched     = "intake_fetches_total"           // one per request for an object
 	Coalesced   = "intake_fetches_coalesced_total" // events served by another event's fetch
 	FetchFailed = "intake_fetch_errors_total"      //
+
+	// Poller fleets (package fleet) and budgets (package budget).
+	FleetPaused     = "intake_fleet_paused_total"    // connections paused for a refused credential
+	BudgetRequests  = "intake_budget_requests_total" // slots reserved
+	BudgetWait      = "intake_budget_wait_seconds"   // the wait a slot asked for
+	BudgetLimited   = "intake_budget_limited_total"  // 429 answers
+	BudgetRemaining = "intake_budget_remaining"      // gauge: what the API last said is left
 )
