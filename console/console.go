@@ -61,7 +61,11 @@ type Handler struct {
 type Option func(*Handler)
 
 // WithAuthorize sets the function that decides who may use the console
-// (your session check). Without it, only loopback clients may.
+// (your session check). Without it, only loopback clients may, and only
+// when the request does not say it came through a proxy (Forwarded,
+// X-Forwarded-For, X-Real-IP, X-Forwarded-Host): behind a reverse proxy on
+// the same host every client is loopback, so there the console needs
+// WithAuthorize.
 func WithAuthorize(fn func(*http.Request) bool) Option { return func(h *Handler) { h.authorize = fn } }
 
 // WithLogger sets the logger. Defaults to the stream's
@@ -102,6 +106,10 @@ func New(s *intake.Stream, opts ...Option) *Handler {
 
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.authorize == nil && proxied(r) {
+		http.Error(w, "the intake console refuses requests that came through a proxy (they carry Forwarded, X-Forwarded-For or X-Real-IP) unless configured with console.WithAuthorize: behind a proxy every client would look like loopback", http.StatusForbidden)
+		return
+	}
 	if !h.allowed(r) {
 		http.Error(w, "the intake console answers loopback clients only, unless configured with console.WithAuthorize", http.StatusForbidden)
 		return
@@ -110,6 +118,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'")
 	w.Header().Set("Cache-Control", "no-store")
 	h.mux.ServeHTTP(w, r)
+}
+
+// proxied reports a request that says it was forwarded by a proxy: its
+// loopback address is the proxy's, not the client's.
+func proxied(r *http.Request) bool {
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Host"} {
+		if _, ok := r.Header[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Handler) allowed(r *http.Request) bool {
