@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -128,23 +127,13 @@ func connectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	case sub == "update" && !set["interval"] && !set["credential"]:
 		return usagef("update needs --interval or --credential")
 	}
-	if *consoleURL != "" {
-		if err := checkURL("--console", *consoleURL); err != nil {
-			return err
-		}
-	}
-	if *consoleURL == "" && *dsn == "" && *db != "" {
-		if _, err := os.Stat(*db); err != nil {
-			return usagef("--db %q: %v", *db, err)
-		}
-		if err := checkDBFile("--db", *db); err != nil {
-			return err
-		}
+	if err := checkWhere(*consoleURL, *dsn, *db); err != nil {
+		return err
 	}
 	var m connManager
 	switch {
 	case *consoleURL != "":
-		m = &consoleConns{consoleAPI{base: strings.TrimSuffix(*consoleURL, "/"), client: &http.Client{Timeout: 30 * time.Second}}}
+		m = &consoleConns{*newConsoleAPI(*consoleURL)}
 	case *dsn != "":
 		pg, err := postgres.Open(ctx, *dsn, postgres.WithPrefix(*prefix))
 		if err != nil {

@@ -102,23 +102,13 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *after < 0 {
 		return usagef("--after must not be negative")
 	}
-	if *consoleURL != "" {
-		if err := checkURL("--console", *consoleURL); err != nil {
-			return err
-		}
-	}
-	if *consoleURL == "" && *dsn == "" && *db != "" {
-		if _, err := os.Stat(*db); err != nil {
-			return usagef("--db %q: %v", *db, err)
-		}
-		if err := checkDBFile("--db", *db); err != nil {
-			return err
-		}
+	if err := checkWhere(*consoleURL, *dsn, *db); err != nil {
+		return err
 	}
 	var in inspector
 	switch {
 	case *consoleURL != "":
-		in = &consoleAPI{base: strings.TrimSuffix(*consoleURL, "/"), client: &http.Client{Timeout: 30 * time.Second}}
+		in = newConsoleAPI(*consoleURL)
 	case *dsn != "":
 		pg, err := postgres.Open(ctx, *dsn)
 		if err != nil {
@@ -215,6 +205,26 @@ func (b backendInspector) Act(ctx context.Context, action, key string) error {
 		return b.q.Replay(ctx, key)
 	}
 	return b.q.Discard(ctx, key)
+}
+
+// checkWhere checks the flags that say where the commands act: a
+// console's URL, or (when neither a console nor a DSN is given) an
+// SQLite file that exists.
+func checkWhere(consoleURL, dsn, db string) error {
+	if consoleURL != "" {
+		return checkURL("--console", consoleURL)
+	}
+	if dsn == "" && db != "" {
+		if _, err := os.Stat(db); err != nil {
+			return usagef("--db %q: %v", db, err)
+		}
+		return checkDBFile("--db", db)
+	}
+	return nil
+}
+
+func newConsoleAPI(base string) *consoleAPI {
+	return &consoleAPI{base: strings.TrimSuffix(base, "/"), client: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // consoleAPI talks to a running process's console.

@@ -23,6 +23,7 @@ import (
 	intakeredis "github.com/intakehq/intake/backend/redis"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -140,25 +141,7 @@ func (c *counter) settle(acked map[string]bool, limit time.Duration) (twice, los
 // drops its tables.
 func pgPrefix(pool *pgxpool.Pool) (string, func()) {
 	p := fmt.Sprintf("lt%d_", time.Now().UnixNano()%1e12)
-	return p, func() {
-		ctx := context.Background()
-		rows, err := pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, p+"%")
-		if err != nil {
-			return
-		}
-		var names []string
-		for rows.Next() {
-			var n string
-			if rows.Scan(&n) == nil {
-				names = append(names, n)
-			}
-		}
-		rows.Close()
-		for _, n := range names {
-			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS "`+n+`" CASCADE`)
-		}
-		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS "`+p+`keys_seq"`)
-	}
+	return p, func() { pgtest.DropPrefix(pool, p) }
 }
 
 // intakeStream runs a stream on q whose acking handler counts each event.

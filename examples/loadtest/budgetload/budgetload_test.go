@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
 )
 
 // TestSharedBudgetAgainstLimiters runs both modes small: three replicas
@@ -18,27 +17,14 @@ func TestSharedBudgetAgainstLimiters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two 15 s runs")
 	}
-	dsn := envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	pool, err := pgxpool.New(ctx, dsn)
-	if err == nil {
-		err = pool.Ping(ctx)
-		pool.Close()
-	}
-	cancel()
-	if err != nil {
-		msg := "PostgreSQL not reachable at " + dsn + ": " + err.Error() + "; start one with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	dsn := pgtest.Require(t)
 	cfg := Config{DSN: dsn, Connections: 50, Replicas: 3, Rate: 20, Window: 5 * time.Second, Interval: 2 * time.Second,
 		Duration: 15 * time.Second, Warmup: 5 * time.Second}
 	var res [2]Result
 	for i, shared := range []bool{true, false} {
 		c := cfg
 		c.Shared = shared
+		var err error
 		if res[i], err = Run(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/budget"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
 	"github.com/intakehq/intake/fleet"
 	"github.com/intakehq/intake/poller"
 )
@@ -145,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer dropPrefix(pool, prefix)
+	defer pgtest.DropPrefix(pool, prefix)
 	defer pg.Close()
 	if _, err := pool.Exec(ctx, `INSERT INTO `+prefix+`connections (id, source, interval_us, next_due)
 SELECT 'c' || lpad(g::text, 4, '0'), 'api', $2::bigint, now() + random() * $2::bigint * interval '1 microsecond' FROM generate_series(1, $1) g`,
@@ -238,7 +239,7 @@ SELECT 'c' || lpad(g::text, 4, '0'), 'api', $2::bigint, now() + random() * $2::b
 
 func main() {
 	var cfg Config
-	flag.StringVar(&cfg.DSN, "postgres", envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL")
+	flag.StringVar(&cfg.DSN, "postgres", pgtest.DSN(), "PostgreSQL")
 	flag.IntVar(&cfg.Connections, "connections", 200, "connections sharing the credential")
 	flag.IntVar(&cfg.Replicas, "replicas", 3, "replicas (each its own pool, budget and fleet)")
 	flag.IntVar(&cfg.Rate, "rate", 20, "requests per second the API allows")
@@ -260,19 +261,4 @@ func main() {
 		}
 		fmt.Printf("  %-30s %9d %8d %8d %9.1f%% %8.2f%% %13.1f%%\n", r.Mode, r.Requests, r.OK, r.Limited, 100*r.UsedShare, 100*r.LimitedRate, 100*r.Spread)
 	}
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func dropPrefix(pool *pgxpool.Pool, p string) {
-	ctx := context.Background()
-	for _, t := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
-		_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS "`+p+t+`" CASCADE`)
-	}
-	_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS "`+p+`keys_seq"`)
 }

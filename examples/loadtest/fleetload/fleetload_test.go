@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
@@ -23,21 +23,7 @@ func TestFleetKillSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replicas as processes for 20 s")
 	}
-	dsn := envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	pool, err := pgxpool.New(ctx, dsn)
-	if err == nil {
-		err = pool.Ping(ctx)
-		pool.Close()
-	}
-	cancel()
-	if err != nil {
-		msg := "PostgreSQL not reachable at " + dsn + ": " + err.Error() + "; start one with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	dsn := pgtest.Require(t)
 	res, err := Run(context.Background(), Config{DSN: dsn, Connections: 2000, Replicas: 3, Interval: 3 * time.Second,
 		Lease: 2 * time.Second, Duration: 16 * time.Second, Kill: true, ItemRate: 0.05, Dir: t.TempDir()})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
 )
 
 func main() {
@@ -22,7 +24,7 @@ func main() {
 		return
 	}
 	var cfg Config
-	flag.StringVar(&cfg.DSN, "postgres", envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL")
+	flag.StringVar(&cfg.DSN, "postgres", pgtest.DSN(), "PostgreSQL")
 	flag.IntVar(&cfg.Connections, "connections", 100_000, "connections of the fleet")
 	flag.IntVar(&cfg.Replicas, "replicas", 3, "replicas (processes)")
 	flag.DurationVar(&cfg.Interval, "interval", 5*time.Minute, "each connection's interval")
@@ -106,13 +108,6 @@ func main() {
 		fmt.Printf("\n  RSS per idle connection on a replica: (%d KiB − %d KiB) / %d connections = %.1f bytes\n",
 			results[1].RSSKiB[0], results[0].RSSKiB[0], results[1].Connections-results[0].Connections, per)
 	}
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func fail(err error) {

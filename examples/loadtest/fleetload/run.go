@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/intakehq/intake/backend/postgres"
+	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
 )
 
 // Config is one run.
@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer pool.Close()
 	prefix := fmt.Sprintf("fl%d_", time.Now().UnixNano()%1e12)
-	defer dropPrefix(pool, prefix)
+	defer pgtest.DropPrefix(pool, prefix)
 	pg, err := postgres.New(ctx, pool, postgres.WithPrefix(prefix))
 	if err != nil {
 		return res, err
@@ -293,25 +293,4 @@ func abs(f float64) float64 {
 		return -f
 	}
 	return f
-}
-
-func dropPrefix(pool *pgxpool.Pool, p string) {
-	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1`, p+"%")
-	if err != nil {
-		return
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if rows.Scan(&n) == nil {
-			names = append(names, n)
-		}
-	}
-	rows.Close()
-	slices.Sort(names)
-	for _, n := range names {
-		_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS "`+n+`" CASCADE`)
-	}
-	_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS "`+p+`keys_seq"`)
 }
