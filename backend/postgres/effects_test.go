@@ -33,7 +33,9 @@ import (
 // Postgres), whose handler inserts one row per event into the user's
 // table: in the same transaction as its ack (ack=tx), or committed on
 // its own before a plain ack (ack=plain), or queued in one batch with
-// its ack (ack=batch, HandleBatch). It runs until killed.
+// its ack (ack=batch, HandleBatch), or written with the acks of the
+// deliveries its workers bring at once in one transaction (ack=txbatch,
+// HandleTxBatch). It runs until killed.
 func effectsChild(prefix string) error {
 	ctx := context.Background()
 	n, _ := strconv.Atoi(os.Getenv("INTAKE_EFFECTS_N"))
@@ -65,6 +67,14 @@ func effectsChild(prefix string) error {
 			batch.Queue(insert, e.ID, me)
 			return nil
 		}), intake.WithWorkers(8), intake.WithMaxAttempts(1000))
+	case "txbatch":
+		s.Handle(pg.HandleTxBatch(32, func(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+			b := &pgx.Batch{}
+			for _, e := range events {
+				b.Queue(insert, e.ID, me)
+			}
+			return tx.SendBatch(ctx, b).Close()
+		}), intake.WithWorkers(32), intake.WithMaxAttempts(1000))
 	default:
 		s.Handle(func(ctx context.Context, e event.Event) error {
 			_, err := pool.Exec(ctx, insert, e.ID, me)
@@ -84,8 +94,9 @@ func effectsChild(prefix string) error {
 // TestCrashEffectsOnce: three replica processes on one Postgres take
 // 20,000 events (30% of them twice, by webhook and by poll) while they
 // are SIGKILLed and restarted at random, twelve times. A handler
-// that inserts its row and acks in one transaction (HandleTx, or one
-// batch: HandleBatch) leaves exactly one row per event; the same run
+// that inserts its row and acks in one transaction (HandleTx, one batch:
+// HandleBatch, or one transaction for many events: HandleTxBatch) leaves
+// exactly one row per event; the same run
 // with the insert committed on its own and a plain ack must leave
 // duplicates (so the test can fail), and says how many.
 func TestCrashEffectsOnce(t *testing.T) {
@@ -96,7 +107,7 @@ func TestCrashEffectsOnce(t *testing.T) {
 	if raceEnabled {
 		n = 4_000 // the race detector slows the replicas tenfold
 	}
-	for _, ack := range []string{"tx", "batch", "plain"} {
+	for _, ack := range []string{"tx", "batch", "txbatch", "plain"} {
 		t.Run(ack, func(t *testing.T) {
 			missing, dups := crashEffects(t, ack, n)
 			intaketest.EffectsVerdict(t, ack, missing, dups)

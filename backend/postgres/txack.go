@@ -224,3 +224,104 @@ func (b *Backend) HandleBatch(fn func(ctx context.Context, e event.Event, batch 
 		return nil // done by a transaction that committed: ack
 	}
 }
+
+// TxBatchLinger is how long a batch of [Backend.HandleTxBatch] waits at
+// most for more deliveries before it commits what it has.
+const TxBatchLinger = 2 * time.Millisecond
+
+// HandleTxBatch returns a function for [intake.Stream.Handle] that
+// handles the deliveries its workers bring at once in one transaction:
+// up to max events (give the subscription at least max workers), taken
+// as they are ready, waiting at most [TxBatchLinger] for a batch to
+// fill. The transaction begins and acks every delivery of the batch
+// ([Backend.AckTx], fenced per event) in one round trip, calls fn with
+// the events not acked already, and commits: fn's writes and the acks
+// commit together, once per event and subscription, whatever crashes,
+// at one transaction (one commit, one fsync) for the batch.
+//
+// An event acked by a transaction that committed before is left out of
+// fn's events (and acked); one another holder took over is left out and
+// let go ([dedupe.ErrNotHeld]). When fn or the commit fails, the batch is
+// split in two and each half tried in a transaction of its own, down to
+// single events: one poison event fails alone, with its own attempts,
+// and is dead-lettered on its own, while its neighbours commit without
+// spending theirs.
+//
+// [intake.Stream.Handle]: https://pkg.go.dev/github.com/intakehq/intake#Stream.Handle
+func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx pgx.Tx, events []event.Event) error) func(context.Context, event.Event) error {
+	if fn == nil || max < 1 {
+		panic(fmt.Sprintf("postgres: HandleTxBatch(%d) with a nil function or a batch under 1", max))
+	}
+	tb := dedupe.NewTxBatch(max, TxBatchLinger, func(ctx context.Context, items []*dedupe.TxItem) error {
+		batch := &pgx.Batch{}
+		batch.BeginTx(pgx.TxOptions{})
+		last := make([]bool, len(items))
+		for i, it := range items {
+			h, sub := hash(it.Delivery.Key()), []byte(it.Delivery.Subscription())
+			var retain time.Duration
+			if retain, last[i] = lastOf(it.Delivery); last[i] {
+				batch.Queue(b.q.ackTxCommit, h, b.holder, sub, micros(retain))
+			} else {
+				batch.Queue(b.q.ackTx, h, b.holder, sub)
+			}
+		}
+		br := b.pool.SendBatch(ctx, batch)
+		tx := br.Tx()
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+		_, err := br.Exec()
+		acked := make([]bool, len(items))
+		for i := range items {
+			if err != nil {
+				break
+			}
+			var tag pgconn.CommandTag
+			tag, err = br.Exec()
+			acked[i] = tag.RowsAffected() == 1
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: begin and ack: %w", err)
+		}
+		var events []event.Event
+		for i, it := range items {
+			if !acked[i] {
+				it.Settle(ignoreAcked(b.whyNotAcked(ctx, tx, it.Delivery)))
+				continue
+			}
+			events = append(events, it.Event)
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		if err := fn(ctx, tx, events); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("postgres: commit: %w", err)
+		}
+		for i, it := range items {
+			if acked[i] && last[i] {
+				it.Delivery.(dedupe.LastDelivery).Committed()
+			}
+		}
+		return nil
+	})
+	return func(ctx context.Context, e event.Event) error {
+		d, ok := dedupe.DeliveryFromContext(ctx)
+		if !ok {
+			return errors.New("postgres: a HandleTxBatch function runs only under Stream.Handle (its context carries the delivery)")
+		}
+		return tb.Handle(ctx, e, d)
+	}
+}
+
+// ignoreAcked is nil for an error that says the delivery was acked by a
+// transaction that committed: the delivery is done.
+func ignoreAcked(err error) error {
+	if errors.Is(err, dedupe.ErrAlreadyAcked) {
+		return nil
+	}
+	return err
+}

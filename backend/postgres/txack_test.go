@@ -333,3 +333,25 @@ func TestHolderRetakesALostLock(t *testing.T) {
 	}
 	t.Logf("lock taken again %v after it was lost", time.Since(cut).Round(time.Millisecond))
 }
+
+// A batched transactional handler: one transaction for the deliveries
+// its workers bring at once; a poison event in a batch is isolated by
+// halving and dead-lettered alone, every other event written once.
+func TestHandleTxBatchIsolatesAPoisonEvent(t *testing.T) {
+	pool := testPool(t)
+	prefix := testPrefix(t, pool)
+	table := userTable(t, pool, prefix)
+	pg := newBackend(t, pool, prefix)
+	intaketest.TxBatchPoison(t, pg, func(check func([]event.Event) error) intake.HandlerFunc {
+		return pg.HandleTxBatch(32, func(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+			if err := check(events); err != nil {
+				return err
+			}
+			b := &pgx.Batch{}
+			for _, e := range events {
+				b.Queue(`INSERT INTO `+table+` (id, by) VALUES ($1, 'batch')`, e.ID)
+			}
+			return tx.SendBatch(ctx, b).Close()
+		})
+	}, func() map[string]int { return rowsPerID(t, pool, table) })
+}

@@ -28,8 +28,10 @@ import (
 // SQLite file with a webhook endpoint (its address said on stdout) and a
 // poller of the API (its cursor in the file), whose handler inserts one
 // row per event into the user's table in the same file: in the same
-// transaction as its ack (ack=tx), or committed on its own before a
-// plain ack (ack=plain). It runs until killed.
+// transaction as its ack (ack=tx), in one transaction with the acks of
+// the deliveries its workers bring at once (ack=txbatch, HandleTxBatch),
+// or committed on its own before a plain ack (ack=plain). It runs until
+// killed.
 func effectsChild(dbPath string) error {
 	n, _ := strconv.Atoi(os.Getenv("INTAKE_EFFECTS_N"))
 	b, err := sqlite.Open(dbPath)
@@ -44,12 +46,22 @@ func effectsChild(dbPath string) error {
 	s.Add(hook, p)
 	const insert = `INSERT INTO effects (id, by) VALUES (?, ?)`
 	me := strconv.Itoa(os.Getpid())
-	if os.Getenv("INTAKE_EFFECTS_ACK") == "tx" {
+	switch os.Getenv("INTAKE_EFFECTS_ACK") {
+	case "tx":
 		s.Handle(b.HandleTx(func(ctx context.Context, tx *sql.Tx, e event.Event) error {
 			_, err := tx.ExecContext(ctx, insert, e.ID, me)
 			return err
 		}), intake.WithWorkers(4), intake.WithMaxAttempts(1000))
-	} else {
+	case "txbatch":
+		s.Handle(b.HandleTxBatch(32, func(ctx context.Context, tx *sql.Tx, events []event.Event) error {
+			for _, e := range events {
+				if _, err := tx.ExecContext(ctx, insert, e.ID, me); err != nil {
+					return err
+				}
+			}
+			return nil
+		}), intake.WithWorkers(32), intake.WithMaxAttempts(1000))
+	default:
 		s.Handle(func(ctx context.Context, e event.Event) error {
 			_, err := b.DB().ExecContext(ctx, insert, e.ID, me)
 			return err
@@ -79,7 +91,7 @@ func TestCrashEffectsOnce(t *testing.T) {
 	if raceEnabled {
 		n = 3_000 // the race detector slows the transpiled SQLite tenfold
 	}
-	for _, ack := range []string{"tx", "plain"} {
+	for _, ack := range []string{"tx", "txbatch", "plain"} {
 		t.Run(ack, func(t *testing.T) {
 			missing, dups := crashEffects(t, ack, n)
 			intaketest.EffectsVerdict(t, ack, missing, dups)

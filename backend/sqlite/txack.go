@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
@@ -147,5 +148,71 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 			d.(dedupe.LastDelivery).Committed()
 		}
 		return nil
+	}
+}
+
+// TxBatchLinger is how long a batch of [Backend.HandleTxBatch] waits at
+// most for more deliveries before it commits what it has.
+const TxBatchLinger = 2 * time.Millisecond
+
+// HandleTxBatch returns a function for [intake.Stream.Handle] that
+// handles the deliveries its workers bring at once in one transaction,
+// as [Backend.HandleTx] does one: up to max events (give the
+// subscription at least max workers), waiting at most [TxBatchLinger]
+// for a batch to fill. Each delivery is acked in the transaction (fenced
+// per event); fn gets the events not acked already; one commit for the
+// batch. When fn or the commit fails, the batch is split in two and each
+// half tried on its own, down to single events: a poison event fails
+// alone and its neighbours commit without spending an attempt.
+//
+// [intake.Stream.Handle]: https://pkg.go.dev/github.com/intakehq/intake#Stream.Handle
+func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx *sql.Tx, events []event.Event) error) func(context.Context, event.Event) error {
+	if fn == nil || max < 1 {
+		panic(fmt.Sprintf("sqlite: HandleTxBatch(%d) with a nil function or a batch under 1", max))
+	}
+	tb := dedupe.NewTxBatch(max, TxBatchLinger, func(ctx context.Context, items []*dedupe.TxItem) error {
+		tx, err := b.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite: begin: %w", err)
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		committed := make([]bool, len(items))
+		var events []event.Event
+		for i, it := range items {
+			c, err := b.ackTx(ctx, tx, it.Delivery)
+			switch {
+			case errors.Is(err, dedupe.ErrAlreadyAcked):
+				it.Settle(nil)
+			case errors.Is(err, dedupe.ErrNotHeld):
+				it.Settle(err)
+			case err != nil:
+				return err
+			default:
+				committed[i] = c
+				events = append(events, it.Event)
+			}
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		if err := fn(ctx, tx, events); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite: commit: %w", err)
+		}
+		for i, it := range items {
+			if committed[i] {
+				it.Delivery.(dedupe.LastDelivery).Committed()
+			}
+		}
+		return nil
+	})
+	return func(ctx context.Context, e event.Event) error {
+		d, ok := dedupe.DeliveryFromContext(ctx)
+		if !ok {
+			return errors.New("sqlite: a HandleTxBatch function runs only under Stream.Handle (its context carries the delivery)")
+		}
+		return tb.Handle(ctx, e, d)
 	}
 }

@@ -133,3 +133,42 @@ func TestHandleTxRetriesAndDeadLetters(t *testing.T) {
 		return m
 	})
 }
+
+// A batched transactional handler: one transaction for the deliveries
+// its workers bring at once; a poison event in a batch is isolated by
+// halving and dead-lettered alone, every other event written once.
+func TestHandleTxBatchIsolatesAPoisonEvent(t *testing.T) {
+	b := open(t, filepath.Join(t.TempDir(), "batch.db"))
+	if _, err := b.DB().Exec(`CREATE TABLE orders (id TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	intaketest.TxBatchPoison(t, b, func(check func([]event.Event) error) intake.HandlerFunc {
+		return b.HandleTxBatch(32, func(ctx context.Context, tx *sql.Tx, events []event.Event) error {
+			if err := check(events); err != nil {
+				return err
+			}
+			for _, e := range events {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id) VALUES (?)`, e.ID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}, func() map[string]int {
+		m := map[string]int{}
+		rs, err := b.DB().Query(`SELECT id, count(*) FROM orders GROUP BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var id string
+			var n int
+			if err := rs.Scan(&id, &n); err != nil {
+				t.Fatal(err)
+			}
+			m[id] = n
+		}
+		return m
+	})
+}
