@@ -231,12 +231,14 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 		// A handler with an effect in the database: one row per event in
 		// the user's table, committed on its own before a plain ack, or
 		// with the ack in one transaction (HandleTx) or one batch
-		// (HandleBatch): exactly once.
-		for _, mode := range []string{"plain", "tx", "batch"} {
+		// (HandleBatch), or with the acks of the deliveries the workers
+		// bring at once (HandleTxBatch): exactly once.
+		for _, mode := range []string{"plain", "tx", "batch", "txbatch"} {
 			name := map[string]string{
-				"plain": "intake, Postgres queue, handler INSERT, then Ack",
-				"tx":    "intake, Postgres queue, handler INSERT + AckTx, one tx",
-				"batch": "intake, Postgres queue, handler INSERT + ack, one batch",
+				"plain":   "intake, Postgres queue, handler INSERT, then Ack",
+				"tx":      "intake, Postgres queue, handler INSERT + AckTx, one tx",
+				"batch":   "intake, Postgres queue, handler INSERT + ack, one batch",
+				"txbatch": "intake, Postgres queue, handler INSERT + AckTx, tx per batch",
 			}[mode]
 			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
 				// One pool, as an application has, for the queue and the
@@ -279,6 +281,14 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 					fn = b.HandleBatch(func(ctx context.Context, e event.Event, batch *pgx.Batch) error {
 						batch.Queue(insert, e.ID, e.Payload)
 						return nil
+					})
+				case "txbatch":
+					fn = b.HandleTxBatch(16, func(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+						batch := &pgx.Batch{}
+						for _, e := range events {
+							batch.Queue(insert, e.ID, e.Payload)
+						}
+						return tx.SendBatch(ctx, batch).Close()
 					})
 				}
 				c := newCounter()
