@@ -70,9 +70,9 @@ func NewTxBatch(max int, linger time.Duration, commit TxCommit) *TxBatch {
 
 // Handle adds a delivery to the next batch and returns once the batch
 // that holds it committed (nil), or with its own error. The caller whose
-// call finds no batch forming leads: it lingers, commits the batch, and
-// hands the calls that arrived meanwhile to a goroutine that leads the
-// next; none runs between batches.
+// call finds no batch forming leads: it lingers, takes the batch, passes
+// the lead on (to a goroutine, when calls are waiting; none runs between
+// batches), and commits; several batches may be in flight at once.
 func (b *TxBatch) Handle(ctx context.Context, e event.Event, d Delivery) error {
 	c := &txCall{ctx: ctx, item: TxItem{Event: e, Delivery: d}, done: make(chan error, 1)}
 	b.mu.Lock()
@@ -97,9 +97,9 @@ func (b *TxBatch) Handle(ctx context.Context, e event.Event, d Delivery) error {
 	}
 }
 
-// lead commits one batch, then hands the lead to a goroutine of its own
-// if more calls are waiting (so that the caller that led gets its answer
-// at once), or gives it up.
+// lead takes one batch, hands the lead to a goroutine of its own if more
+// calls are waiting (or gives it up), and commits the batch: batches
+// form while others' transactions are in flight.
 func (b *TxBatch) lead(ctx context.Context) {
 	b.mu.Lock()
 	n := len(b.pending)
@@ -135,16 +135,17 @@ func (b *TxBatch) lead(ctx context.Context) {
 		}
 		live = append(live, c)
 	}
+	// The lead passes on before this batch runs, so that the next batch
+	// forms (and commits) while this one's transaction is in flight.
 	ctx = context.WithoutCancel(ctx)
-	b.run(ctx, live)
 	b.mu.Lock()
 	if len(b.pending) == 0 {
 		b.leading = false
-		b.mu.Unlock()
-		return
+	} else {
+		go b.lead(ctx)
 	}
 	b.mu.Unlock()
-	go b.lead(ctx)
+	b.run(ctx, live)
 }
 
 // run commits calls in one transaction, or splits them when it fails.

@@ -146,7 +146,7 @@ func intakeBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, erro
 func riverBacklog(srv *servers, n int, quiet *slog.Logger) (BacklogResult, error) {
 	ctx := context.Background()
 	c := newCounter()
-	client, drop, err := riverClient(ctx, srv.pg, c, quiet)
+	client, drop, err := riverClient(ctx, srv.pg, c, quiet, false)
 	if err != nil {
 		return BacklogResult{}, err
 	}

@@ -148,12 +148,12 @@ func pgPrefix(pool *pgxpool.Pool) (string, func()) {
 // With guard, the GitHub handler's replay guard is on, as by default: in
 // q's database; without, it is off (the River receiver has none).
 func intakeStream(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool) (*webhook.Handler, func()) {
-	return intakeStreamWith(q, c, quiet, guard, nil)
+	return intakeStreamWith(q, c, quiet, guard, nil, 16)
 }
 
 // intakeStreamWith is intakeStream whose handler runs fn before it
 // counts an event (nil: it only counts).
-func intakeStreamWith(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool, fn intake.HandlerFunc) (*webhook.Handler, func()) {
+func intakeStreamWith(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool, fn intake.HandlerFunc, workers int) (*webhook.Handler, func()) {
 	s := intake.New(intake.WithLogger(quiet), intake.WithQueue(q), intake.WithQueueSize(1<<20), intake.WithDrainTimeout(time.Millisecond))
 	opts := []webhook.Option{webhook.WithLogger(quiet)}
 	if !guard {
@@ -169,7 +169,7 @@ func intakeStreamWith(q dedupe.Queue, c *counter, quiet *slog.Logger, guard bool
 		}
 		c.add(e.ID)
 		return nil
-	}, intake.WithWorkers(16))
+	}, intake.WithWorkers(workers))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -238,11 +238,12 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 				"plain":   "intake, Postgres queue, handler INSERT, then Ack",
 				"tx":      "intake, Postgres queue, handler INSERT + AckTx, one tx",
 				"batch":   "intake, Postgres queue, handler INSERT + ack, one batch",
-				"txbatch": "intake, Postgres queue, handler INSERT + AckTx, tx per batch",
+				"txbatch": "intake, Postgres queue, handler INSERT + AckTx, tx per batch of 16",
 			}[mode]
 			ts = append(ts, target{name: name, setup: func() (http.Handler, *counter, func(), error) {
 				// One pool, as an application has, for the queue and the
-				// handler's writes alike, sized for the 16 workers.
+				// handler's writes alike, sized for the 16 workers (the
+				// batched handler's 64 hold four transactions at most).
 				ctx := context.Background()
 				cfg, err := pgxpool.ParseConfig(srv.dsn)
 				if err != nil {
@@ -292,12 +293,19 @@ func durableTargets(srv *servers, quiet *slog.Logger) []target {
 					})
 				}
 				c := newCounter()
-				h, stop := intakeStreamWith(b, c, quiet, false, fn)
+				workers := 16
+				if mode == "txbatch" {
+					workers = 64 // four batches of 16 in flight
+				}
+				h, stop := intakeStreamWith(b, c, quiet, false, fn, workers)
 				return h, c, func() { stop(); b.Close(); pool.Close(); drop() }, nil
 			}})
 		}
 		ts = append(ts, target{name: "River: verify, Insert (unique by delivery), worker", setup: func() (http.Handler, *counter, func(), error) {
-			return riverReceiver(srv.pg, quiet)
+			return riverReceiver(srv.pg, quiet, false)
+		}})
+		ts = append(ts, target{name: "River: worker INSERT + JobCompleteTx, one tx", setup: func() (http.Handler, *counter, func(), error) {
+			return riverReceiver(srv.pg, quiet, true)
 		}})
 	}
 	if srv.redis != nil {
@@ -336,10 +344,30 @@ func (WebhookArgs) Kind() string { return "webhook" }
 // webhookWorker handles a delivery: it counts it.
 type webhookWorker struct {
 	river.WorkerDefaults[WebhookArgs]
-	c *counter
+	c      *counter
+	pool   *pgxpool.Pool
+	effect *string // an INSERT of (delivery, body) to run with JobCompleteTx, or nil
 }
 
-func (w *webhookWorker) Work(_ context.Context, job *river.Job[WebhookArgs]) error {
+func (w *webhookWorker) Work(ctx context.Context, job *river.Job[WebhookArgs]) error {
+	if w.effect != nil {
+		// The effect and the job's completion in one transaction:
+		// River's exactly-once, JobCompleteTx.
+		tx, err := w.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+		if _, err := tx.Exec(ctx, *w.effect, job.Args.Delivery, job.Args.Body); err != nil {
+			return err
+		}
+		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+	}
 	w.c.add(job.Args.Delivery)
 	return nil
 }
@@ -350,7 +378,7 @@ func (w *webhookWorker) Work(_ context.Context, job *river.Job[WebhookArgs]) err
 // short fetch cooldown, completed jobs kept (so that uniqueness covers
 // deliveries already handled, as intake's retention does), and a function
 // that drops the schema once the client has stopped.
-func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slog.Logger) (*river.Client[pgx.Tx], func(), error) {
+func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slog.Logger, effect bool) (*river.Client[pgx.Tx], func(), error) {
 	var r [6]byte
 	_, _ = rand.Read(r[:])
 	schema := "intake_loadtest_river_" + hex.EncodeToString(r[:])
@@ -367,8 +395,17 @@ func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slo
 		drop()
 		return nil, nil, err
 	}
+	w := &webhookWorker{c: c, pool: pool}
+	if effect {
+		if _, err := pool.Exec(ctx, `CREATE TABLE `+schema+`.effects (id text NOT NULL, payload bytea)`); err != nil {
+			drop()
+			return nil, nil, err
+		}
+		insert := `INSERT INTO ` + schema + `.effects (id, payload) VALUES ($1, $2)`
+		w.effect = &insert
+	}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &webhookWorker{c: c})
+	river.AddWorker(workers, w)
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema:            schema,
 		Logger:            quiet,
@@ -387,10 +424,10 @@ func riverClient(ctx context.Context, pool *pgxpool.Pool, c *counter, quiet *slo
 // riverReceiver is the receiver a user without intake builds on River:
 // verify the signature, Insert a job unique by the delivery id (a
 // duplicate is answered 200), a worker handles it.
-func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger) (http.Handler, *counter, func(), error) {
+func riverReceiver(pool *pgxpool.Pool, quiet *slog.Logger, effect bool) (http.Handler, *counter, func(), error) {
 	ctx := context.Background()
 	c := newCounter()
-	client, drop, err := riverClient(ctx, pool, c, quiet)
+	client, drop, err := riverClient(ctx, pool, c, quiet, effect)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -207,7 +207,7 @@ func main() {
 	}
 	for _, r := range results {
 		if strings.HasPrefix(r.Target, "River") {
-			fmt.Printf("\n  against the River receiver (median rounds): ")
+			fmt.Printf("\n  against %q (median rounds): ", r.Target)
 			for _, o := range results {
 				if strings.Contains(o.Target, "Postgres") {
 					fmt.Printf("%s %.2f× req/s, %.2f× handled/s; ", o.Target, o.PerSecond/r.PerSecond, o.ProcessedPerSecond/r.ProcessedPerSecond)

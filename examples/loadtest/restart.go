@@ -153,7 +153,7 @@ func intakeRestart(srv *servers, n, queueSize int, quiet *slog.Logger) (RestartR
 func riverRestart(srv *servers, n int, quiet *slog.Logger) (RestartResult, error) {
 	ctx := context.Background()
 	c := newCounter()
-	client, drop, err := riverClient(ctx, srv.pg, c, quiet)
+	client, drop, err := riverClient(ctx, srv.pg, c, quiet, false)
 	if err != nil {
 		return RestartResult{}, err
 	}
