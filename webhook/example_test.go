@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -75,4 +76,51 @@ func ExampleStripe() {
 	// Output:
 	// evt_1 invoice.paid <nil>
 	// true
+}
+
+// Each tenant (here named by the path) signs with its own secrets,
+// looked up per tenant and cached; a secret with a NotAfter verifies until
+// then, so rotation overlaps. The tenant is part of the event and its key.
+func ExamplePerTenant() {
+	rotated := time.Now().Add(24 * time.Hour) // the old secret's last day
+	lookup := func(_ context.Context, tenant string) ([]webhook.Secret, error) {
+		switch tenant {
+		case "acme":
+			return []webhook.Secret{{Value: "whsec_new"}, {Value: "whsec_old", NotAfter: rotated}}, nil
+		}
+		return nil, fmt.Errorf("%q: %w", tenant, webhook.ErrUnknownTenant)
+	}
+	hook := webhook.New("stripe", webhook.PerTenant(webhook.TenantFromPath("/hooks/stripe/"), lookup, webhook.Stripe),
+		webhook.WithLogger(quiet))
+	stream := intake.New(intake.WithLogger(quiet))
+	stream.Add(hook)
+	deliveries := stream.Subscribe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go stream.Run(ctx)
+	<-stream.Started()
+
+	send := func(tenant, secret, id string) int {
+		body := []byte(`{"id":"` + id + `","type":"invoice.paid"}`)
+		r := httptest.NewRequest("POST", "/hooks/stripe/"+tenant, bytes.NewReader(body))
+		for k, v := range webhook.SignStripe(secret, time.Now(), body) {
+			r.Header[k] = v
+		}
+		w := httptest.NewRecorder()
+		hook.ServeHTTP(w, r)
+		return w.Code
+	}
+	fmt.Println("old secret:", send("acme", "whsec_old", "evt_1"))
+	fmt.Println("new secret:", send("acme", "whsec_new", "evt_2"))
+	fmt.Println("another tenant's secret:", send("acme", "whsec_globex", "evt_3"))
+	fmt.Println("unknown tenant:", send("initech", "whsec_new", "evt_4"))
+	d := <-deliveries
+	fmt.Println(d.Event.ID, "of", d.Event.Meta[event.MetaTenant], "key", d.Event.Key())
+	d.Ack()
+	// Output:
+	// old secret: 202
+	// new secret: 202
+	// another tenant's secret: 401
+	// unknown tenant: 404
+	// evt_1 of acme key @4:acme:6:stripe:evt_1
 }
