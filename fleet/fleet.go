@@ -341,7 +341,9 @@ func (f *Fleet) Run(ctx context.Context, sink event.Sink) error {
 				f.pollOne(pctx, ctx, sink, c)
 				cancel()
 				f.heldMu.Lock()
-				delete(f.held, c.ID)
+				if p, ok := f.held[c.ID]; ok && p.claim.Token == c.Token { // not a later claim of the same connection
+					delete(f.held, c.ID)
+				}
 				f.heldMu.Unlock()
 				busy.Add(-1)
 				select {
