@@ -6,6 +6,7 @@ package prelude
 import (
 	"context"
 	"fmt"
+	"log"
 	"net/http"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/alert"
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/backend/sqlite"
@@ -34,6 +36,8 @@ import (
 var (
 	_ = time.Second
 	_ = fmt.Sprint
+	_ = log.Printf
+	_ = alert.New
 	_ = relay.New
 	_ pgx.Tx
 	_ = nats.Connect
