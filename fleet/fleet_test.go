@@ -262,7 +262,9 @@ func TestFailingConnectionBacksOffAloneAndRetryAfterHolds(t *testing.T) {
 	// Backoff doubles from 20 ms: 60 polls of 10 ms take ~0.6 s, in which
 	// the failing one makes at most ~6 tries.
 	c, _ := f.Get(context.Background(), "acct-000")
-	if n := a.pollsOf("acct-000"); n < 2 || n > 20 || c.Errors != n || c.LastError == "" {
+	// The API counts a poll when it starts, the store when it ends: one
+	// may be in flight between the two reads.
+	if n := a.pollsOf("acct-000"); n < 2 || n > 20 || (c.Errors != n && c.Errors != n-1) || c.LastError == "" {
 		t.Fatalf("failing connection: %d polls, %+v", n, c)
 	}
 	if n := a.pollsOf("acct-001"); n != 1 {
