@@ -115,23 +115,7 @@ func TestHandleTxRetriesAndDeadLetters(t *testing.T) {
 			}
 			return after(ctx, e)
 		})
-	}, func() map[string]int {
-		m := map[string]int{}
-		rs, err := b.DB().Query(`SELECT id, count(*) FROM orders GROUP BY id`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var id string
-			var n int
-			if err := rs.Scan(&id, &n); err != nil {
-				t.Fatal(err)
-			}
-			m[id] = n
-		}
-		return m
-	})
+	}, func() map[string]int { return ordersPerID(t, b) })
 }
 
 // A batched transactional handler: one transaction for the deliveries
@@ -154,21 +138,25 @@ func TestHandleTxBatchIsolatesAPoisonEvent(t *testing.T) {
 			}
 			return nil
 		})
-	}, func() map[string]int {
-		m := map[string]int{}
-		rs, err := b.DB().Query(`SELECT id, count(*) FROM orders GROUP BY id`)
-		if err != nil {
+	}, func() map[string]int { return ordersPerID(t, b) })
+}
+
+// ordersPerID counts the rows of the orders table per id.
+func ordersPerID(t *testing.T, b *sqlite.Backend) map[string]int {
+	t.Helper()
+	m := map[string]int{}
+	rs, err := b.DB().Query(`SELECT id, count(*) FROM orders GROUP BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id string
+		var n int
+		if err := rs.Scan(&id, &n); err != nil {
 			t.Fatal(err)
 		}
-		defer rs.Close()
-		for rs.Next() {
-			var id string
-			var n int
-			if err := rs.Scan(&id, &n); err != nil {
-				t.Fatal(err)
-			}
-			m[id] = n
-		}
-		return m
-	})
+		m[id] = n
+	}
+	return m
 }
