@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/fleet"
+	"github.com/intakehq/intake/metric"
 	"github.com/intakehq/intake/poller"
 )
 
@@ -359,5 +361,43 @@ func TestNonsenseOptionsPanicWithTheirName(t *testing.T) {
 			}()
 			fn()
 		}()
+	}
+}
+
+// countRecorder counts what a fleet reports, by name and reason.
+type countRecorder struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (r *countRecorder) Count(name, source, reason string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n[name+"|"+reason] += n
+}
+func (r *countRecorder) Gauge(string, string, float64)         {}
+func (r *countRecorder) Observe(string, string, time.Duration) {}
+
+// A pause is counted as a pause (intake_fleet_paused_total, no reason),
+// not as a poll error with a reason that counter does not carry.
+func TestPauseIsCountedAsAPause(t *testing.T) {
+	rec := &countRecorder{n: map[string]int64{}}
+	store := &fleet.Memory{}
+	f := fleet.New("fleet", store, fleet.WithScan(5*time.Millisecond), fleet.WithLogger(quiet), fleet.WithMetrics(rec))
+	f.Source("api", func(context.Context, fleet.Connection, string) (poller.Page, error) {
+		return poller.Page{}, &poller.StatusError{Code: 401}
+	})
+	if err := store.Add(context.Background(), fleet.Connection{ID: "acct-000", Source: "api"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	run(t, f, &sink{})
+	eventually(t, "paused", func() bool { c, _ := f.Get(context.Background(), "acct-000"); return c.Paused != "" })
+	eventually(t, "counted", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.n[metric.FleetPaused+"|"] == 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for k := range rec.n {
+		if strings.HasSuffix(k, "|paused") {
+			t.Fatalf("counted %q: a reason on a counter without one", k)
+		}
 	}
 }
