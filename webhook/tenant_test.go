@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/webhook"
 )
@@ -354,5 +355,35 @@ func TestPerTenantRefusesNonsense(t *testing.T) {
 			}()
 			fn()
 		}()
+	}
+}
+
+// The replay guard keys a body by its tenant too: the same body sent to
+// two tenants (a provider's event fanned out to two installations) is
+// two deliveries, not a replay of the first.
+func TestReplayGuardKeepsTenantsApart(t *testing.T) {
+	d := &tenantDir{secrets: map[string][]webhook.Secret{"acme": {{Value: "s-acme"}}, "globex": {{Value: "s-globex"}}}}
+	v := webhook.PerTenant(webhook.TenantFromPath("/hooks/github/"), d.lookup, webhook.GitHub)
+	h := webhook.New("github", v, webhook.WithLogger(quiet), webhook.WithReplayGuard(dedupe.NewMemory()))
+	sink := &collect{keys: map[string]event.Event{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(ctx, sink) }()
+	defer func() { cancel(); <-done }()
+	<-h.Started()
+	body := []byte(`{"action":"opened"}`)
+	for i, tenant := range []string{"acme", "globex"} {
+		r := httptest.NewRequest("POST", "/hooks/github/"+tenant, strings.NewReader(string(body)))
+		for k, vv := range webhook.SignGitHub("s-"+tenant, fmt.Sprintf("delivery-%d", i), "issues", body) {
+			r.Header[k] = vv
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusAccepted {
+			t.Fatalf("%s: %d, want 202 (not a replay of another tenant's body)", tenant, w.Code)
+		}
+	}
+	if len(sink.keys) != 2 {
+		t.Fatalf("%d events stored, want one per tenant", len(sink.keys))
 	}
 }
