@@ -31,6 +31,8 @@ type config struct {
 	metrics        metric.Recorder
 	tracer         tracing.Tracer
 	healthInterval time.Duration
+	orderKey       func(event.Event) string
+	version        func(event.Event) (int64, bool)
 }
 
 // The defaults, each written in its option's doc.
@@ -203,6 +205,8 @@ type subConfig struct {
 	retryAfterMax time.Duration
 	workers       int
 	name          string
+	unordered     bool
+	skipStale     bool
 }
 
 func defaultSubConfig() subConfig {

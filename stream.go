@@ -89,6 +89,7 @@ type Stream struct {
 	startsAsync  sync.WaitGroup
 	storeCheck   atomic.Pointer[storeCheck] // the last store ping
 	adoptWake    chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
+	staleness    *staleness                 // versions applied per order key (WithSkipStale)
 
 	mu      sync.Mutex
 	state   int
@@ -209,6 +210,10 @@ func New(opts ...Option) *Stream {
 		s.starter = st
 	}
 	s.done = newCommitter(s)
+	s.staleness = &staleness{version: cfg.version, retention: cfg.retention}
+	if v, ok := cfg.queue.(dedupe.Versions); ok {
+		s.staleness.store = v
+	}
 	return s
 }
 
@@ -297,6 +302,7 @@ func (s *Stream) precheck(e *event.Event) error {
 	if e.Received.IsZero() {
 		e.Received = time.Now()
 	}
+	setOrderKey(e, s.cfg.orderKey)
 	return nil
 }
 
@@ -516,6 +522,13 @@ func (s *Stream) Run(ctx context.Context) error {
 	defer func() { close(stopChecks); checks.Wait() }()
 	for _, sub := range s.subs {
 		sub.ctx = handlerCtx
+		if sub.heads != nil {
+			subs.Go(func() {
+				sub.heads.run(handlerCtx, stopSubs, func(err error) {
+					s.logs.Log(s.log, slog.LevelWarn, "heads", "intake: asking the queue for the order of events failed; asking again", "subscription", sub.name, "err", err)
+				})
+			})
+		}
 		subs.Go(func() {
 			sub.pump(stopSubs)
 			close(sub.ch) // the pump was its only sender

@@ -243,6 +243,10 @@ type subscription struct {
 	closed bool // Run has stopped the subscription: Ack and Nack do nothing
 	wake   chan struct{}
 
+	lines     map[string]*line // order keys with events here (sub.mu)
+	heads     *headAsker       // nil: this process alone decides the order
+	staleness *staleness       // the stream's versions, for WithSkipStale
+
 	sending atomic.Pointer[item] // the item of the delivery the pump waits to send
 	busy    atomic.Int32         // handler calls running
 }
@@ -312,6 +316,14 @@ func (s *Stream) subscribe(fn HandlerFunc, workers int, opts []SubscribeOption) 
 		acked:     s.acked,
 		start:     s.startDelivery,
 		wake:      make(chan struct{}, 1),
+		lines:     map[string]*line{},
+		staleness: s.staleness,
+	}
+	if q, ok := s.cfg.queue.(dedupe.Orderer); ok && !cfg.unordered {
+		sub.heads = newHeadAsker(sub, q)
+	}
+	if cfg.skipStale && fn != nil && s.cfg.version == nil {
+		panic("intake: WithSkipStale without WithVersion: the stream has no versions to compare")
 	}
 	if sub.cfg.deadLetter == nil {
 		sub.cfg.deadLetter = func(_ context.Context, d DeadLetter) {
@@ -336,7 +348,11 @@ func (sub *subscription) matches(e *event.Event) bool {
 // push queues an item for delivery.
 func (sub *subscription) push(it *item) {
 	sub.mu.Lock()
-	sub.ready = append(sub.ready, it)
+	if k := sub.orderKeyOf(it); k != "" {
+		sub.enqueueOrdered(it, k)
+	} else {
+		sub.ready = append(sub.ready, it)
+	}
 	sub.mu.Unlock()
 	sub.poke()
 }
@@ -513,9 +529,10 @@ func (sub *subscription) ack(it *item) {
 		return
 	}
 	it.done = true
+	next := sub.finishOrdered(it)
 	sub.mu.Unlock()
-	if sub.sending.Load() == it {
-		sub.poke() // a redelivery of it waits for a reader: stop it
+	if next || sub.sending.Load() == it {
+		sub.poke() // its key's next event is ready, or a redelivery of it waits for a reader: stop it
 	}
 	sub.rec.Count(metric.Acked, it.e.ev.Source, "", 1)
 	sub.acked(it.e)
@@ -613,12 +630,24 @@ func (sub *subscription) work(ctx context.Context) {
 	for d := range sub.ch {
 		sub.start(ctx, d.it.e) // an adopted event: marked started before the handler runs
 		var err error
-		if sub.tracer != nil {
+		if sub.cfg.skipStale {
+			var skipped bool
+			if skipped, err = sub.skipStale(ctx, d); skipped {
+				d.Ack()
+				continue
+			}
+		}
+		if err != nil {
+			// The versions could not be read: retried as a failure.
+		} else if sub.tracer != nil {
 			err = sub.traced(ctx, d, attrs)
 		} else {
 			err = sub.call(dedupe.ContextWithDelivery(ctx, d), d.Event)
 		}
 		if err == nil {
+			if sub.cfg.skipStale {
+				sub.applied(ctx, d)
+			}
 			d.Ack()
 		} else {
 			sub.log.Warn("intake: handler failed", "subscription", sub.name,

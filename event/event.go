@@ -77,6 +77,13 @@ const MetaDedupe = "dedupe-id"
 // tenants is two events.
 const MetaTenant = "tenant"
 
+// MetaOrder is the Meta key of the object an event is about, its order
+// key: within a subscription that keeps order, events with the same order
+// key are handled one at a time, in the order they were stored. The
+// stream sets it from its order function (intake.WithOrderKey) when a
+// source has not; a durable queue indexes it. Empty or absent: unordered.
+const MetaOrder = "intake.order"
+
 // Key returns the idempotency key of the event: its Source and ID (or
 // Meta[MetaDedupe] when set), joined so that no two different pairs give
 // the same key. The key is len(Source) ":" Source ":" ID, e.g.

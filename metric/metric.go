@@ -43,6 +43,7 @@ const (
 	QueueDepth  = "intake_queue_depth"            // gauge
 	Processing  = "intake_processing_seconds"     // Put to final ack
 	SourceError = "intake_source_errors_total"    // a source's Run failed
+	Stale       = "intake_events_stale_total"     // skipped: older than the version applied (WithSkipStale)
 
 	// Webhook handler.
 	Received   = "intake_webhook_requests_total" // reason: HTTP status class or rejection reason
