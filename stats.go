@@ -20,7 +20,7 @@ type SourceStats struct {
 	Committed  int64            `json:"committed"`
 	Dead       int64            `json:"dead"`
 	Stale      int64            `json:"stale,omitempty"` // skipped as older than what was applied (WithSkipStale)
-	Rate       []int64          `json:"rate"` // accepted per 10 s, the last 60 buckets
+	Rate       []int64          `json:"rate"`            // accepted per 10 s, the last 60 buckets
 
 	// Fetch on demand (package fetch, given the stream's Metrics): the
 	// objects fetched for the source's events, the events served by
