@@ -28,6 +28,7 @@ const (
 
 type enqueueReq struct {
 	hash, key, enc, source, typ []byte
+	ordkey                      []byte // nil: unordered
 	lease                       int64 // microseconds
 	ctx                         context.Context
 	st                          dedupe.State
@@ -70,6 +71,9 @@ func (e *enqueuer) enqueueMany(ctx context.Context, keys []string, evs []event.E
 		enc, _ := evs[i].MarshalBinary()
 		rs[i] = &enqueueReq{hash: hash(key), key: []byte(key), enc: enc, source: []byte(evs[i].Source), typ: []byte(evs[i].Type),
 			lease: micros(lease), ctx: ctx, done: make(chan struct{})}
+		if k := evs[i].Meta[event.MetaOrder]; k != "" {
+			rs[i].ordkey = []byte(k)
+		}
 	}
 	sts, errs := make([]dedupe.State, len(rs)), make([]error, len(rs))
 	var err error
@@ -166,7 +170,7 @@ func (e *enqueuer) run(batch []*enqueueReq) {
 	}
 	if len(live) == 1 {
 		r := live[0]
-		r.st, r.err = b.claim(r.ctx, b.q.enqueue, string(r.key), r.lease, b.holder, r.key, r.enc, r.source, r.typ)
+		r.st, r.err = b.claim(r.ctx, b.q.enqueue, string(r.key), r.lease, b.holder, r.key, r.enc, r.source, r.typ, r.ordkey)
 		return
 	}
 	if len(live) == 0 {
@@ -218,13 +222,13 @@ func (e *enqueuer) write(ctx context.Context, todo []*enqueueReq) {
 	b := e.b
 	sortByHash(todo)
 	n := len(todo)
-	hs, keys, encs, srcs, typs := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	hs, keys, encs, srcs, typs, ords := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	leases := make([]int64, n)
 	for i, r := range todo {
-		hs[i], keys[i], encs[i], srcs[i], typs[i], leases[i] = r.hash, r.key, r.enc, r.source, r.typ, r.lease
+		hs[i], keys[i], encs[i], srcs[i], typs[i], ords[i], leases[i] = r.hash, r.key, r.enc, r.source, r.typ, r.ordkey, r.lease
 	}
 	states := make(map[string]int16, n)
-	rows, err := b.pool.Query(ctx, b.q.enqueueBatch, hs, leases, b.holder, keys, encs, srcs, typs)
+	rows, err := b.pool.Query(ctx, b.q.enqueueBatch, hs, leases, b.holder, keys, encs, srcs, typs, ords)
 	if err == nil {
 		for rows.Next() {
 			var h []byte
@@ -252,7 +256,7 @@ func (e *enqueuer) write(ctx context.Context, todo []*enqueueReq) {
 		}
 		// Taken by a concurrent claim since the read: its state as it is
 		// now, through the one-statement path.
-		r.st, r.err = b.claim(r.ctx, b.q.enqueue, string(r.key), r.lease, b.holder, r.key, r.enc, r.source, r.typ)
+		r.st, r.err = b.claim(r.ctx, b.q.enqueue, string(r.key), r.lease, b.holder, r.key, r.enc, r.source, r.typ, r.ordkey)
 	}
 }
 

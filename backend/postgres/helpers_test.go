@@ -59,7 +59,7 @@ func testPrefix(t testing.TB, pool *pgxpool.Pool) string {
 	p := "t" + hex.EncodeToString(b[:]) + "_"
 	t.Cleanup(func() {
 		ctx := context.Background()
-		for _, tbl := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
+		for _, tbl := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets", "versions"} {
 			_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+p+tbl)
 		}
 		_, _ = pool.Exec(ctx, "DROP SEQUENCE IF EXISTS "+p+"keys_seq")

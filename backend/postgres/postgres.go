@@ -564,13 +564,18 @@ func (b *Backend) adopt(ctx context.Context, n int, lease time.Duration, token i
 // Cleanup deletes up to limit keys whose lease or retention has expired
 // and that hold no queued event, oldest expiry first, through the index on
 // expiry. Adopt calls it, and so does every 1024th claim; call it yourself
-// if you use the backend as a store only and claim rarely.
+// if you use the backend as a store only and claim rarely. It also deletes
+// up to limit expired versions (Backend.SaveVersion).
 func (b *Backend) Cleanup(ctx context.Context, limit int) (int64, error) {
 	tag, err := b.pool.Exec(ctx, b.q.cleanup, limit)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: cleanup: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	vtag, err := b.pool.Exec(ctx, b.q.cleanVersions, limit)
+	if err != nil {
+		return tag.RowsAffected(), fmt.Errorf("postgres: cleanup versions: %w", err)
+	}
+	return tag.RowsAffected() + vtag.RowsAffected(), nil
 }
 
 func (b *Backend) maybeCleanup(ctx context.Context) {

@@ -8,6 +8,7 @@ type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	unadopt, start                                                 string
 	checkSchema, schemaCurrent, bury, list, get, replay, discard   string
+	heads, lastVersions, saveVersion, cleanVersions               string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
 	loadCheckpoint, saveCheckpoint                                 string
@@ -15,7 +16,21 @@ type queries struct {
 }
 
 // clearEvent resets a row's queued-event columns.
-const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL, started = false`
+const clearEvent = `seq = NULL, key = NULL, event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL, started = false, ordkey = NULL`
+
+// orderLocks takes, before any seq is drawn, a lock per order key of the
+// events a statement stores ($n, bytea or bytea[]), in a fixed order, held
+// to the commit: two events of one order key then draw their seqs in the
+// order they commit, so that no holder sees a key's later event before an
+// earlier one (dedupe.Orderer). The statement's insert must read the CTE
+// (an InitPlan, run before its first row).
+func orderLocks(param string) string {
+	return `lk AS MATERIALIZED (
+	SELECT pg_advisory_xact_lock(l) FROM (
+		SELECT DISTINCT ('x' || substr(md5(o), 1, 16))::bit(64)::bigint AS l
+		FROM unnest(` + param + `) AS o WHERE o IS NOT NULL ORDER BY 1) s
+)`
+}
 
 func newQueries(p string) queries {
 	q := queries{
@@ -35,13 +50,14 @@ UNION ALL
 SELECT state FROM {p}keys WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
 
 		enqueue: `
-WITH ins AS (
-	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type)
-	VALUES ($1, 1, now() + $2 * interval '1 microsecond', $3, nextval('{p}keys_seq'), $4, $5, $6, $7)
+WITH ` + orderLocks("ARRAY[$8::bytea]") + `, ins AS (
+	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type, ordkey)
+	SELECT $1, 1, now() + $2 * interval '1 microsecond', $3, nextval('{p}keys_seq'), $4, $5, $6, $7, $8
+	WHERE (SELECT count(*) FROM lk) >= 0
 	ON CONFLICT (hash) DO UPDATE
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
 			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
-			attempts = 0, failure = NULL, started = false
+			attempts = 0, failure = NULL, started = false, ordkey = EXCLUDED.ordkey
 		WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
 	RETURNING 0::smallint AS st
 )
@@ -56,20 +72,20 @@ SELECT state FROM {p}keys WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
 		// one multi-row insert in the order given (sorted by hash); state 0
 		// is claimed. A key in neither was taken by a concurrent claim.
 		enqueueBatch: `
-WITH live AS MATERIALIZED (
+WITH ` + orderLocks("$8::bytea[]") + `, live AS MATERIALIZED (
 	SELECT hash, state FROM {p}keys
 	WHERE hash = ANY($1) AND state <> 3 AND (expires_at > now() OR seq IS NOT NULL)
 ), ins AS (
-	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type)
-	SELECT t.hash, 1, now() + t.lease * interval '1 microsecond', $3, nextval('{p}keys_seq'), t.key, t.event, t.source, t.type
-	FROM unnest($1::bytea[], $2::bigint[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[]) WITH ORDINALITY
-		AS t(hash, lease, key, event, source, type, ord)
-	WHERE t.hash NOT IN (SELECT hash FROM live)
+	INSERT INTO {p}keys AS k (hash, state, expires_at, holder, seq, key, event, source, type, ordkey)
+	SELECT t.hash, 1, now() + t.lease * interval '1 microsecond', $3, nextval('{p}keys_seq'), t.key, t.event, t.source, t.type, t.ordkey
+	FROM unnest($1::bytea[], $2::bigint[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[]) WITH ORDINALITY
+		AS t(hash, lease, key, event, source, type, ordkey, ord)
+	WHERE t.hash NOT IN (SELECT hash FROM live) AND (SELECT count(*) FROM lk) >= 0
 	ORDER BY t.ord
 	ON CONFLICT (hash) DO UPDATE
 		SET state = 1, expires_at = EXCLUDED.expires_at, holder = EXCLUDED.holder, seq = EXCLUDED.seq,
 			key = EXCLUDED.key, event = EXCLUDED.event, source = EXCLUDED.source, type = EXCLUDED.type,
-			attempts = 0, failure = NULL, started = false
+			attempts = 0, failure = NULL, started = false, ordkey = EXCLUDED.ordkey
 		WHERE (k.expires_at <= now() AND k.seq IS NULL) OR k.state = 3
 	RETURNING k.hash
 )
@@ -166,6 +182,28 @@ WHERE hash = $1 AND holder = $2 AND state = 1 AND seq IS NOT NULL AND NOT ($3::b
 		ackTxWhy: `
 SELECT coalesce(holder = $2 AND state = 1 AND seq IS NOT NULL AND $3::bytea = ANY(done), false) FROM {p}keys WHERE hash = $1`,
 
+		// The first n pending events of each order key, in stored order.
+		heads: `
+SELECT o.k, x.key, x.source, x.type FROM unnest($1::bytea[]) AS o(k)
+CROSS JOIN LATERAL (
+	SELECT key, source, type, seq FROM {p}keys
+	WHERE ordkey = o.k AND state = 1 AND seq IS NOT NULL
+	ORDER BY seq LIMIT $2
+) x
+ORDER BY o.k, x.seq`,
+
+		lastVersions: `SELECT ordkey, version FROM {p}versions WHERE sub = $1 AND ordkey = ANY($2) AND expires_at > now()`,
+		saveVersion: `
+INSERT INTO {p}versions AS v (sub, ordkey, version, expires_at)
+VALUES ($1, $2, $3, now() + $4 * interval '1 microsecond')
+ON CONFLICT (sub, ordkey) DO UPDATE SET
+	version = CASE WHEN v.expires_at <= now() THEN EXCLUDED.version ELSE greatest(v.version, EXCLUDED.version) END,
+	expires_at = EXCLUDED.expires_at`,
+		cleanVersions: `
+DELETE FROM {p}versions WHERE (sub, ordkey) IN (
+	SELECT sub, ordkey FROM {p}versions WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED
+)`,
+
 		cleanup: `
 DELETE FROM {p}keys WHERE hash IN (
 	SELECT hash FROM {p}keys
@@ -204,6 +242,7 @@ SELECT (SELECT count(*) FROM information_schema.columns
 	AND to_regclass('{p}feed') IS NOT NULL AND to_regclass('{p}feed_at') IS NOT NULL
 	AND to_regclass('{p}connections') IS NOT NULL AND to_regclass('{p}connections_due') IS NOT NULL
 	AND to_regclass('{p}budgets') IS NOT NULL
+	AND to_regclass('{p}keys_order') IS NOT NULL AND to_regclass('{p}versions') IS NOT NULL
 	AND to_regclass('{p}keys_expires_at') IS NULL AND to_regclass('{p}keys_queued') IS NULL`,
 
 		// The columns of this version: tables made by an earlier one lack them.
@@ -230,7 +269,7 @@ RETURNING 1`,
 	// the same UPDATE, made to fail (at run time, ackFailed in its
 	// message) when it wrote nothing, so the batch fails with it.
 	q.ackBatch, q.ackBatchCommit = failUnlessOne(q.ackTx), failUnlessOne(q.ackTxCommit)
-	for _, s := range []*string{&q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	for _, s := range []*string{&q.heads, &q.lastVersions, &q.saveVersion, &q.cleanVersions, &q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

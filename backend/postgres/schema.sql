@@ -60,6 +60,24 @@ CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
 
 CREATE SEQUENCE IF NOT EXISTS {p}keys_seq;
 
+-- The object a queued event is about (its Meta's intake.order), for
+-- ordered subscriptions: the pending events of an order key in stored
+-- order (Backend.Heads). An enqueue locks its order keys (an advisory
+-- lock per key, to the commit) before it draws a seq, so that a key's
+-- seqs follow its commits.
+ALTER TABLE {p}keys ADD COLUMN IF NOT EXISTS ordkey bytea;
+CREATE INDEX IF NOT EXISTS {p}keys_order ON {p}keys (ordkey, seq) WHERE state = 1 AND ordkey IS NOT NULL;
+
+-- The last version each subscription applied per order key
+-- (intake.WithSkipStale), kept until expires_at.
+CREATE TABLE IF NOT EXISTS {p}versions (
+    sub        text        NOT NULL,
+    ordkey     bytea       NOT NULL,
+    version    bigint      NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (sub, ordkey)
+);
+
 CREATE TABLE IF NOT EXISTS {p}checkpoints (
     name       text        PRIMARY KEY,
     cursor     text        NOT NULL,

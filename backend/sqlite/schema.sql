@@ -42,6 +42,16 @@ CREATE INDEX IF NOT EXISTS {p}keys_held ON {p}keys (holder, seq) WHERE state = 1
 -- Dead events in order, for inspection.
 CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
 
+-- The last version each subscription applied per order key
+-- (intake.WithSkipStale), kept until expires_at (unix nanoseconds).
+CREATE TABLE IF NOT EXISTS {p}versions (
+    sub        TEXT    NOT NULL,
+    ordkey     BLOB    NOT NULL,
+    version    INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (sub, ordkey)
+);
+
 CREATE TABLE IF NOT EXISTS {p}checkpoints (
     name       TEXT    PRIMARY KEY,
     cursor     TEXT    NOT NULL,

@@ -160,15 +160,20 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	if _, err := db.Exec(strings.ReplaceAll(schemaSQL, "{p}", s.prefix)); err != nil {
 		return nil, fmt.Errorf("sqlite: create tables: %w", err)
 	}
-	for _, c := range []struct{ name, def string }{{"done", "TEXT"}, {"started", "INTEGER NOT NULL DEFAULT 0"}} {
+	for _, c := range []struct{ name, def string }{{"done", "TEXT"}, {"started", "INTEGER NOT NULL DEFAULT 0"}, {"ordkey", "BLOB"}} {
 		if err := addColumn(db, s.prefix+"keys", c.name, c.def); err != nil {
 			return nil, err
 		}
 	}
+	// The pending events of an order key in stored order (Backend.Heads);
+	// made here, after the column a table of an earlier version lacks.
+	if _, err := db.Exec(`CREATE INDEX IF NOT EXISTS ` + s.prefix + `keys_order ON ` + s.prefix + `keys (ordkey, seq) WHERE state = 1 AND ordkey IS NOT NULL`); err != nil {
+		return nil, fmt.Errorf("sqlite: create tables: %w", err)
+	}
 	b := &Backend{
 		db:       db,
 		holder:   newHolder(),
-		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases", connections: s.prefix + "connections", budgets: s.prefix + "budgets"},
+		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases", connections: s.prefix + "connections", budgets: s.prefix + "budgets", versions: s.prefix + "versions"},
 		now:      time.Now,
 		ops:      make(chan *op, 1024),
 		stop:     make(chan struct{}),
@@ -225,12 +230,12 @@ func prepare(conn *sql.Conn, keys string) (stmts, error) {
 	}{
 		// Claim in one statement: insert, or take over an expired row.
 		// RETURNING yields a row only when the key was claimed.
-		{&st.claim, `INSERT INTO ` + keys + ` AS k (key, state, expires_at, holder, seq, event, source, type)
-			VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7)
+		{&st.claim, `INSERT INTO ` + keys + ` AS k (key, state, expires_at, holder, seq, event, source, type, ordkey)
+			VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 			ON CONFLICT (key) DO UPDATE SET state = 1, expires_at = excluded.expires_at, holder = excluded.holder,
 				seq = excluded.seq, event = excluded.event, source = excluded.source, type = excluded.type,
-				attempts = 0, failure = NULL, started = 0
-			WHERE (k.expires_at <= ?8 AND (k.seq IS NULL OR ?4 IS NULL)) OR k.state = 3
+				attempts = 0, failure = NULL, started = 0, ordkey = excluded.ordkey
+			WHERE (k.expires_at <= ?9 AND (k.seq IS NULL OR ?4 IS NULL)) OR k.state = 3
 			RETURNING 0`},
 		{&st.state, `SELECT state FROM ` + keys + ` WHERE key = ?`},
 		{&st.release, `DELETE FROM ` + keys + ` WHERE key = ? AND state = 1`},
@@ -271,7 +276,7 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-type tables struct{ keys, checkpoints, leases, connections, budgets string }
+type tables struct{ keys, checkpoints, leases, connections, budgets, versions string }
 
 func newHolder() string {
 	var r [8]byte
@@ -501,13 +506,13 @@ func (b *Backend) claimOp(ctx context.Context, key string, lease time.Duration, 
 func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	var q strings.Builder
 	q.WriteString(`INSERT OR IGNORE INTO ` + b.t.keys +
-		` (key, state, expires_at, holder, seq, event, source, type) VALUES `)
-	args := make([]any, 0, 7*len(ops))
+		` (key, state, expires_at, holder, seq, event, source, type, ordkey) VALUES `)
+	args := make([]any, 0, 8*len(ops))
 	for i, o := range ops {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,1,?,?,?,?,?,?)`)
+		q.WriteString(`(?,1,?,?,?,?,?,?,?)`)
 		args = append(args, b.claimValues(now, o.claim)...)
 	}
 	q.WriteString(` RETURNING key`)
@@ -541,14 +546,18 @@ func (b *Backend) claimMany(tx *sql.Tx, now int64, ops []*op) error {
 	return nil
 }
 
-// claimValues are the 7 values of a claim's row after state.
+// claimValues are the 8 values of a claim's row after state.
 func (b *Backend) claimValues(now int64, c *claimArgs) []any {
 	if c.e == nil {
-		return []any{[]byte(c.key), now + int64(c.lease), b.holder, nil, nil, nil, nil}
+		return []any{[]byte(c.key), now + int64(c.lease), b.holder, nil, nil, nil, nil, nil}
 	}
 	enc, _ := c.e.MarshalBinary() // never fails
 	b.seq++
-	return []any{[]byte(c.key), now + int64(c.lease), b.holder, b.seq, enc, []byte(c.e.Source), []byte(c.e.Type)}
+	var ordkey any // NULL: unordered
+	if k := c.e.Meta[event.MetaOrder]; k != "" {
+		ordkey = []byte(k)
+	}
+	return []any{[]byte(c.key), now + int64(c.lease), b.holder, b.seq, enc, []byte(c.e.Source), []byte(c.e.Type), ordkey}
 }
 
 // commitMany marks a run of keys done, with one statement for up to 400
@@ -734,10 +743,14 @@ func (b *Backend) Adopt(ctx context.Context, n int, lease time.Duration) ([]dedu
 }
 
 // cleanup deletes up to limit expired keys that hold no queued event,
-// through the index on expiry.
+// through the index on expiry, and up to limit expired versions.
 func (b *Backend) cleanup(tx *sql.Tx, now int64, limit int) error {
 	_, err := tx.Exec(`DELETE FROM `+b.t.keys+` WHERE key IN (
 		SELECT key FROM `+b.t.keys+` WHERE expires_at <= ? AND (seq IS NULL OR state = 3) ORDER BY expires_at LIMIT ?)`, now, limit)
+	if err == nil {
+		_, err = tx.Exec(`DELETE FROM `+b.t.versions+` WHERE rowid IN (
+			SELECT rowid FROM `+b.t.versions+` WHERE expires_at <= ? LIMIT ?)`, now, limit)
+	}
 	return err
 }
 

@@ -68,7 +68,7 @@ func (b *Backend) ackTx(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) (com
 		if retain, last := l.Last(); last && retain > 0 {
 			committedKey = true
 			res, err = tx.ExecContext(ctx, `UPDATE `+b.t.keys+` SET state = 2, expires_at = ?4, holder = NULL, seq = NULL,
-				event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL, started = 0`+fence,
+				event = NULL, source = NULL, type = NULL, attempts = 0, failure = NULL, done = NULL, started = 0, ordkey = NULL`+fence,
 				key, b.holder, sub, b.now().UnixNano()+int64(retain))
 		}
 	}
