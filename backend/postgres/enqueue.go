@@ -29,7 +29,7 @@ const (
 type enqueueReq struct {
 	hash, key, enc, source, typ []byte
 	ordkey                      []byte // nil: unordered
-	lease                       int64 // microseconds
+	lease                       int64  // microseconds
 	ctx                         context.Context
 	st                          dedupe.State
 	err                         error

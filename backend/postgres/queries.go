@@ -8,7 +8,7 @@ type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	unadopt, start                                                 string
 	checkSchema, schemaCurrent, bury, list, get, replay, discard   string
-	heads, lastVersions, saveVersion, cleanVersions               string
+	heads, lastVersions, saveVersion, cleanVersions                string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
 	loadCheckpoint, saveCheckpoint                                 string
