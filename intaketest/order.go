@@ -3,6 +3,7 @@ package intaketest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -19,78 +20,119 @@ import (
 	"github.com/intakehq/intake/event"
 )
 
-// OrderLog records each handling of an ordered event: its order key, its
-// place in the key's stored order, and when the handling began and ended.
-// It is safe for concurrent use.
-type OrderLog struct {
-	mu   sync.Mutex
-	runs map[string][]orderRun
+// Handling is one handling of an ordered event: its order key, its place
+// in the key's stored order, and when it began and ended (End zero: its
+// process was killed during it).
+type Handling struct {
+	Key        string
+	N          int64
+	Start, End time.Time
 }
 
-type orderRun struct {
-	n          int
-	start, end time.Time
+// CheckOrder returns how many handlings began while another of their key
+// was under way (overlaps) and how many began after a handling of a later
+// event of their key had begun (backwards). A handling whose process was
+// killed (End zero) ended with its process: it overlaps nothing.
+func CheckOrder(hs []Handling) (overlaps, backwards int) {
+	byKey := map[string][]Handling{}
+	for _, h := range hs {
+		byKey[h.Key] = append(byKey[h.Key], h)
+	}
+	for _, runs := range byKey {
+		slices.SortFunc(runs, func(a, b Handling) int { return a.Start.Compare(b.Start) })
+		var lastEnd time.Time
+		maxN := int64(-1)
+		for _, r := range runs {
+			if r.Start.Before(lastEnd) {
+				overlaps++
+			}
+			if r.End.After(lastEnd) {
+				lastEnd = r.End
+			}
+			if r.N < maxN {
+				backwards++
+			}
+			maxN = max(maxN, r.N)
+		}
+	}
+	return overlaps, backwards
+}
+
+// OrderLog records handlings in one process. It is safe for concurrent
+// use.
+type OrderLog struct {
+	mu   sync.Mutex
+	runs []Handling
 }
 
 // Begin records that a handling of the n-th event of key began; call the
 // function it returns when the handling ends.
 func (l *OrderLog) Begin(key string, n int) (end func()) {
 	l.mu.Lock()
-	if l.runs == nil {
-		l.runs = map[string][]orderRun{}
-	}
-	i := len(l.runs[key])
-	l.runs[key] = append(l.runs[key], orderRun{n: n, start: time.Now()})
+	i := len(l.runs)
+	l.runs = append(l.runs, Handling{Key: key, N: int64(n), Start: time.Now()})
 	l.mu.Unlock()
 	return func() {
 		l.mu.Lock()
-		l.runs[key][i].end = time.Now()
+		l.runs[i].End = time.Now()
 		l.mu.Unlock()
 	}
 }
 
-// Verdict returns the handlings recorded, those that began while another
-// of their key was under way (overlaps), and those that began after a
-// handling of a later event of their key had begun (backwards).
+// Verdict returns the handlings recorded and [CheckOrder]'s counts.
 func (l *OrderLog) Verdict() (handled, overlaps, backwards int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, runs := range l.runs {
-		runs = slices.Clone(runs)
-		slices.SortFunc(runs, func(a, b orderRun) int { return a.start.Compare(b.start) })
-		var lastEnd time.Time
-		maxN := -1
-		for _, r := range runs {
-			handled++
-			if r.start.Before(lastEnd) {
-				overlaps++
-			}
-			if r.end.After(lastEnd) {
-				lastEnd = r.end
-			}
-			if r.end.IsZero() { // still under way: it ends after everything begun
-				lastEnd = time.Now().Add(time.Hour)
-			}
-			if r.n < maxN {
-				backwards++
-			}
-			maxN = max(maxN, r.n)
+	overlaps, backwards = CheckOrder(l.runs)
+	return len(l.runs), overlaps, backwards
+}
+
+// OrderPlan is the workload of the backends' ordering crash tests, the
+// same in every process: objects × per events, "o0007-03" the fourth
+// event of object o0007 (its order key: [OrderKeyOfID]; its version:
+// [VersionOfID]); a quarter arrive first by poll, the rest by webhook;
+// 30% arrive a second time by the other path. The webhooks come in an
+// order shuffled by rng; the API serves its events in an order shuffled
+// with a fixed seed, so that every replica's poller serves the same.
+func OrderPlan(objects, per int, rng *rand.Rand) (hooks []string, polled []event.Event) {
+	for i := range objects * per {
+		id := fmt.Sprintf("o%04d-%02d", i/per, i%per)
+		first := event.Webhook
+		if i%4 == 0 {
+			first = event.Poll
+		}
+		both := i%10 < 3
+		if first == event.Webhook || both {
+			hooks = append(hooks, id)
+		}
+		if first == event.Poll || both {
+			polled = append(polled, event.Event{ID: id, Type: "t", Payload: []byte(`{"id":"` + id + `"}`)})
 		}
 	}
-	return handled, overlaps, backwards
+	rng.Shuffle(len(hooks), func(i, j int) { hooks[i], hooks[j] = hooks[j], hooks[i] })
+	fixed := rand.New(rand.NewPCG(1, 2))
+	fixed.Shuffle(len(polled), func(i, j int) { polled[i], polled[j] = polled[j], polled[i] })
+	return hooks, polled
 }
 
 // OrderKeyOfID is an order key function for the suite's events, whose
-// ids are "key/n": the key.
+// ids are "key/n" (or "key-n", [OrderPlan]'s): the key.
 func OrderKeyOfID(e event.Event) string {
-	k, _, _ := strings.Cut(e.ID, "/")
+	k, _, _ := cutOrderID(e.ID)
 	return k
 }
 
+func cutOrderID(id string) (key, n string, ok bool) {
+	if i := strings.LastIndexAny(id, "/-"); i >= 0 {
+		return id[:i], id[i+1:], true
+	}
+	return id, "", false
+}
+
 // VersionOfID is a version function for the suite's events: the n of
-// "key/n".
+// "key/n" (or "key-n").
 func VersionOfID(e event.Event) (int64, bool) {
-	_, n, ok := strings.Cut(e.ID, "/")
+	_, n, ok := cutOrderID(e.ID)
 	if !ok {
 		return 0, false
 	}

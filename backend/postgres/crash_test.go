@@ -35,6 +35,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("INTAKE_PG_CHILD") == "order" {
+		if err := orderChild(os.Getenv("INTAKE_PG_PREFIX")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_PG_CHILD") == "loop" {
 		b, err := postgres.Open(context.Background(), dsn(), postgres.WithPrefix(os.Getenv("INTAKE_PG_PREFIX")))
 		if err == nil {
