@@ -214,7 +214,7 @@ func (sub *subscription) resolve(k string, heads []dedupe.Head) {
 const (
 	minHeadWait = 5 * time.Millisecond
 	maxHeadWait = 500 * time.Millisecond
-	headDepth   = 64  // events listed per key and query
+	headDepth   = 8   // events listed per key and query
 	headBatch   = 512 // keys per query
 )
 

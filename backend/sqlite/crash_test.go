@@ -62,6 +62,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv("INTAKE_SQLITE_CHILD") == "order" {
+		if err := orderChild(os.Getenv("INTAKE_DB")); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("INTAKE_SQLITE_CHILD") == "loop" {
 		b, err := sqlite.Open(os.Getenv("INTAKE_DB"))
 		if err == nil {

@@ -42,6 +42,13 @@ CREATE INDEX IF NOT EXISTS {p}keys_held ON {p}keys (holder, seq) WHERE state = 1
 -- Dead events in order, for inspection.
 CREATE INDEX IF NOT EXISTS {p}keys_dead ON {p}keys (seq) WHERE state = 3;
 
+-- The last seq drawn (one row): a restart draws the next, never one a
+-- committed key had, so that seqs follow the order events were stored.
+CREATE TABLE IF NOT EXISTS {p}seq (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+
 -- The last version each subscription applied per order key
 -- (intake.WithSkipStale), kept until expires_at (unix nanoseconds).
 CREATE TABLE IF NOT EXISTS {p}versions (

@@ -173,14 +173,14 @@ func New(db *sql.DB, opts ...Option) (*Backend, error) {
 	b := &Backend{
 		db:       db,
 		holder:   newHolder(),
-		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases", connections: s.prefix + "connections", budgets: s.prefix + "budgets", versions: s.prefix + "versions"},
+		t:        tables{keys: s.prefix + "keys", checkpoints: s.prefix + "checkpoints", leases: s.prefix + "leases", connections: s.prefix + "connections", budgets: s.prefix + "budgets", versions: s.prefix + "versions", seq: s.prefix + "seq"},
 		now:      time.Now,
 		ops:      make(chan *op, 1024),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		maxBatch: max(1, s.maxBatch),
 	}
-	if err := db.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM ` + b.t.keys).Scan(&b.seq); err != nil {
+	if err := db.QueryRow(`SELECT max(COALESCE((SELECT MAX(seq) FROM ` + b.t.keys + `), 0), COALESCE((SELECT seq FROM ` + b.t.seq + `), 0))`).Scan(&b.seq); err != nil {
 		return nil, fmt.Errorf("sqlite: read queue: %w", err)
 	}
 	var file string
@@ -276,7 +276,7 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-type tables struct{ keys, checkpoints, leases, connections, budgets, versions string }
+type tables struct{ keys, checkpoints, leases, connections, budgets, versions, seq string }
 
 func newHolder() string {
 	var r [8]byte
@@ -435,6 +435,15 @@ func (b *Backend) runTx(ops []*op) error {
 			return err
 		}
 		i = j
+	}
+	if b.seq != seq {
+		// The last seq drawn, kept so that a restart never draws a seq
+		// again (a committed key's row no longer holds its seq).
+		if _, err := tx.Exec(`INSERT INTO `+b.t.seq+` (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`, b.seq); err != nil {
+			_ = tx.Rollback()
+			b.seq = seq
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		b.seq = seq

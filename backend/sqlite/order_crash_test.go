@@ -1,0 +1,250 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/poller"
+	"github.com/intakehq/intake/webhook"
+)
+
+// orderChild is the service of the ordering crash test on SQLite: a
+// stream ordered by object (intaketest.OrderPlan's ids) unless
+// INTAKE_ORDER_UNORDERED is set, with a webhook endpoint (its address
+// said on stdout) and the API's poller, and two subscriptions: "all"
+// handles every event, "latest" skips stale versions. Each handling is
+// recorded in the same file (its event's seq in the queue, when it began
+// and ended) and "latest" records the object's applied version, counting
+// versions applied over a newer one. Handlers take 0–20 ms. It runs until
+// killed.
+func orderChild(dbPath string) error {
+	objects, _ := strconv.Atoi(os.Getenv("INTAKE_ORDER_OBJECTS"))
+	per, _ := strconv.Atoi(os.Getenv("INTAKE_ORDER_PER"))
+	b, err := sqlite.Open(dbPath)
+	if err != nil {
+		return err
+	}
+	s := intake.New(intake.WithQueue(b), intake.WithLogger(quiet), intake.WithQueueSize(4000),
+		intake.WithOrderKey(intaketest.OrderKeyOfID), intake.WithVersion(intaketest.VersionOfID))
+	hook := webhook.New("provider", webhook.GitHub(secret), webhook.WithLogger(quiet), webhook.WithReplayGuard(nil))
+	_, polled := intaketest.OrderPlan(objects, per, rand.New(rand.NewPCG(0, 0)))
+	p := poller.New("provider", intaketest.PageFetch(polled, 100), poller.Every(5*time.Millisecond), poller.WithMaxPages(1000),
+		poller.WithCheckpoint(b.Checkpoint()), poller.WithLogger(quiet))
+	s.Add(hook, p)
+	db := b.DB()
+	handler := func(sub string) intake.HandlerFunc {
+		return func(ctx context.Context, e event.Event) error {
+			obj := intaketest.OrderKeyOfID(e)
+			v, _ := intaketest.VersionOfID(e)
+			var run int64
+			err := db.QueryRowContext(ctx, `INSERT INTO runs (sub, obj, id, seq, started)
+				SELECT ?, ?, ?, seq, ? FROM intake_keys WHERE key = ? RETURNING run`, sub, obj, e.ID, time.Now().UnixNano(), []byte(e.Key())).Scan(&run)
+			if err != nil {
+				return err
+			}
+			time.Sleep(time.Duration(rand.IntN(20_000)) * time.Microsecond)
+			if sub == "latest" {
+				if _, err := db.ExecContext(ctx, `INSERT INTO applied AS a (obj, v) VALUES (?1, ?2)
+					ON CONFLICT (obj) DO UPDATE SET stale = a.stale + (excluded.v < a.v), v = excluded.v`, obj, v); err != nil {
+					return err
+				}
+			}
+			_, err = db.ExecContext(ctx, `UPDATE runs SET ended = ? WHERE run = ?`, time.Now().UnixNano(), run)
+			return err
+		}
+	}
+	for _, sub := range []string{"all", "latest"} {
+		opts := []intake.SubscribeOption{intake.WithName(sub), intake.WithWorkers(16), intake.WithMaxAttempts(1000)}
+		if sub == "latest" {
+			opts = append(opts, intake.WithSkipStale())
+		}
+		if os.Getenv("INTAKE_ORDER_UNORDERED") != "" {
+			opts = append(opts, intake.WithUnordered())
+		}
+		s.Handle(handler(sub), opts...)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.Serve(ln, hook) }()
+	go func() { _ = s.Run(context.Background()) }()
+	fmt.Println("ADDR " + ln.Addr().String())
+	select {}
+}
+
+// TestCrashOrdered: one service on SQLite takes 1,000 objects × 20
+// events (30% twice, by webhook and by poll), the webhooks shuffled,
+// while it is SIGKILLed and restarted six times. For every object in each
+// subscription no two handlings overlap and every handling comes in
+// stored order; in "latest" the last version applied is the highest
+// sent, none applied over a newer one. Unordered, handlings overlap.
+func TestCrashOrdered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two runs of 20,000 events with the service killed")
+	}
+	objects, per := 1000, 20
+	if raceEnabled {
+		objects = 150 // the race detector slows the transpiled SQLite tenfold
+	}
+	t.Run("ordered", func(t *testing.T) {
+		v := crashOrdered(t, objects, per, false)
+		if v.overlaps != 0 || v.backwards != 0 || v.stale != 0 || v.behind != 0 || v.all != objects*per {
+			t.Fatalf("%+v: want every event handled by all, no overlap, none out of order, none stale applied, every object at its highest version", v)
+		}
+	})
+	t.Run("unordered", func(t *testing.T) {
+		v := crashOrdered(t, objects, per, true)
+		if v.overlaps == 0 {
+			t.Fatalf("%+v: unordered handlings never overlapped: the run could not have failed", v)
+		}
+	})
+}
+
+type orderVerdict struct {
+	handlings, overlaps, backwards, killed int
+	all, latest                            int // events handled by each subscription
+	stale, behind                          int // applied over a newer version; objects not at their highest
+}
+
+func crashOrdered(t *testing.T, objects, per int, unordered bool) orderVerdict {
+	path := filepath.Join(t.TempDir(), "order.db")
+	db := openDB(t, path)
+	for _, ddl := range []string{
+		`CREATE TABLE runs (run INTEGER PRIMARY KEY, sub TEXT NOT NULL, obj TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER, started INTEGER NOT NULL, ended INTEGER)`,
+		`CREATE TABLE applied (obj TEXT PRIMARY KEY, v INTEGER NOT NULL, stale INTEGER NOT NULL DEFAULT 0)`,
+	} {
+		if _, err := db.Exec(ddl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(t, path).Close() // the queue's tables, before the service reads them
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("seed %d", seed)
+	n := objects * per
+	var (
+		mu   sync.Mutex
+		proc *exec.Cmd
+		addr string
+	)
+	env := []string{"INTAKE_SQLITE_CHILD=order", "INTAKE_DB=" + path,
+		"INTAKE_ORDER_OBJECTS=" + strconv.Itoa(objects), "INTAKE_ORDER_PER=" + strconv.Itoa(per)}
+	if unordered {
+		env = append(env, "INTAKE_ORDER_UNORDERED=1")
+	}
+	start := func() {
+		cmd, out := intaketest.Child(t, env...)
+		line := intaketest.FirstLine(t, out, time.Minute)
+		a, ok := strings.CutPrefix(line, "ADDR ")
+		if !ok {
+			t.Fatalf("child said %q", line)
+		}
+		mu.Lock()
+		proc, addr = cmd, a
+		mu.Unlock()
+	}
+	start()
+	hooks, _ := intaketest.OrderPlan(objects, per, rng)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	sending := intaketest.SendAll(len(hooks), 8, func(i int) bool {
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			a := addr
+			mu.Unlock()
+			if a != "" && post(client, a, hooks[i]) {
+				return true
+			}
+		}
+		return false
+	})
+	count := func(q string) int {
+		var k int
+		if err := db.QueryRow(q).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	const kills = 6
+	began := time.Now()
+	intaketest.KillDuringProgress(rng, kills, int64(len(hooks)), sending.Stored.Load, sending.Done,
+		func() int { return count(`SELECT count(*) FROM runs WHERE ended IS NOT NULL`) }, func() {
+			mu.Lock()
+			cmd := proc
+			addr = ""
+			mu.Unlock()
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			start()
+		})
+	<-sending.Done
+	if f := sending.Failed.Load(); f > 0 {
+		t.Fatalf("%d webhooks never stored", f)
+	}
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		done := count(`SELECT count(*) FROM intake_keys WHERE state = 2`)
+		queued := count(`SELECT count(*) FROM intake_keys WHERE state <> 2 AND seq IS NOT NULL`)
+		if done == n && queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 180 s: %d of %d events committed, %d still queued or dead", done, n, queued)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	_ = proc.Process.Kill()
+	_ = proc.Wait()
+	mu.Unlock()
+
+	rows, err := db.Query(`SELECT sub || '/' || obj, coalesce(seq, -1), started, ended FROM runs`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []intaketest.Handling
+	var v orderVerdict
+	for rows.Next() {
+		var h intaketest.Handling
+		var started int64
+		var ended *int64
+		if err := rows.Scan(&h.Key, &h.N, &started, &ended); err != nil {
+			t.Fatal(err)
+		}
+		h.Start = time.Unix(0, started)
+		if ended != nil {
+			h.End = time.Unix(0, *ended)
+		} else {
+			v.killed++
+		}
+		hs = append(hs, h)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	v.handlings = len(hs)
+	v.overlaps, v.backwards = intaketest.CheckOrder(hs)
+	v.all = count(`SELECT count(DISTINCT id) FROM runs WHERE sub = 'all'`)
+	v.latest = count(`SELECT count(DISTINCT id) FROM runs WHERE sub = 'latest'`)
+	v.stale = count(`SELECT coalesce(sum(stale), 0) FROM applied`)
+	v.behind = count(fmt.Sprintf(`SELECT (SELECT count(*) FROM applied WHERE v <> %d) + %d - (SELECT count(*) FROM applied)`, per-1, objects))
+	t.Logf("unordered=%v: %d objects × %d events, %d webhooks, %d kills in %v: %+v (latest skipped the rest as stale)",
+		unordered, objects, per, len(hooks), kills, time.Since(began).Round(time.Millisecond), v)
+	return v
+}
