@@ -395,6 +395,21 @@ func (st *staleness) save(ctx context.Context, sub, k string, v int64) error {
 	return nil
 }
 
+// Version implements [dedupe.VersionedDelivery]: the event's order key and
+// version when its subscription skips stale versions ([WithSkipStale]).
+func (d *Delivery) Version() (orderKey string, v int64, retain time.Duration, ok bool) {
+	sub := d.sub
+	if !sub.cfg.skipStale || sub.staleness.version == nil {
+		return "", 0, 0, false
+	}
+	k := sub.orderKeyOf(d.it)
+	if k == "" {
+		return "", 0, 0, false
+	}
+	v, ok = sub.staleness.version(d.Event)
+	return k, v, sub.staleness.retention, ok
+}
+
 // skipStale acks d without calling the handler when its event is stale,
 // reporting whether it did. A failure to read the versions is the
 // handler's failure (the event is retried).

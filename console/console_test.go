@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -175,4 +176,34 @@ func TestOverviewShowsFetches(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), shop.Fetches)
 	assert.Equal(t, int64(2), shop.Coalesced)
+}
+
+// Events skipped as stale (intake.WithSkipStale) are counted in the
+// overview, beside the dead letters of their source.
+func TestOverviewShowsStaleSkips(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet), intake.WithOrderKey(func(event.Event) string { return "obj" }),
+		intake.WithVersion(func(e event.Event) (int64, bool) { v, err := strconv.ParseInt(e.ID, 10, 64); return v, err == nil }))
+	handled := make(chan string, 3)
+	s.Handle(func(_ context.Context, e event.Event) error { handled <- e.ID; return nil }, intake.WithSkipStale())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-s.Started()
+	for _, id := range []string{"5", "7", "6"} {
+		require.NoError(t, s.Put(ctx, event.Event{Source: "shop", ID: id}))
+	}
+	<-handled
+	<-handled
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		body := do(console.New(s), http.MethodGet, "/", "127.0.0.1:1", nil, nil).Body.String()
+		if strings.Contains(body, "1 skipped as stale") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the overview does not show the stale skip:\n%s", body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

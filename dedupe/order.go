@@ -31,6 +31,20 @@ type Orderer interface {
 	Heads(ctx context.Context, orderKeys []string, n int) (map[string][]Head, error)
 }
 
+// VersionedDelivery is a [Delivery] of a subscription that skips stale
+// versions (intake.WithSkipStale; *intake.Delivery is one). A backend's
+// transactional ack records the version in the caller's transaction
+// ([Versions].SaveVersion's rule), so that the effect, the ack and the
+// version applied commit together: a crash can then neither lose the
+// version of an applied effect nor replay an older event over it.
+type VersionedDelivery interface {
+	Delivery
+	// Version returns the event's order key and version, and the
+	// retention to keep it for; ok is false when the subscription records
+	// none for this event.
+	Version() (orderKey string, v int64, retain time.Duration, ok bool)
+}
+
 // Versions keeps the last version a subscription applied per order key,
 // so that an event older than what was applied can be skipped (see
 // intake.WithSkipStale) on every replica and after a restart. A queue

@@ -33,8 +33,9 @@ import (
 // handler records each handling in the user's tables: the event, its
 // place in the queue's stored order (its row's seq), when it began and
 // ended by the database's clock, and the object's applied version, with
-// a count of versions applied over a newer one. It takes 0–20 ms. It
-// runs until killed.
+// a count of versions applied over a newer one, written in the
+// transaction of its ack (HandleTx, which records the version applied in
+// it too). It takes 0–20 ms. It runs until killed.
 func orderChild(prefix string) error {
 	ctx := context.Background()
 	objects, _ := strconv.Atoi(os.Getenv("INTAKE_ORDER_OBJECTS"))
@@ -56,7 +57,7 @@ func orderChild(prefix string) error {
 	s.Add(hook, p)
 	me := strconv.Itoa(os.Getpid())
 	handler := func(sub string) intake.HandlerFunc {
-		return func(ctx context.Context, e event.Event) error {
+		return pg.HandleTx(func(ctx context.Context, tx pgx.Tx, e event.Event) error {
 			obj := intaketest.OrderKeyOfID(e)
 			v, _ := intaketest.VersionOfID(e)
 			sum := sha256.Sum256([]byte(e.Key()))
@@ -68,14 +69,14 @@ func orderChild(prefix string) error {
 			}
 			time.Sleep(time.Duration(rand.IntN(20_000)) * time.Microsecond)
 			if sub == "latest" {
-				if _, err := pool.Exec(ctx, `INSERT INTO `+prefix+`applied AS a (obj, v) VALUES ($1, $2)
+				if _, err := tx.Exec(ctx, `INSERT INTO `+prefix+`applied AS a (obj, v) VALUES ($1, $2)
 					ON CONFLICT (obj) DO UPDATE SET stale = a.stale + (EXCLUDED.v < a.v)::int, v = EXCLUDED.v`, obj, v); err != nil {
 					return err
 				}
 			}
 			_, err = pool.Exec(ctx, `UPDATE `+prefix+`runs SET ended = clock_timestamp() WHERE run = $1`, run)
 			return err
-		}
+		})
 	}
 	// "all" handles every event; "latest" skips a version older than the
 	// one it applied.

@@ -69,9 +69,26 @@ func (b *Backend) ackTx(ctx context.Context, tx pgx.Tx, d dedupe.Delivery) (comm
 		return false, fmt.Errorf("postgres: ack in transaction: %w", err)
 	}
 	if tag.RowsAffected() == 1 {
-		return committedKey, nil
+		return committedKey, b.saveVersionTx(ctx, tx, d)
 	}
 	return false, b.whyNotAcked(ctx, tx, d)
+}
+
+// saveVersionTx records d's version in tx when its subscription skips
+// stale versions ([dedupe.VersionedDelivery]).
+func (b *Backend) saveVersionTx(ctx context.Context, tx pgx.Tx, d dedupe.Delivery) error {
+	vd, ok := d.(dedupe.VersionedDelivery)
+	if !ok {
+		return nil
+	}
+	k, v, retain, ok := vd.Version()
+	if !ok {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, b.q.saveVersion, vd.Subscription(), []byte(k), v, micros(retain)); err != nil {
+		return fmt.Errorf("postgres: save version: %w", err)
+	}
+	return nil
 }
 
 // lastOf reports whether d is the last of its event's subscriptions to
@@ -157,6 +174,9 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx pgx.Tx, e event.Event
 		}
 		committedKey := last
 		if err := fn(ctx, tx, e); err != nil {
+			return err
+		}
+		if err := b.saveVersionTx(ctx, tx, d); err != nil {
 			return err
 		}
 		if err := tx.Commit(ctx); err != nil {

@@ -68,16 +68,22 @@ func (b *Backend) SaveVersion(ctx context.Context, sub, orderKey string, v int64
 		return err
 	}
 	o := &op{fn: func(tx *sql.Tx, now int64) error {
-		_, err := tx.Exec(`INSERT INTO `+b.t.versions+` AS x (sub, ordkey, version, expires_at) VALUES (?1, ?2, ?3, ?4)
-			ON CONFLICT (sub, ordkey) DO UPDATE SET
-				version = CASE WHEN x.expires_at <= ?5 THEN excluded.version ELSE max(x.version, excluded.version) END,
-				expires_at = excluded.expires_at`, sub, []byte(orderKey), v, now+int64(retain), now)
+		_, err := tx.Exec(saveVersionSQL(b.t.versions), sub, []byte(orderKey), v, now+int64(retain), now)
 		return err
 	}}
 	if err := b.submit(ctx, o); err != nil {
 		return fmt.Errorf("sqlite: save version: %w", err)
 	}
 	return nil
+}
+
+// saveVersionSQL records version ?3 for (?1, ?2) until ?4 unless a greater
+// one is recorded and not expired at ?5.
+func saveVersionSQL(table string) string {
+	return `INSERT INTO ` + table + ` AS x (sub, ordkey, version, expires_at) VALUES (?1, ?2, ?3, ?4)
+		ON CONFLICT (sub, ordkey) DO UPDATE SET
+			version = CASE WHEN x.expires_at <= ?5 THEN excluded.version ELSE max(x.version, excluded.version) END,
+			expires_at = excluded.expires_at`
 }
 
 var (

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
 	"github.com/intakehq/intake/poller"
@@ -30,8 +32,9 @@ import (
 // handles every event, "latest" skips stale versions. Each handling is
 // recorded in the same file (its event's seq in the queue, when it began
 // and ended) and "latest" records the object's applied version, counting
-// versions applied over a newer one. Handlers take 0–20 ms. It runs until
-// killed.
+// versions applied over a newer one; the end, the effect and the ack
+// commit in one transaction (AckTx, which records the version applied in
+// it too). Handlers take 0–20 ms. It runs until killed.
 func orderChild(dbPath string) error {
 	objects, _ := strconv.Atoi(os.Getenv("INTAKE_ORDER_OBJECTS"))
 	per, _ := strconv.Atoi(os.Getenv("INTAKE_ORDER_PER"))
@@ -58,14 +61,31 @@ func orderChild(dbPath string) error {
 				return err
 			}
 			time.Sleep(time.Duration(rand.IntN(20_000)) * time.Microsecond)
+			// The effect, the end and the ack in one transaction (AckTx
+			// records the version applied in it too); SQLite has one
+			// writer, so the 0–20 ms are spent before it begins.
+			d, _ := dedupe.DeliveryFromContext(ctx)
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := b.AckTx(ctx, tx, d); err != nil {
+				if errors.Is(err, dedupe.ErrAlreadyAcked) {
+					return nil
+				}
+				return err
+			}
 			if sub == "latest" {
-				if _, err := db.ExecContext(ctx, `INSERT INTO applied AS a (obj, v) VALUES (?1, ?2)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO applied AS a (obj, v) VALUES (?1, ?2)
 					ON CONFLICT (obj) DO UPDATE SET stale = a.stale + (excluded.v < a.v), v = excluded.v`, obj, v); err != nil {
 					return err
 				}
 			}
-			_, err = db.ExecContext(ctx, `UPDATE runs SET ended = ? WHERE run = ?`, time.Now().UnixNano(), run)
-			return err
+			if _, err = tx.ExecContext(ctx, `UPDATE runs SET ended = ? WHERE run = ?`, time.Now().UnixNano(), run); err != nil {
+				return err
+			}
+			return tx.Commit()
 		}
 	}
 	for _, sub := range []string{"all", "latest"} {

@@ -81,9 +81,27 @@ func (b *Backend) ackTx(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) (com
 	if n, err := res.RowsAffected(); err != nil {
 		return false, fmt.Errorf("sqlite: ack in transaction: %w", err)
 	} else if n == 1 {
-		return committedKey, nil
+		return committedKey, b.saveVersionTx(ctx, tx, d)
 	}
 	return false, b.whyNotAcked(ctx, tx, d)
+}
+
+// saveVersionTx records d's version in tx when its subscription skips
+// stale versions ([dedupe.VersionedDelivery]).
+func (b *Backend) saveVersionTx(ctx context.Context, tx *sql.Tx, d dedupe.Delivery) error {
+	vd, ok := d.(dedupe.VersionedDelivery)
+	if !ok {
+		return nil
+	}
+	k, v, retain, ok := vd.Version()
+	if !ok {
+		return nil
+	}
+	now := b.now().UnixNano()
+	if _, err := tx.ExecContext(ctx, saveVersionSQL(b.t.versions), vd.Subscription(), []byte(k), v, now+int64(retain), now); err != nil {
+		return fmt.Errorf("sqlite: save version: %w", err)
+	}
+	return nil
 }
 
 // whyNotAcked says why an ack wrote nothing: ErrAlreadyAcked when this

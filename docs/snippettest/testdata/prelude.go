@@ -26,6 +26,7 @@ import (
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/fetch"
 	"github.com/intakehq/intake/fleet"
+	"github.com/intakehq/intake/order"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/reconcile"
 	"github.com/intakehq/intake/relay"
@@ -48,6 +49,7 @@ var (
 	_ = event.Key
 	_ = fetch.New
 	_ = fleet.New
+	_ = order.Stripe
 	_ = reconcile.StripeEvents
 	_ = oteltracing.New
 	_ = webhook.New
@@ -93,4 +95,6 @@ type StripeEvent[T any] struct {
 var (
 	book         func(ctx context.Context, inv Invoice) error
 	syncCustomer func(ctx context.Context, e event.Event) error
+
+	apply, audit, latest intake.HandlerFunc
 )
