@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/intakehq/intake/dedupe"
@@ -92,6 +93,11 @@ type line struct {
 	asking  bool                // a head query is due or under way
 	delay   time.Duration       // until the next query, while another holder has the head
 	passed  map[string]struct{} // events done here whose rows may still be pending
+	// known are the events the last query listed after the one it handed
+	// out, in stored order: an event stored since comes after them all,
+	// so the next of them this subscription takes is the head once the
+	// one out is done, with no query.
+	known []dedupe.Head
 }
 
 // enqueueOrdered puts it behind its order key's line; sub.mu must be held.
@@ -116,8 +122,32 @@ func (sub *subscription) advance(k string, l *line) {
 		sub.take(l, 0)
 		return
 	}
+	if sub.takeHead(l, l.known) {
+		return
+	}
+	l.known = nil
 	l.asking = true
 	sub.heads.ask(k, 0)
+}
+
+// takeHead hands out the line's event that comes first in heads (a
+// key's pending events in stored order), skipping those done here and
+// those the subscription does not take, and reports whether it did; it
+// stops at an event it does not hold (another holder's, or one on its
+// way here). sub.mu must be held.
+func (sub *subscription) takeHead(l *line, heads []dedupe.Head) bool {
+	for j, h := range heads {
+		if i := waitingIndex(l.waiting, h.Key); i >= 0 {
+			sub.take(l, i)
+			l.known = heads[j+1:]
+			return true
+		}
+		if _, ok := l.passed[h.Key]; ok || !sub.matchesHead(h) {
+			continue // done here (its commit under way), or not this subscription's
+		}
+		return false
+	}
+	return false
 }
 
 // take makes the line's i-th waiting event the one out. sub.mu must be
@@ -190,15 +220,8 @@ func (sub *subscription) resolve(k string, heads []dedupe.Head) {
 		}
 		return
 	}
-	for _, h := range heads {
-		if i := waitingIndex(l.waiting, h.Key); i >= 0 {
-			sub.take(l, i)
-			return
-		}
-		if _, ok := l.passed[h.Key]; ok || !sub.matchesHead(h) {
-			continue // done here (its commit under way), or not this subscription's
-		}
-		break // another holder has the head, or it is on its way here
+	if sub.takeHead(l, heads) {
+		return
 	}
 	// Drop what the queue no longer lists: committed.
 	for key := range l.passed {
@@ -214,8 +237,10 @@ func (sub *subscription) resolve(k string, heads []dedupe.Head) {
 const (
 	minHeadWait = 5 * time.Millisecond
 	maxHeadWait = 500 * time.Millisecond
-	headDepth   = 8   // events listed per key and query
+	headDepth   = 16  // events listed per key and query
 	headBatch   = 512 // keys per query
+	headQueries = 4   // queries in flight at most, per subscription
+	headLinger  = time.Millisecond
 )
 
 func waitingIndex(items []*item, key string) int {
@@ -241,6 +266,8 @@ func listed(heads []dedupe.Head, key string) bool {
 type headAsker struct {
 	sub *subscription
 	q   dedupe.Orderer
+
+	inflight atomic.Int32 // queries out
 
 	mu    sync.Mutex
 	want  map[string]struct{}
@@ -274,6 +301,18 @@ func (a *headAsker) run(ctx context.Context, stop <-chan struct{}, logErr func(e
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		// While another query is out, let keys gather, as a group commit
+		// does: one query for many keys costs the database little more
+		// than one for one. A query with none out goes at once (a hot
+		// key's next event waits for no linger).
+		if a.inflight.Load() > 0 {
+			a.mu.Lock()
+			n := len(a.want)
+			a.mu.Unlock()
+			if n > 0 && n < headBatch/8 {
+				time.Sleep(headLinger)
+			}
+		}
 		now := time.Now()
 		next := time.Duration(-1)
 		a.mu.Lock()
@@ -296,9 +335,11 @@ func (a *headAsker) run(ctx context.Context, stop <-chan struct{}, logErr func(e
 		}
 		a.mu.Unlock()
 		if len(keys) > 0 {
+			a.inflight.Add(1)
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			heads, err := a.q.Heads(qctx, keys, headDepth)
 			cancel()
+			a.inflight.Add(-1)
 			if err != nil {
 				logErr(err)
 			}

@@ -523,11 +523,13 @@ func (s *Stream) Run(ctx context.Context) error {
 	for _, sub := range s.subs {
 		sub.ctx = handlerCtx
 		if sub.heads != nil {
-			subs.Go(func() {
-				sub.heads.run(handlerCtx, stopSubs, func(err error) {
-					s.logs.Log(s.log, slog.LevelWarn, "heads", "intake: asking the queue for the order of events failed; asking again", "subscription", sub.name, "err", err)
+			for range headQueries {
+				subs.Go(func() {
+					sub.heads.run(handlerCtx, stopSubs, func(err error) {
+						s.logs.Log(s.log, slog.LevelWarn, "heads", "intake: asking the queue for the order of events failed; asking again", "subscription", sub.name, "err", err)
+					})
 				})
-			})
+			}
 		}
 		subs.Go(func() {
 			sub.pump(stopSubs)
