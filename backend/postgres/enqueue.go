@@ -24,6 +24,9 @@ const (
 	maxEnqueueBatch = 256
 	enqueueWriters  = 2 // batches in flight at most
 	minSecondBatch  = 8 // requests a second batch waits for while the first is in flight
+	// maxOrderedPerStatement bounds the events (so the order keys, each
+	// an advisory lock to the commit) one statement stores.
+	maxOrderedPerStatement = 128
 )
 
 type enqueueReq struct {
@@ -191,7 +194,15 @@ func (e *enqueuer) run(batch []*enqueueReq) {
 			uniq = append(uniq, r)
 		}
 	}
-	e.write(ctx, uniq)
+	// A statement locks the order keys of its events (queries.go,
+	// orderLocks): so many that the server's lock table (by default 64 ×
+	// max_connections entries, shared by every session) stays far from
+	// full, however large a page.
+	for len(uniq) > 0 {
+		n := min(len(uniq), maxOrderedPerStatement)
+		e.write(ctx, uniq[:n])
+		uniq = uniq[n:]
+	}
 	for _, r := range live {
 		f := first[string(r.hash)]
 		if f == r {
