@@ -24,7 +24,7 @@ const (
 	maxEnqueueBatch = 256
 	enqueueWriters  = 2 // batches in flight at most
 	minSecondBatch  = 8 // requests a second batch waits for while the first is in flight
-	// maxOrderedPerStatement bounds the events (so the order keys, each
+	// maxOrderedPerStatement bounds the events with an order key (each
 	// an advisory lock to the commit) one statement stores.
 	maxOrderedPerStatement = 128
 )
@@ -199,7 +199,12 @@ func (e *enqueuer) run(batch []*enqueueReq) {
 	// max_connections entries, shared by every session) stays far from
 	// full, however large a page.
 	for len(uniq) > 0 {
-		n := min(len(uniq), maxOrderedPerStatement)
+		n, ordered := 0, 0
+		for ; n < len(uniq) && ordered < maxOrderedPerStatement; n++ {
+			if uniq[n].ordkey != nil {
+				ordered++
+			}
+		}
 		e.write(ctx, uniq[:n])
 		uniq = uniq[n:]
 	}
