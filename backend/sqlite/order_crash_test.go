@@ -108,7 +108,7 @@ func orderChild(dbPath string) error {
 	select {}
 }
 
-// TestCrashOrdered: one service on SQLite takes 1,000 objects × 20
+// TestCrashOrdered: one service on SQLite takes 500 objects × 20
 // events (30% twice, by webhook and by poll), the webhooks shuffled,
 // while it is SIGKILLed and restarted six times. For every object in each
 // subscription no two handlings overlap and every handling comes in
@@ -116,11 +116,11 @@ func orderChild(dbPath string) error {
 // sent, none applied over a newer one. Unordered, handlings overlap.
 func TestCrashOrdered(t *testing.T) {
 	if testing.Short() {
-		t.Skip("two runs of 20,000 events with the service killed")
+		t.Skip("two runs of 10,000 events with the service killed")
 	}
-	objects, per := 1000, 20
+	objects, per := 500, 20
 	if raceEnabled {
-		objects = 150 // the race detector slows the transpiled SQLite tenfold
+		objects = 100 // the race detector slows the transpiled SQLite tenfold
 	}
 	t.Run("ordered", func(t *testing.T) {
 		v := crashOrdered(t, objects, per, false)
