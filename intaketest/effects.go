@@ -19,8 +19,17 @@ import (
 // It returns the ids to send as webhooks and the events the API serves
 // to the poller, in order.
 func EffectsPlan(n int) (hooks []string, polled []event.Event) {
-	for i := range n {
-		id := fmt.Sprintf("evt_%05d", i)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("evt_%05d", i)
+	}
+	return paths(ids)
+}
+
+// paths sends the i-th id first by poll when i%4 == 0, else by webhook,
+// and by the other path too when i%10 < 3.
+func paths(ids []string) (hooks []string, polled []event.Event) {
+	for i, id := range ids {
 		first := event.Webhook
 		if i%4 == 0 {
 			first = event.Poll

@@ -58,6 +58,39 @@ func CheckOrder(hs []Handling) (overlaps, backwards int) {
 	return overlaps, backwards
 }
 
+// OrderVerdict is what an ordering crash test found: handlings recorded,
+// overlapping, out of stored order and ended by a kill; the events each
+// subscription handled ("all", "latest"); versions applied over a newer
+// one, and objects not at their highest version.
+type OrderVerdict struct {
+	Handlings, Overlaps, Backwards, Killed int
+	All, Latest                            int
+	Stale, Behind                          int
+}
+
+// Check fails t unless every event was handled by "all" (objects × per),
+// with no overlap, none out of order, none stale applied and every
+// object at its highest version; unordered, unless handlings overlapped
+// (the run could not have failed otherwise).
+func (v OrderVerdict) Check(t testing.TB, objects, per int, unordered bool) {
+	t.Helper()
+	switch {
+	case unordered && v.Overlaps == 0:
+		t.Fatalf("%+v: unordered handlings never overlapped: the run could not have failed", v)
+	case !unordered && (v.Overlaps != 0 || v.Backwards != 0 || v.Stale != 0 || v.Behind != 0 || v.All != objects*per):
+		t.Fatalf("%+v: want every event handled by all, no overlap, none out of order, none stale applied, every object at its highest version", v)
+	}
+}
+
+// Record adds a handling read back from a test's table (End zero: its
+// process was killed during it) to hs, counting the killed.
+func (v *OrderVerdict) Record(hs []Handling, h Handling) []Handling {
+	if h.End.IsZero() {
+		v.Killed++
+	}
+	return append(hs, h)
+}
+
 // OrderLog records handlings in one process. It is safe for concurrent
 // use.
 type OrderLog struct {
@@ -95,20 +128,11 @@ func (l *OrderLog) Verdict() (handled, overlaps, backwards int) {
 // order shuffled by rng; the API serves its events in an order shuffled
 // with a fixed seed, so that every replica's poller serves the same.
 func OrderPlan(objects, per int, rng *rand.Rand) (hooks []string, polled []event.Event) {
-	for i := range objects * per {
-		id := fmt.Sprintf("o%04d-%02d", i/per, i%per)
-		first := event.Webhook
-		if i%4 == 0 {
-			first = event.Poll
-		}
-		both := i%10 < 3
-		if first == event.Webhook || both {
-			hooks = append(hooks, id)
-		}
-		if first == event.Poll || both {
-			polled = append(polled, event.Event{ID: id, Type: "t", Payload: []byte(`{"id":"` + id + `"}`)})
-		}
+	ids := make([]string, objects*per)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("o%04d-%02d", i/per, i%per)
 	}
+	hooks, polled = paths(ids)
 	rng.Shuffle(len(hooks), func(i, j int) { hooks[i], hooks[j] = hooks[j], hooks[i] })
 	fixed := rand.New(rand.NewPCG(1, 2))
 	fixed.Shuffle(len(polled), func(i, j int) { polled[i], polled[j] = polled[j], polled[i] })
