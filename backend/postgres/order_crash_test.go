@@ -210,7 +210,10 @@ func crashOrdered(t *testing.T, objects, per int, unordered bool) intaketest.Ord
 	}
 	// Every event committed (handled to its end, or skipped as stale),
 	// the queue empty.
-	deadline := time.Now().Add(180 * time.Second)
+	// As long as the sending took, twice, and three minutes at least: a
+	// loaded machine drains slower, and its sending said how much.
+	wait := max(180*time.Second, 2*time.Since(began))
+	deadline := time.Now().Add(wait)
 	for {
 		var done, queued int
 		if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 2), count(*) FILTER (WHERE state <> 2 AND seq IS NOT NULL) FROM `+prefix+`keys`).Scan(&done, &queued); err != nil {
@@ -220,7 +223,7 @@ func crashOrdered(t *testing.T, objects, per int, unordered bool) intaketest.Ord
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 180 s: %d of %d events committed, %d still queued or dead", done, n, queued)
+			t.Fatalf("after %v: %d of %d events committed, %d still queued or dead", wait.Round(time.Second), done, n, queued)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
