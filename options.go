@@ -44,9 +44,14 @@ const (
 	defaultRestartMin   = time.Second
 	defaultRestartMax   = time.Minute
 	defaultAckTimeout   = 30 * time.Second
-	defaultRetryMin     = 100 * time.Millisecond
-	defaultRetryMax     = 30 * time.Second
-	defaultHealth       = 2 * time.Second
+	// The default retry policy rides out a day's outage downstream: 30
+	// attempts, 1 s doubling to 2 h with ±20% jitter, are at least 27
+	// hours from the first failure to the last attempt (Stripe retries
+	// for three days; River 25 times over about three weeks).
+	defaultRetryMin    = time.Second
+	defaultRetryMax    = 2 * time.Hour
+	defaultMaxAttempts = 30
+	defaultHealth      = 2 * time.Second
 	// defaultMaxRetryAfter caps a server's Retry-After, as the poller's
 	// WithMaxRetryAfter does.
 	defaultMaxRetryAfter = 15 * time.Minute
@@ -246,7 +251,10 @@ func WithAckTimeout(d time.Duration) SubscribeOption {
 // WithMaxAttempts sets how many deliveries an event gets before it goes to
 // the dead-letter function and is kept as dead (not committed: it can be
 // listed, replayed or discarded). Zero means no limit. Defaults to no limit
-// for Subscribe and 5 for Handle.
+// for Subscribe and 30 for Handle: with the default backoff, at least 27
+// hours of retries (see [WithRetryBackoff]), so that an outage of the
+// handler's database for a day dead-letters nothing. A handler whose
+// failures are final returns [Permanent] instead.
 func WithMaxAttempts(n int) SubscribeOption {
 	if n < 0 {
 		panic(fmt.Sprintf("intake: WithMaxAttempts(%d): must not be negative (0 means no limit)", n))
@@ -277,7 +285,8 @@ func WithDeadLetter(fn func(ctx context.Context, d DeadLetter)) SubscribeOption 
 
 // WithRetryBackoff sets the delay before a nacked delivery is delivered
 // again: initial after the first failure, doubling up to max, with ±20%
-// jitter. Defaults to 100 milliseconds and 30 seconds. It panics if
+// jitter. Defaults to 1 second and 2 hours: with Handle's 30 attempts,
+// retries spread over at least 27 hours. It panics if
 // initial exceeds max.
 func WithRetryBackoff(initial, max time.Duration) SubscribeOption {
 	initial, max = backoffRange("WithRetryBackoff", initial, max, defaultRetryMin, defaultRetryMax)

@@ -272,7 +272,7 @@ func (s *Stream) Subscribe(opts ...SubscribeOption) <-chan *Delivery {
 // with a context that ends after the ack timeout or when Run gives up
 // draining. A call that returns an error or panics is retried with
 // exponential backoff ([WithRetryBackoff]); after [WithMaxAttempts]
-// attempts (default 5) the event goes to the dead-letter function and is
+// attempts (default 30, over at least 27 hours) the event goes to the dead-letter function and is
 // kept as dead (not committed: see [Stream.List] to replay or discard it).
 //
 // Handle must be called before Run; it panics otherwise, and on an option
@@ -281,7 +281,7 @@ func (s *Stream) Handle(fn HandlerFunc, opts ...SubscribeOption) {
 	if fn == nil {
 		panic("intake: Handle with a nil function")
 	}
-	opts = append([]SubscribeOption{WithMaxAttempts(5)}, opts...)
+	opts = append([]SubscribeOption{WithMaxAttempts(defaultMaxAttempts)}, opts...)
 	s.subscribe(fn, 1, opts)
 }
 
