@@ -3,9 +3,13 @@ package intake_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/event"
@@ -59,5 +63,39 @@ func TestRetryAfterLongerThanTheBackoffIsHonoured(t *testing.T) {
 				t.Errorf("retried %v after the handler asked for %v (the backoff's cap is 20 ms), want at least %v", gap, tc.asked, tc.wantAtMin)
 			}
 		})
+	}
+}
+
+// TestOutageDownstreamUnderTheDefaultPolicy: the handler's database is
+// down for "10 minutes" while events arrive; under Handle's default
+// attempts, with the default backoff scaled by 1/1000 (1 ms doubling to
+// 7.2 s: so 600 ms stand for 10 minutes), no event is dead-lettered and
+// every one is handled once the outage ends.
+func TestOutageDownstreamUnderTheDefaultPolicy(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet))
+	var down atomic.Bool
+	down.Store(true)
+	var handled, dead atomic.Int64
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if down.Load() {
+			return errors.New("database unreachable")
+		}
+		handled.Add(1)
+		return nil
+	}, intake.WithWorkers(8), intake.WithRetryBackoff(time.Millisecond, 7200*time.Millisecond),
+		intake.WithDeadLetter(func(context.Context, intake.DeadLetter) { dead.Add(1) }))
+	run(t, s)
+	const n = 200
+	for i := range n {
+		require.NoError(t, s.Put(context.Background(), event.Event{Source: "s", ID: fmt.Sprint(i)}))
+	}
+	time.Sleep(600 * time.Millisecond) // the outage, scaled
+	down.Store(false)
+	deadline := time.Now().Add(60 * time.Second)
+	for handled.Load() < n && dead.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if dead.Load() != 0 || handled.Load() != n {
+		t.Fatalf("after the outage: %d of %d handled, %d dead-lettered", handled.Load(), n, dead.Load())
 	}
 }
