@@ -31,6 +31,13 @@ type Health struct {
 	// DeadEvicted counts dead events the in-memory default dropped to
 	// keep its newest 10,000 (a durable queue keeps them all).
 	DeadEvicted int64 `json:"dead_evicted,omitempty"`
+	// Oldest is the age of the oldest event this process holds (since it
+	// stored or adopted it; not yet committed): zero when it holds none.
+	Oldest time.Duration `json:"oldest_ns,omitempty"`
+	// Failing counts, by subscription, the deliveries nacked (a handler's
+	// error) one after another since its last ack; a subscription whose
+	// last delivery was acked is absent.
+	Failing map[string]int64 `json:"failing,omitempty"`
 }
 
 // SourceHealth is one source's part of [Health]: its name and, when it is
@@ -73,11 +80,15 @@ func merge(m *event.Status, st event.Status) {
 // [WithHealthInterval]) while Run runs, so Health is cheap enough for a
 // load balancer's probe. It is safe to call from any goroutine.
 func (s *Stream) Health() Health {
+	now := time.Now()
 	s.mu.Lock()
 	h := Health{
 		Running:       s.state == stateRunning,
 		QueueDepth:    s.queued,
 		QueueCapacity: s.cfg.queueSize,
+	}
+	for en := range s.live {
+		h.Oldest = max(h.Oldest, now.Sub(en.start))
 	}
 	sources := s.sources
 	s.mu.Unlock()
@@ -113,6 +124,12 @@ func (s *Stream) Health() Health {
 				h.InFlight = map[string]int{}
 			}
 			h.InFlight[sub.name] = int(n)
+		}
+		if n := sub.failing.Load(); n > 0 {
+			if h.Failing == nil {
+				h.Failing = map[string]int64{}
+			}
+			h.Failing[sub.name] = n
 		}
 	}
 	if sk, ok := s.keys.(storeKeeper); ok {

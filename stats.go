@@ -19,8 +19,9 @@ type SourceStats struct {
 	Rejected   map[string]int64 `json:"rejected,omitempty"` // by reason: full, store, closed, invalid…
 	Committed  int64            `json:"committed"`
 	Dead       int64            `json:"dead"`
-	Stale      int64            `json:"stale,omitempty"` // skipped as older than what was applied (WithSkipStale)
-	Rate       []int64          `json:"rate"`            // accepted per 10 s, the last 60 buckets
+	Stale      int64            `json:"stale,omitempty"`  // skipped as older than what was applied (WithSkipStale)
+	Failed     int64            `json:"failed,omitempty"` // deliveries nacked: a handler's error, retried or dead-lettered
+	Rate       []int64          `json:"rate"`             // accepted per 10 s, the last 60 buckets
 
 	// Fetch on demand (package fetch, given the stream's Metrics): the
 	// objects fetched for the source's events, the events served by
@@ -74,7 +75,7 @@ func (r *statsRecorder) Count(name, source, reason string, delta int64) {
 	r.next.Count(name, source, reason, delta)
 	switch name {
 	case metric.Accepted, metric.Duplicate, metric.Rejected, metric.Committed, metric.DeadLetter,
-		metric.Fetched, metric.Coalesced, metric.FetchFailed, metric.Stale:
+		metric.Fetched, metric.Coalesced, metric.FetchFailed, metric.Stale, metric.Failed:
 	default:
 		return
 	}
@@ -110,6 +111,8 @@ func (r *statsRecorder) Count(name, source, reason string, delta int64) {
 		c.Dead += delta
 	case metric.Stale:
 		c.Stale += delta
+	case metric.Failed:
+		c.Failed += delta
 	case metric.Fetched:
 		c.Fetches += delta
 	case metric.Coalesced:

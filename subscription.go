@@ -56,6 +56,7 @@ const (
 // not acked yet, and stops a redelivery not yet received.
 func (d *Delivery) Ack() {
 	if d.settled.CompareAndSwap(0, settledAck) {
+		d.sub.failing.Store(0)
 		d.sub.ack(d.it)
 	}
 }
@@ -137,6 +138,8 @@ func (d *Delivery) Subscription() string { return d.sub.name }
 // that has it now will.
 func (d *Delivery) Nack(err error) {
 	if d.settled.CompareAndSwap(0, settledNack) {
+		d.sub.failing.Add(1)
+		d.sub.rec.Count(metric.Failed, d.Event.Source, "", 1)
 		d.sub.nack(d.it, d.gen, err)
 	}
 }
@@ -249,6 +252,7 @@ type subscription struct {
 
 	sending atomic.Pointer[item] // the item of the delivery the pump waits to send
 	busy    atomic.Int32         // handler calls running
+	failing atomic.Int64         // deliveries nacked since the last ack (Health.Failing)
 }
 
 // Subscribe returns a channel that receives every event put into the

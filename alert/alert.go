@@ -240,6 +240,45 @@ func Rejected(source, reason string, n int, per time.Duration) Rule {
 	}}
 }
 
+// Failing fires while the named subscription's deliveries have failed
+// (its handler returned an error, or its reader nacked) more than n times
+// in a row: its value is the failures since its last ack.
+func Failing(subscription string, n int) Rule {
+	return Rule{Name: "failing:" + subscription, Above: float64(n), Value: func(s Sample) float64 {
+		return float64(s.Health.Failing[subscription])
+	}}
+}
+
+// FailureRate fires while a source's deliveries fail (a handler's error,
+// in any subscription) more than n times per window.
+func FailureRate(source string, n int, per time.Duration) Rule {
+	if per <= 0 {
+		panic(fmt.Sprintf("alert: FailureRate(%q, %d, %v): the window must be positive", source, n, per))
+	}
+	count := func(s Sample) int64 {
+		for _, st := range s.Stats {
+			if st.Name == source {
+				return st.Failed
+			}
+		}
+		return 0
+	}
+	return Rule{Name: "failure-rate:" + source, Above: float64(n), Value: func(s Sample) float64 {
+		if s.Prev == nil || !s.At.After(s.Prev.At) {
+			return 0
+		}
+		return float64(count(s)-count(*s.Prev)) * float64(per) / float64(s.At.Sub(s.Prev.At))
+	}}
+}
+
+// OldestAge fires while the oldest event the stream holds has waited
+// longer than d (since it was stored or adopted, uncommitted): a stuck
+// handler or a backlog the workers do not keep up with. Its value is the
+// age in seconds.
+func OldestAge(d time.Duration) Rule {
+	return Rule{Name: "oldest-age", Above: d.Seconds(), Value: func(s Sample) float64 { return s.Health.Oldest.Seconds() }}
+}
+
 func total(stats []intake.SourceStats, f func(intake.SourceStats) int64) int64 {
 	var n int64
 	for _, st := range stats {

@@ -230,3 +230,71 @@ func TestNonsenseRulesPanic(t *testing.T) {
 		}()
 	}
 }
+
+func TestFailingFiresOnceAndRecoversOnce(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet))
+	var down atomic.Bool
+	down.Store(true)
+	s.Handle(func(context.Context, event.Event) error {
+		if down.Load() {
+			return errors.New("downstream 500")
+		}
+		return nil
+	}, intake.WithName("billing"), intake.WithRetryBackoff(time.Millisecond, 2*time.Millisecond))
+	run(t, s)
+	var r recorder
+	w := New(s, r.hook, Failing("billing", 5))
+	w.log = quiet
+	w.Check(context.Background())
+	r.expect(t)
+	put(t, s, 1, "f")
+	until(t, "failing 6 in a row", func() bool { return s.Health().Failing["billing"] > 5 })
+	w.Check(context.Background())
+	w.Check(context.Background())
+	r.expect(t, true)
+	down.Store(false)
+	until(t, "acked", func() bool { return s.Health().Failing["billing"] == 0 })
+	w.Check(context.Background())
+	w.Check(context.Background())
+	r.expect(t, true, false)
+}
+
+func TestFailureRatePerWindow(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet))
+	s.Handle(func(context.Context, event.Event) error { return errors.New("downstream 500") }, intake.WithMaxAttempts(1))
+	run(t, s)
+	var r recorder
+	now := time.Now()
+	w := New(s, r.hook, FailureRate("shop", 10, time.Minute))
+	w.log, w.now = quiet, func() time.Time { return now }
+	w.Check(context.Background())
+	put(t, s, 30, "r")
+	until(t, "30 failed", func() bool { return total(s.Stats(), func(st intake.SourceStats) int64 { return st.Failed }) == 30 })
+	now = now.Add(time.Minute)
+	w.Check(context.Background())
+	r.expect(t, true) // 30 a minute
+	now = now.Add(time.Minute)
+	w.Check(context.Background())
+	r.expect(t, true, false) // none in the next
+}
+
+func TestOldestAgeFiresOnceAndRecoversOnce(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet))
+	gate := make(chan struct{})
+	s.Handle(func(context.Context, event.Event) error { <-gate; return nil })
+	run(t, s)
+	var r recorder
+	w := New(s, r.hook, OldestAge(50*time.Millisecond))
+	w.log = quiet
+	w.Check(context.Background())
+	r.expect(t)
+	put(t, s, 1, "o")
+	until(t, "older than 50 ms", func() bool { return s.Health().Oldest > 50*time.Millisecond })
+	w.Check(context.Background())
+	w.Check(context.Background())
+	r.expect(t, true)
+	close(gate)
+	until(t, "committed", func() bool { return s.Health().QueueDepth == 0 })
+	w.Check(context.Background())
+	r.expect(t, true, false)
+}

@@ -20,6 +20,7 @@ var infos = map[string]Info{
 	Dropped:         {"Events still undelivered when the stream stopped, released for their senders to send again (in-memory store only).", true, false},
 	QueueDepth:      {"Events stored and not yet committed, across sources.", false, false},
 	Processing:      {"Seconds from an event's storing to its last subscription's ack.", true, false},
+	Failed:          {"Deliveries that failed: a handler returned an error (or a reader nacked), whether retried or dead-lettered.", true, false},
 	Stale:           {"Events a subscription skipped because their version was older than the one it had applied for their object.", true, false},
 	SourceError:     {"Times a source's Run failed and was restarted.", true, false},
 	Received:        {"Webhook requests answered, by outcome (accepted, duplicate, or why not).", true, true},

@@ -31,19 +31,20 @@ func (Discard) Observe(string, string, time.Duration) {}
 // Names of the measurements intake reports.
 const (
 	// Stream.
-	Accepted    = "intake_events_accepted_total"  // Put stored the event
-	Duplicate   = "intake_events_duplicate_total" // reason: "done" or "pending"
-	Rejected    = "intake_events_rejected_total"  // reason: "full", "closed", "store", ...
-	Delivered   = "intake_deliveries_total"       // one per delivery attempt
-	Acked       = "intake_acks_total"             //
-	Nacked      = "intake_nacks_total"            // reason: "nack" or "lease"
-	DeadLetter  = "intake_dead_letter_total"      //
-	Committed   = "intake_events_committed_total" // every subscription acked
-	Dropped     = "intake_events_dropped_total"   // undelivered at shutdown
-	QueueDepth  = "intake_queue_depth"            // gauge
-	Processing  = "intake_processing_seconds"     // Put to final ack
-	SourceError = "intake_source_errors_total"    // a source's Run failed
-	Stale       = "intake_events_stale_total"     // skipped: older than the version applied (WithSkipStale)
+	Accepted    = "intake_events_accepted_total"   // Put stored the event
+	Duplicate   = "intake_events_duplicate_total"  // reason: "done" or "pending"
+	Rejected    = "intake_events_rejected_total"   // reason: "full", "closed", "store", ...
+	Delivered   = "intake_deliveries_total"        // one per delivery attempt
+	Acked       = "intake_acks_total"              //
+	Nacked      = "intake_nacks_total"             // reason: "nack" or "lease"
+	DeadLetter  = "intake_dead_letter_total"       //
+	Committed   = "intake_events_committed_total"  // every subscription acked
+	Dropped     = "intake_events_dropped_total"    // undelivered at shutdown
+	QueueDepth  = "intake_queue_depth"             // gauge
+	Processing  = "intake_processing_seconds"      // Put to final ack
+	SourceError = "intake_source_errors_total"     // a source's Run failed
+	Stale       = "intake_events_stale_total"      // skipped: older than the version applied (WithSkipStale)
+	Failed      = "intake_deliveries_failed_total" // a handler's error (or a reader's Nack), retried or dead-lettered
 
 	// Webhook handler.
 	Received   = "intake_webhook_requests_total" // reason: HTTP status class or rejection reason
