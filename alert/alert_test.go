@@ -218,6 +218,7 @@ func TestNonsenseRulesPanic(t *testing.T) {
 		"twice":       func() { New(intake.New(), func(context.Context, Alert) {}, QueueDepth(1), QueueDepth(2)) },
 		"nil hook":    func() { New(intake.New(), nil) },
 		"zero window": func() { DeadLetters(1, 0) },
+		"zero rate":   func() { FailureRate("shop", 1, 0) },
 		"zero every":  func() { New(intake.New(), func(context.Context, Alert) {}).Every(0) },
 	} {
 		func() {
