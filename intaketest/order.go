@@ -297,6 +297,12 @@ func orderedOverlap(t *testing.T, open func(t *testing.T, n int) []dedupe.Queue,
 	if unordered {
 		opts = append(opts, intake.WithUnordered())
 	}
+	// Ordered, the second must not begin in 300 ms; unordered, it begins
+	// as soon as a worker takes it (10 s: a loaded machine is slow).
+	wait := 300 * time.Millisecond
+	if unordered {
+		wait = 10 * time.Second
+	}
 	s.Handle(func(ctx context.Context, e event.Event) error {
 		defer handled.Add(1)
 		if e.ID == "x/1" {
@@ -306,7 +312,7 @@ func orderedOverlap(t *testing.T, open func(t *testing.T, n int) []dedupe.Queue,
 		select {
 		case <-second:
 			overlapped.Store(true)
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(wait):
 		}
 		return nil
 	}, opts...)
@@ -325,7 +331,6 @@ func orderedBlocksOnlyItself(t *testing.T, open func(t *testing.T, n int) []dedu
 	var handled atomic.Int64
 	otherDone := make(chan struct{})
 	s.Handle(func(ctx context.Context, e event.Event) error {
-		defer handled.Add(1)
 		switch e.ID {
 		case "slow/0":
 			select {
@@ -334,8 +339,11 @@ func orderedBlocksOnlyItself(t *testing.T, open func(t *testing.T, n int) []dedu
 				return ctx.Err()
 			}
 		case "other/0":
+			handled.Add(1)
 			close(otherDone)
+			return nil
 		}
+		handled.Add(1)
 		return nil
 	}, intake.WithWorkers(4))
 	runStreams(t, s)
@@ -347,6 +355,7 @@ func orderedBlocksOnlyItself(t *testing.T, open func(t *testing.T, n int) []dedu
 	case <-time.After(30 * time.Second):
 		t.Fatal("another key's event waited for a slow key")
 	}
+	time.Sleep(50 * time.Millisecond) // a slow/1 handed out wrongly would be counted by now
 	if handled.Load() != 1 {
 		t.Fatalf("handled %d while the slow key's first event runs, want 1 (the other key's)", handled.Load())
 	}
