@@ -173,6 +173,7 @@ func TestContentIDsKeepDistinctEventsApart(t *testing.T) {
 type renewCounter struct {
 	acquires, renews, releases atomic.Int64
 	hang                       atomic.Bool
+	lastOK                     atomic.Int64 // Unix ns of the last Acquire or Renew that held the lease
 }
 
 func (l *renewCounter) Acquire(ctx context.Context, _ string, _ time.Duration) (bool, error) {
@@ -181,6 +182,7 @@ func (l *renewCounter) Acquire(ctx context.Context, _ string, _ time.Duration) (
 		<-ctx.Done() // the same database
 		return false, ctx.Err()
 	}
+	l.lastOK.Store(time.Now().UnixNano())
 	return true, nil
 }
 
@@ -190,6 +192,7 @@ func (l *renewCounter) Renew(ctx context.Context, _ string, _ time.Duration) (bo
 		<-ctx.Done() // a database that does not answer, until the caller gives up
 		return false, ctx.Err()
 	}
+	l.lastOK.Store(time.Now().UnixNano())
 	return true, nil
 }
 
@@ -244,18 +247,22 @@ func TestHangingRenewStopsPolling(t *testing.T) {
 		mu.Unlock()
 		return nil, "", nil
 	}
-	const ttl = 150 * time.Millisecond
+	// The lease runs out ttl after the last renewal that held it; the
+	// poller stops about 0.6 ttl after it (a renewal every ttl/3, given
+	// ttl/4). A ttl of 600 ms leaves a loaded machine's scheduling delays
+	// (tens of ms: 150 ms failed under CI load) far from the edge.
+	const ttl = 600 * time.Millisecond
 	p := poller.New("api", pageOf(fetch), poller.Every(5*time.Millisecond), poller.WithJitter(0), poller.WithLease(lease, ttl), poller.WithLogger(quiet))
 	stop := start(t, p, &sink{})
 	require.Eventually(t, func() bool { return lease.renews.Load() >= 1 }, 5*time.Second, time.Millisecond)
 	lease.hang.Store(true)
-	hungAt := time.Now()
 	time.Sleep(3 * ttl)
 	mu.Lock()
 	lastPoll := last
 	mu.Unlock()
 	stop()
-	assert.Less(t, lastPoll.Sub(hungAt), ttl, "no poll after the lease may have run out")
+	held := time.Unix(0, lease.lastOK.Load())
+	assert.Less(t, lastPoll.Sub(held), ttl, "no poll after the lease may have run out")
 }
 
 // Defect 6a: triggers are bounded by a minimum gap between polls.
