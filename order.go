@@ -57,11 +57,11 @@ func WithUnordered() SubscribeOption { return func(c *subConfig) { c.unordered =
 // memory for the retention. A version is recorded after the handler
 // returns nil: with a transactional handler, a crash between its commit
 // and the record leaves the older version recorded, and a stale event
-// arriving then is handled once more. Run panics if the stream has no
+// arriving then is handled once more. Handle panics if the stream has no
 // WithVersion, and Subscribe ignores it.
 func WithSkipStale() SubscribeOption { return func(c *subConfig) { c.skipStale = true } }
 
-// orderKeyOf returns it's order key in its subscription, or "".
+// orderKeyOf returns the order key of it in its subscription, or "".
 func (sub *subscription) orderKeyOf(it *item) string {
 	if sub.cfg.unordered {
 		return ""
@@ -160,7 +160,7 @@ func (sub *subscription) take(l *line, i int) {
 	sub.ready = append(sub.ready, it)
 }
 
-// finishOrdered lets it's line go on once it is done here, reporting
+// finishOrdered lets the line of it go on once it is done here, reporting
 // whether its next event is ready. sub.mu must be held.
 func (sub *subscription) finishOrdered(it *item) (next bool) {
 	k := sub.orderKeyOf(it)

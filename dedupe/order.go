@@ -24,8 +24,8 @@ type Head struct {
 // stored after another holder's Heads answered may not come before any
 // event in that answer. A stream hands a key's event to an ordered
 // subscription only when every event stored before it is done there.
-// The suite [github.com/intakehq/intake/dedupe/dedupetest.RunOrderer]
-// checks this.
+// The suite github.com/intakehq/intake/intaketest.RunOrdered checks it
+// through a stream (two replicas on Postgres).
 type Orderer interface {
 	Queue
 	Heads(ctx context.Context, orderKeys []string, n int) (map[string][]Head, error)
