@@ -153,15 +153,17 @@ func (s *Stream) Replay(ctx context.Context, key string) error {
 		s.adoptNow() // take it now rather than at the next look
 		return nil
 	}
-	r, ok := s.dead().get(key)
+	// Taken off the dead list first, so that of two replays at once (two
+	// operators, two bulk jobs) one puts the event back and the other finds
+	// it not dead: replayed once per death.
+	r, ok := s.dead().remove(key)
 	if !ok {
 		return fmt.Errorf("intake: %q is not dead: %w", key, dedupe.ErrNotFound)
 	}
-	e := r.Event
-	if err := s.Put(ctx, e); err != nil {
+	if err := s.Put(ctx, r.Event); err != nil {
+		s.dead().add(r)
 		return fmt.Errorf("intake: replay %q: %w", key, err)
 	}
-	s.dead().remove(key)
 	return nil
 }
 
