@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake"
+	"github.com/intakehq/intake/bulk"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/fleet"
@@ -55,6 +56,7 @@ type Handler struct {
 	tmpl      *template.Template
 	pageSize  int
 	fleet     *fleet.Fleet
+	jobs      *bulk.Jobs
 }
 
 // Option configures a [Handler].
@@ -90,6 +92,15 @@ func New(s *intake.Stream, opts ...Option) *Handler {
 		"spark":   spark,
 		"json":    prettyPayload,
 		"query":   query,
+		"bulkQuery": func(action, state, source, typ, tenant string) template.URL {
+			v := url.Values{"action": {action}, "state": {state}}
+			for k, x := range map[string]string{"source": source, "type": typ, "tenant": tenant} {
+				if x != "" {
+					v.Set(k, x)
+				}
+			}
+			return template.URL(v.Encode())
+		},
 	}).ParseFS(files, "templates/*.html"))
 	h.mux.HandleFunc("GET /{$}", h.overview)
 	h.mux.HandleFunc("GET /events", h.list)
@@ -101,6 +112,8 @@ func New(s *intake.Stream, opts ...Option) *Handler {
 	h.mux.HandleFunc("GET /api/events/{key}", h.apiEvent)
 	h.mux.HandleFunc("POST /api/events/{key}/{action}", h.apiAct)
 	h.routeFleet()
+	h.jobs = bulk.NewJobs(s, bulk.Options{})
+	h.routeBulk()
 	return h
 }
 
