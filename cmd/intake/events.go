@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/backend/sqlite"
+	"github.com/intakehq/intake/bulk"
 	"github.com/intakehq/intake/console"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
@@ -29,6 +31,10 @@ const eventsUsage = `Usage: intake events list|show|replay|discard [flags] [KEY]
   show     one event, as JSON
   replay   put a dead event back in the queue, attempts reset
   discard  forget an event: a later arrival is a new event
+  replay --all, discard --all
+           every event matching --source, --type, --tenant, --error (text its last error contains), --since and
+           --until (when it died: RFC 3339, or a duration back from now such as 2h), as a job with progress;
+           --state dead (default) or queued (discard only). Stopped, it is resumed by running it again.
 
 Where: --console URL (a running process's console, e.g. http://127.0.0.1:8080/intake/),
 or the backend itself: --db FILE (SQLite) or --postgres DSN.
@@ -44,6 +50,8 @@ type inspector interface {
 	// Find returns the records of f's source and state whose provider id
 	// is id and whose tenant is tenant ("" for any), as dedupe.Select.
 	Find(ctx context.Context, f dedupe.Filter, id, tenant string) ([]dedupe.Record, error)
+	// Bulk runs a job to its end, calling progress as it goes.
+	Bulk(ctx context.Context, j bulk.Job, progress func(bulk.Progress)) (bulk.Progress, error)
 }
 
 func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +81,10 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tenant := fs.String("tenant", "", "list: only this tenant's events (webhook.PerTenant)")
 	after := fs.Int64("after", 0, "list: after this seq (the last of the previous page)")
 	limit := fs.Int("limit", 50, "list: at most this many")
+	all := fs.Bool("all", false, "replay, discard: every event matching the filters, as a job")
+	errText := fs.String("error", "", "replay --all, discard --all: only events whose last error contains this text")
+	since := fs.String("since", "", "replay --all, discard --all: only events that died at or after this time (RFC 3339, or a duration back from now)")
+	until := fs.String("until", "", "replay --all, discard --all: only events that died before this time")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), eventsUsage); fs.PrintDefaults() }
 	if err := parseFlags(fs, args[1:], stdout, 1); err != nil {
 		return err
@@ -80,8 +92,14 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if sub == "list" && fs.NArg() > 0 {
 		return usagef("unexpected argument %q: list takes no key", fs.Arg(0))
 	}
-	if sub != "list" && fs.NArg() == 0 {
-		return usagef("the event's key is required (see intake events list)")
+	if *all && sub != "replay" && sub != "discard" {
+		return usagef("--all is for replay and discard")
+	}
+	if *all && fs.NArg() > 0 {
+		return usagef("unexpected argument %q: --all takes filters, not a key", fs.Arg(0))
+	}
+	if sub != "list" && !*all && fs.NArg() == 0 {
+		return usagef("the event's key is required (see intake events list), or --all with filters")
 	}
 	f := dedupe.Filter{Source: *source, Type: *typ, After: *after, Limit: *limit}
 	inFlight := false
@@ -125,6 +143,24 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		in = backendInspector{sq}
 	default:
 		return usagef("say where: --console, --db or --postgres (intake events -h)")
+	}
+	if *all {
+		j := bulk.Job{Action: bulk.Action(sub), Filter: bulk.Filter{State: f.State, Source: *source, Type: *typ, Tenant: *tenant, Error: *errText}}
+		if inFlight || *state == "all" {
+			return usagef("--state %q: --all takes dead or queued events", *state)
+		}
+		now := time.Now()
+		var err error
+		if j.Filter.Since, err = when("--since", *since, now); err != nil {
+			return err
+		}
+		if j.Filter.Until, err = when("--until", *until, now); err != nil {
+			return err
+		}
+		if err := j.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		return runBulk(ctx, in, j, stdout)
 	}
 	key := fs.Arg(0)
 	switch sub {
@@ -174,6 +210,40 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return errUsage
 }
 
+// when reads --since or --until: a time (RFC 3339) or a duration back
+// from now; "" is no bound.
+func when(flag, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, usagef("%s %q: a time such as 2026-12-07T10:00:00Z, or a duration back from now such as 2h", flag, s)
+}
+
+// runBulk runs a job and prints its progress each second and at its end.
+func runBulk(ctx context.Context, in inspector, j bulk.Job, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "%s\n", j)
+	last := time.Now()
+	show := func(p bulk.Progress, final bool) {
+		if !final && time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(stdout, "%s: %d done, %d gone, %d matched of %d read\n", map[bool]string{true: "ended", false: "running"}[final], p.Done, p.Gone, p.Matched, p.Scanned)
+	}
+	p, err := in.Bulk(ctx, j, func(p bulk.Progress) { show(p, false) })
+	show(p, true)
+	if err != nil {
+		return fmt.Errorf("%s stopped (run it again to go on): %w", j.Action, err)
+	}
+	return nil
+}
+
 // hideHeaders drops the request headers a webhook kept (its signature).
 func hideHeaders(r dedupe.Record) dedupe.Record {
 	meta := map[string]string{}
@@ -200,6 +270,10 @@ func (b backendInspector) Find(ctx context.Context, f dedupe.Filter, id, tenant 
 func (b backendInspector) Get(ctx context.Context, key string) (dedupe.Record, error) {
 	return b.q.Get(ctx, key)
 }
+func (b backendInspector) Bulk(ctx context.Context, j bulk.Job, progress func(bulk.Progress)) (bulk.Progress, error) {
+	return bulk.Run(ctx, b.q, j, bulk.Options{Report: progress})
+}
+
 func (b backendInspector) Act(ctx context.Context, action, key string) error {
 	if action == "replay" {
 		return b.q.Replay(ctx, key)
@@ -303,6 +377,44 @@ func (c *consoleAPI) Get(ctx context.Context, key string) (dedupe.Record, error)
 	var r dedupe.Record
 	err := c.get(ctx, "/api/events/"+url.PathEscape(key), &r)
 	return r, err
+}
+
+// Bulk starts the job in the console's process (or joins it there) and
+// follows its progress until it ends.
+func (c *consoleAPI) Bulk(ctx context.Context, j bulk.Job, progress func(bulk.Progress)) (bulk.Progress, error) {
+	var tok struct{ Token string }
+	if err := c.get(ctx, "/api/token", &tok); err != nil {
+		return bulk.Progress{}, err
+	}
+	body, err := json.Marshal(j)
+	if err != nil {
+		return bulk.Progress{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/bulk", bytes.NewReader(body))
+	if err != nil {
+		return bulk.Progress{}, err
+	}
+	req.Header.Set(console.CSRFHeader, tok.Token)
+	req.Header.Set("Content-Type", "application/json")
+	var p bulk.Progress
+	if err := c.do(req, &p); err != nil {
+		return p, err
+	}
+	for p.Running() {
+		progress(p)
+		select {
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if err := c.get(ctx, "/api/bulk/"+url.PathEscape(p.ID), &p); err != nil {
+			return p, err
+		}
+	}
+	if p.Err != "" {
+		return p, errors.New(p.Err)
+	}
+	return p, nil
 }
 
 func (c *consoleAPI) Act(ctx context.Context, action, key string) error {
