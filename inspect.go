@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -171,13 +172,7 @@ func (s *Stream) Replay(ctx context.Context, key string) error {
 // arrival of its key is a new event. A delivery already received by a
 // subscriber is not taken back, but the event is not delivered again.
 func (s *Stream) Discard(ctx context.Context, key string) error {
-	en := s.liveEntry(key)
-	if en != nil {
-		en.discarded.Store(true)
-		for _, it := range en.items {
-			it.sub.drop(it)
-		}
-	}
+	en := s.dropLive(key)
 	if in := s.inspector(); in != nil {
 		return in.Discard(ctx, key)
 	}
@@ -185,6 +180,62 @@ func (s *Stream) Discard(ctx context.Context, key string) error {
 		return fmt.Errorf("intake: %q: %w", key, dedupe.ErrNotFound)
 	}
 	return nil
+}
+
+// ReplayMany replays, as Replay, those of keys that are dead, and returns
+// how many it replayed: with a durable queue that has
+// [dedupe.BatchInspector], in one round trip. It implements
+// [dedupe.BatchInspector] for package bulk.
+func (s *Stream) ReplayMany(ctx context.Context, keys []string) (int, error) {
+	if in, ok := s.inspector().(dedupe.BatchInspector); ok {
+		n, err := in.ReplayMany(ctx, keys)
+		if n > 0 {
+			s.adoptNow()
+		}
+		return n, err
+	}
+	return s.each(ctx, keys, s.Replay)
+}
+
+// DiscardMany discards, as Discard, those of keys that hold an event, and
+// returns how many it discarded (see ReplayMany).
+func (s *Stream) DiscardMany(ctx context.Context, keys []string) (int, error) {
+	in, ok := s.inspector().(dedupe.BatchInspector)
+	if !ok {
+		return s.each(ctx, keys, s.Discard)
+	}
+	for _, k := range keys {
+		s.dropLive(k)
+	}
+	return in.DiscardMany(ctx, keys)
+}
+
+// each acts on keys one by one and counts the keys it acted on; a key
+// that is not there (ErrNotFound) is not counted.
+func (s *Stream) each(ctx context.Context, keys []string, act func(context.Context, string) error) (int, error) {
+	n := 0
+	for _, k := range keys {
+		switch err := act(ctx, k); {
+		case err == nil:
+			n++
+		case !errors.Is(err, dedupe.ErrNotFound):
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// dropLive stops the delivery of key's live entry, if this process has
+// one, and returns it.
+func (s *Stream) dropLive(key string) *entry {
+	en := s.liveEntry(key)
+	if en != nil {
+		en.discarded.Store(true)
+		for _, it := range en.items {
+			it.sub.drop(it)
+		}
+	}
+	return en
 }
 
 // markInFlight sets InFlight on the records of events out to a

@@ -250,13 +250,10 @@ func run(ctx context.Context, t Target, j Job, o Options, p *Progress, report fu
 	if size <= 0 {
 		size = 500
 	}
-	act := t.Replay
-	if j.Action == Discard {
-		act = t.Discard
-	}
+	act := actor(t, j.Action)
 	var done, gone atomic.Int64
 	f := dedupe.Filter{State: j.Filter.State, Source: j.Filter.Source, Type: j.Filter.Type, Limit: size}
-	keys := make(chan string)
+	keys := make(chan []string)
 	for {
 		page, err := t.List(ctx, f)
 		if err != nil {
@@ -278,37 +275,37 @@ func run(ctx context.Context, t Target, j Job, o Options, p *Progress, report fu
 			first  error
 			failed atomic.Bool
 		)
-		for range min(workers, len(match)) {
+		chunks := chunk(match, act.size)
+		for range min(workers, len(chunks)) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for k := range keys {
+				for ks := range keys {
 					if failed.Load() {
 						continue // drain: the job stops at this page
 					}
-					switch err := act(ctx, k); {
-					case err == nil:
-						done.Add(1)
-					case errors.Is(err, dedupe.ErrNotFound):
-						gone.Add(1)
-					default:
-						once.Do(func() { first = fmt.Errorf("bulk: %s %q: %w", j.Action, k, err) })
+					n, err := act.do(ctx, ks)
+					done.Add(int64(n))
+					if err != nil {
+						once.Do(func() { first = fmt.Errorf("bulk: %s: %w", j.Action, err) })
 						failed.Store(true)
+						continue
 					}
+					gone.Add(int64(len(ks) - n))
 				}
 			}()
 		}
 	send:
-		for _, k := range match {
+		for _, ks := range chunks {
 			select {
-			case keys <- k:
+			case keys <- ks:
 			case <-ctx.Done():
 				break send
 			}
 		}
 		close(keys)
 		wg.Wait()
-		keys = make(chan string)
+		keys = make(chan []string)
 		p.Done, p.Gone = done.Load(), gone.Load()
 		if first != nil {
 			return first
@@ -322,6 +319,54 @@ func run(ctx context.Context, t Target, j Job, o Options, p *Progress, report fu
 		}
 		f.After = page[len(page)-1].Seq
 	}
+}
+
+// act acts on a few keys and returns how many it acted on; size is how
+// many it takes at once.
+type act struct {
+	do   func(ctx context.Context, keys []string) (int, error)
+	size int
+}
+
+// many is a target that acts on many keys in one round trip
+// ([dedupe.BatchInspector]: Postgres, SQLite, the stream).
+type many interface {
+	ReplayMany(ctx context.Context, keys []string) (int, error)
+	DiscardMany(ctx context.Context, keys []string) (int, error)
+}
+
+// actor is j's action on t: on 100 keys at once when t has ReplayMany and
+// DiscardMany, else on one, where ErrNotFound means gone.
+func actor(t Target, a Action) act {
+	if m, ok := t.(many); ok {
+		if a == Discard {
+			return act{m.DiscardMany, 100}
+		}
+		return act{m.ReplayMany, 100}
+	}
+	one := t.Replay
+	if a == Discard {
+		one = t.Discard
+	}
+	return act{func(ctx context.Context, keys []string) (int, error) {
+		if err := one(ctx, keys[0]); err != nil {
+			if errors.Is(err, dedupe.ErrNotFound) {
+				return 0, nil
+			}
+			return 0, fmt.Errorf("%q: %w", keys[0], err)
+		}
+		return 1, nil
+	}, 1}
+}
+
+func chunk(keys []string, size int) [][]string {
+	var out [][]string
+	for len(keys) > 0 {
+		n := min(size, len(keys))
+		out = append(out, keys[:n])
+		keys = keys[n:]
+	}
+	return out
 }
 
 // Jobs runs jobs in the background and keeps their progress: the running

@@ -118,6 +118,22 @@ type Inspector interface {
 	Discard(ctx context.Context, key string) error
 }
 
+// BatchInspector is an [Inspector] that replays and discards many keys
+// in one round trip: what package bulk uses when the queue has it. The
+// Postgres and SQLite backends and the stream implement it; the suite
+// [github.com/intakehq/intake/dedupe/dedupetest.RunQueue] checks it when
+// a queue has it.
+type BatchInspector interface {
+	Inspector
+	// ReplayMany replays, as Replay, those of keys that are dead, and
+	// returns how many it replayed. Keys that are queued or hold nothing
+	// are left as they are and not counted; no error is returned for them.
+	ReplayMany(ctx context.Context, keys []string) (int, error)
+	// DiscardMany discards, as Discard, those of keys that hold an event
+	// (queued or dead), and returns how many it discarded.
+	DiscardMany(ctx context.Context, keys []string) (int, error)
+}
+
 // DefaultListLimit is the number of records List returns when Filter.Limit
 // is 0.
 const DefaultListLimit = 100

@@ -729,6 +729,27 @@ func (b *Backend) Replay(ctx context.Context, key string) error {
 	return nil
 }
 
+// ReplayMany implements [dedupe.BatchInspector]: one statement.
+func (b *Backend) ReplayMany(ctx context.Context, keys []string) (int, error) {
+	tag, err := b.pool.Exec(ctx, b.q.replayMany, hashes(keys))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: replay: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		b.notifyAdopt(ctx)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DiscardMany implements [dedupe.BatchInspector]: one statement.
+func (b *Backend) DiscardMany(ctx context.Context, keys []string) (int, error) {
+	tag, err := b.pool.Exec(ctx, b.q.discardMany, hashes(keys))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: discard: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // Discard implements [dedupe.Inspector].
 func (b *Backend) Discard(ctx context.Context, key string) error {
 	tag, err := b.pool.Exec(ctx, b.q.discard, hash(key))

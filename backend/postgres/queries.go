@@ -8,6 +8,7 @@ type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	unadopt, start                                                 string
 	checkSchema, schemaCurrent, bury, list, get, replay, discard   string
+	replayMany, discardMany                                        string
 	heads, lastVersions, saveVersion, cleanVersions                string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
@@ -269,7 +270,10 @@ RETURNING 1`,
 	// the same UPDATE, made to fail (at run time, ackFailed in its
 	// message) when it wrote nothing, so the batch fails with it.
 	q.ackBatch, q.ackBatchCommit = failUnlessOne(q.ackTx), failUnlessOne(q.ackTxCommit)
-	for _, s := range []*string{&q.heads, &q.lastVersions, &q.saveVersion, &q.cleanVersions, &q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard,
+	// Replay and discard of many keys: the same statements over a list.
+	q.replayMany = strings.Replace(q.replay, "hash = $1", "hash = ANY($1)", 1)
+	q.discardMany = strings.Replace(q.discard, "hash = $1", "hash = ANY($1)", 1)
+	for _, s := range []*string{&q.heads, &q.lastVersions, &q.saveVersion, &q.cleanVersions, &q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard, &q.replayMany, &q.discardMany,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

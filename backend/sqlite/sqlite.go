@@ -975,6 +975,56 @@ func (b *Backend) Replay(ctx context.Context, key string) error {
 	return nil
 }
 
+// ReplayMany implements [dedupe.BatchInspector]: one transaction.
+func (b *Backend) ReplayMany(ctx context.Context, keys []string) (int, error) {
+	n, err := b.eachKey(ctx, keys, `UPDATE `+b.t.keys+` SET state = 1, attempts = 0, failure = NULL, holder = NULL, started = 0, expires_at = ?
+			WHERE key = ? AND state = 3`, true)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: replay: %w", err)
+	}
+	return n, nil
+}
+
+// DiscardMany implements [dedupe.BatchInspector]: one transaction.
+func (b *Backend) DiscardMany(ctx context.Context, keys []string) (int, error) {
+	n, err := b.eachKey(ctx, keys, `DELETE FROM `+b.t.keys+` WHERE key = ? AND seq IS NOT NULL AND state IN (1, 3)`, false)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: discard: %w", err)
+	}
+	return n, nil
+}
+
+// eachKey runs stmt for each key in one transaction (with the time first
+// when withNow) and returns the rows it changed.
+func (b *Backend) eachKey(ctx context.Context, keys []string, stmt string, withNow bool) (int, error) {
+	var n int64
+	err := b.exec(ctx, func(tx *sql.Tx, now int64) error {
+		n = 0
+		st, err := tx.PrepareContext(ctx, stmt)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, k := range keys {
+			args := []any{[]byte(k)}
+			if withNow {
+				args = []any{now, []byte(k)}
+			}
+			res, err := st.ExecContext(ctx, args...)
+			if err != nil {
+				return err
+			}
+			c, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += c
+		}
+		return nil
+	})
+	return int(n), err
+}
+
 // Discard implements [dedupe.Inspector].
 func (b *Backend) Discard(ctx context.Context, key string) error {
 	var n int64

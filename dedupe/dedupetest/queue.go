@@ -38,6 +38,7 @@ func RunQueue(t *testing.T, open func(t *testing.T) (holder func() dedupe.Queue)
 		{"BuryKeepsTheEventDead", buryKeeps},
 		{"ReplayPutsADeadEventBack", replayDead},
 		{"DiscardForgets", discardForgets},
+		{"ReplayManyAndDiscardMany", actOnMany},
 		{"ResendOfADeadKeyIsClaimed", resendDead},
 		{"AttemptsCountedOnAdoption", attemptsOnAdoption},
 		{"CrashCountsOnlyStartedEvents", crashCountsStarted},
@@ -493,6 +494,58 @@ func replayDead(t *testing.T, holder func() dedupe.Queue) {
 	}
 	if err := b.Replay(context.Background(), key(t, "missing")); !errors.Is(err, dedupe.ErrNotFound) {
 		t.Fatalf("Replay of a missing key: %v", err)
+	}
+}
+
+// actOnMany checks a [dedupe.BatchInspector]: ReplayMany replays the dead
+// keys of a list (once: a second call counts none), DiscardMany discards
+// the queued and dead ones, and neither counts a missing key. A queue
+// without it passes.
+func actOnMany(t *testing.T, holder func() dedupe.Queue) {
+	a := holder()
+	m, ok := a.(dedupe.BatchInspector)
+	if !ok {
+		t.Skip("the queue has no ReplayMany and DiscardMany")
+	}
+	ctx := context.Background()
+	var dead, queued []string
+	for i := range 3 {
+		k := key(t, fmt.Sprint("many-dead-", i))
+		enqueue(t, a, k, long, dedupe.Claimed)
+		if err := a.Bury(ctx, k, failure(2), long); err != nil {
+			t.Fatal(err)
+		}
+		dead = append(dead, k)
+		q := key(t, fmt.Sprint("many-queued-", i))
+		enqueue(t, a, q, long, dedupe.Claimed)
+		queued = append(queued, q)
+	}
+	missing := key(t, "many-missing")
+	all := append(append(append([]string{}, dead...), queued...), missing)
+	if n, err := m.ReplayMany(ctx, all); err != nil || n != len(dead) {
+		t.Fatalf("ReplayMany of 3 dead, 3 queued, 1 missing: %d, %v; want 3", n, err)
+	}
+	for _, k := range dead {
+		if r := get(t, a, k); r.State != dedupe.Queued || r.Attempts != 0 || r.Failure != nil {
+			t.Fatalf("replayed record %+v", r)
+		}
+	}
+	if n, err := m.ReplayMany(ctx, dead); err != nil || n != 0 {
+		t.Fatalf("ReplayMany again: %d, %v; want 0 (replayed once per death)", n, err)
+	}
+	if err := a.Bury(ctx, dead[0], failure(1), long); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.DiscardMany(ctx, all); err != nil || n != len(dead)+len(queued) {
+		t.Fatalf("DiscardMany of 1 dead, 5 queued, 1 missing: %d, %v; want 6", n, err)
+	}
+	for _, k := range all {
+		if _, err := a.Get(ctx, k); !errors.Is(err, dedupe.ErrNotFound) {
+			t.Fatalf("Get of %s after DiscardMany: %v", k, err)
+		}
+	}
+	if n, err := m.DiscardMany(ctx, nil); err != nil || n != 0 {
+		t.Fatalf("DiscardMany of nothing: %d, %v", n, err)
 	}
 }
 
