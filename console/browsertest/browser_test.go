@@ -3,6 +3,7 @@ package browsertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -147,5 +148,102 @@ func TestConsoleInABrowser(t *testing.T) {
 	deadList := page.MustNavigate(srv.URL + "/intake/events?state=dead").MustElement("table").MustText()
 	if strings.Contains(deadList, "in_1042") {
 		t.Fatalf("still listed as dead after the replay:\n%s", deadList)
+	}
+}
+
+// TestBulkReplayInABrowser filters the dead list by type, follows
+// "replay all matching" to the confirmation, which counts every match
+// (more than a page), confirms, and watches the job's page until it says
+// done with every match acted on; the matches are handled once, the rest
+// stay dead.
+func TestBulkReplayInABrowser(t *testing.T) {
+	browser := chromium(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const n = 2000
+	s := intake.New(intake.WithLogger(quiet), intake.WithQueueSize(2*n))
+	var fixed atomic.Bool
+	var handled atomic.Int64
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if !fixed.Load() {
+			return errors.New("ledger said 503")
+		}
+		handled.Add(1)
+		return nil
+	}, intake.WithName("ledger"), intake.WithMaxAttempts(1))
+	h := console.New(s, console.WithLogger(quiet))
+	defer h.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/intake/", http.StripPrefix("/intake", h))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range n {
+		typ := "invoice.paid"
+		if i%2 == 1 {
+			typ = "invoice.created"
+		}
+		if err := intaketest.Put(ctx, s, event.Event{Source: "stripe", ID: fmt.Sprint("in_", i), Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	countDead := func() int {
+		recs, _ := dedupe.Select(ctx, s, dedupe.Filter{State: dedupe.Dead}, 0, func(dedupe.Record) bool { return true })
+		return len(recs)
+	}
+	for deadline := time.Now().Add(10 * time.Second); countDead() != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dead of %d", countDead(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fixed.Store(true)
+
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("browser: %v", r)
+		}
+	}()
+	u := launcher.New().Bin(browser).NoSandbox(true).Headless(true).Leakless(false).MustLaunch()
+	b := rod.New().ControlURL(u).Timeout(60 * time.Second).MustConnect()
+	defer b.MustClose()
+	page := b.MustPage(srv.URL + "/intake/events?state=dead&type=invoice.paid")
+	follow := func(selector string) {
+		wait := page.MustWaitNavigation()
+		page.MustElement(selector).MustClick()
+		wait()
+	}
+	follow("#replay-all")
+	matching := page.MustElement("#matching").MustText()
+	if !strings.Contains(matching, fmt.Sprintf("%d events match now", n/2)) {
+		t.Fatalf("confirmation says: %q", matching)
+	}
+	follow("#confirm")
+	jobURL := page.MustInfo().URL
+	if !strings.Contains(jobURL, "/intake/bulk/") {
+		t.Fatalf("after confirming, the browser is at %s", jobURL)
+	}
+	var state, acted string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		page.MustNavigate(jobURL).MustWaitLoad()
+		state, acted = page.MustElement("#job-state").MustText(), page.MustElement("#job-done").MustText()
+		if state == "done" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if state != "done" || acted != fmt.Sprint(n/2) {
+		t.Fatalf("job page: state %q, acted on %q; want done, %d", state, acted, n/2)
+	}
+	for deadline := time.Now().Add(10 * time.Second); handled.Load() != n/2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := handled.Load(); got != n/2 {
+		t.Fatalf("%d handled, want %d", got, n/2)
+	}
+	if d := countDead(); d != n/2 {
+		t.Fatalf("%d still dead, want %d (the other type)", d, n/2)
 	}
 }
