@@ -10,6 +10,7 @@ import (
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/dedupe/dedupetest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/poller/pollertest"
 	"github.com/intakehq/intake/relay"
@@ -28,6 +29,7 @@ func TestQueueConformance(t *testing.T) {
 // The same suite against a three-node cluster of the test's own, every
 // stream on all three (R3).
 func TestQueueConformanceOnCluster(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}

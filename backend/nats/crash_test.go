@@ -13,6 +13,7 @@ import (
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 // TestMain runs the test binary as a crash test's child process when
@@ -68,6 +69,7 @@ func startChild(t *testing.T, url, name string) *exec.Cmd {
 // with the defaults (the 5 s heartbeat), each handled once, and not
 // before: a live holder keeps them. On the three-node cluster, R3.
 func TestReplicaAdoptsAKilledHolder(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
@@ -102,6 +104,7 @@ func TestReplicaAdoptsAKilledHolder(t *testing.T) {
 // sync_interval always, as the README asks, but what that setting adds
 // (surviving a crash of the host) is beyond a test on one machine.
 func TestNothingAckedLostWhenEveryServerCrashes(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}

@@ -21,6 +21,7 @@ import (
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/webhook"
 )
 
@@ -106,6 +107,7 @@ func (h *handlings) add(sub, id string) {
 // an event and died before committing it), which are counted; and the
 // killed replica's events must be handled by another within 10 s.
 func TestLeaderKill(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() || raceEnabled {
 		t.Skip("26,000 requests into a three-node cluster: not in -short, nor under the race detector (the conformance suites and the kill tests run there)")
 	}

@@ -9,6 +9,7 @@ import (
 	intakenats "github.com/intakehq/intake/backend/nats"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 // A replica that starts while one node of three is down (its streams
@@ -17,6 +18,7 @@ import (
 // killed led a stream (or the cluster's metadata), calls fail until a new
 // leader is elected (the test waits up to 30 s for each step).
 func TestNewQueueWithANodeDown(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/intakehq/intake/backend/nats/natstest"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -30,6 +31,7 @@ import (
 // (each node replays the stream's log on restart): rollups must keep
 // that so.
 func TestServerCrashUndoesNoDeletion(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	t.Run("one server", func(t *testing.T) {
 		c, nc := ownServer(t)
 		crashUndoesNoDeletion(t, c, newQueue(t, nc, "CRASH"))

@@ -18,18 +18,19 @@ import (
 	"github.com/intakehq/intake/bulk"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
-// TestBulkReplayOnPostgres: 100,000 dead letters (10,000 under -short or
-// -race), half of type "a"; two replicas start the same bulk replay of
+// TestBulkReplayOnPostgres: 100,000 dead letters (10,000 unless
+// INTAKE_LONG=1, and under -race), half of type "a"; two replicas start the same bulk replay of
 // type "a" at once. Every "a" is handled exactly once more, no "b" is, and
 // the test reports the rate and the memory it took.
 func TestBulkReplayOnPostgres(t *testing.T) {
 	pool := testPool(t)
 	prefix := testPrefix(t, pool)
-	total := 100_000
-	if testing.Short() || raceEnabled {
-		total = 10_000
+	total := 10_000
+	if testenv.Long() && !raceEnabled {
+		total = 100_000
 	}
 	ctx := context.Background()
 	filler := newBackend(t, pool, prefix)

@@ -23,6 +23,7 @@ import (
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
@@ -100,6 +101,7 @@ func effectsChild(prefix string) error {
 // with the insert committed on its own and a plain ack must leave
 // duplicates (so the test can fail), and says how many.
 func TestCrashEffectsOnce(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("two runs of 20,000 events with replicas killed")
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
@@ -111,6 +112,7 @@ func orderChild(prefix string) error {
 // over a newer one. The same run unordered must show overlaps, so the
 // test can fail.
 func TestCrashOrdered(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("two runs of 20,000 events with replicas killed")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
@@ -197,6 +198,7 @@ func (crashLease) Release(context.Context, string) error { return nil }
 // lease holder. Exactly one polls; when it stops (cleanly, or as if it
 // crashed), another takes over within one lease period; no two poll at once.
 func TestLeaderFailover(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	for _, crash := range []bool{false, true} {
 		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) {
 			pool := testPool(t)

@@ -12,6 +12,7 @@ import (
 	"github.com/intakehq/intake/backend/postgres"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 // slowCommits is a backend whose first commits take 6 s each: a commit
@@ -35,6 +36,7 @@ func (s *slowCommits) CommitMany(ctx context.Context, keys []string, retain time
 // event is handled once. Renewing A's claims costs the same at 1,000 and
 // 100,000 keys.
 func TestManyHeldEventsSlowCommits(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	pool := testPool(t)
 	prefix := testPrefix(t, pool)
 	total := 100_000

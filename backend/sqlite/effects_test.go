@@ -20,6 +20,7 @@ import (
 	"github.com/intakehq/intake/backend/sqlite"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
@@ -84,6 +85,7 @@ func effectsChild(dbPath string) error {
 // event; the same run with the insert committed on its own and a plain
 // ack must leave duplicates, and says how many.
 func TestCrashEffectsOnce(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("two runs of 20,000 events with the service killed")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/intaketest"
+	"github.com/intakehq/intake/internal/testenv"
 	"github.com/intakehq/intake/poller"
 	"github.com/intakehq/intake/webhook"
 )
@@ -115,6 +116,7 @@ func orderChild(dbPath string) error {
 // stored order; in "latest" the last version applied is the highest
 // sent, none applied over a newer one. Unordered, handlings overlap.
 func TestCrashOrdered(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("two runs of 10,000 events with the service killed")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/intakehq/intake/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,7 @@ func campaignCases(t *testing.T) {
 // there is a database server — and fails on any anomaly the checker
 // finds. The long campaign is the README's command.
 func TestShortCampaign(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	campaignCases(t)
 	for _, tc := range []struct {
 		backend, program, install string
@@ -101,6 +103,7 @@ func TestShortCampaign(t *testing.T) {
 // kills and a database crash: the checker must report acknowledged events
 // lost, so that the campaign can fail.
 func TestPlantedDefectIsCaught(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	campaignCases(t)
 	needs(t, "initdb", "apt-get install postgresql")
 	bin := filepath.Join(t.TempDir(), "chaos-planted")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/intakehq/intake/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 // quick start shows the durable backend, and compiles as written, the
 // two values of intake.Attempt included.)
 func TestREADMEQuickStartBuilds(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("runs the go command")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/intakehq/intake/internal/testenv"
 	"os"
 	"regexp"
 	"slices"
@@ -48,6 +49,7 @@ func TestPollLoadSmall(t *testing.T) {
 // server is missing the test skips saying how to start it, except under
 // CI=true, where it fails.
 func TestDurableTargetsSmall(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	srv := connect(context.Background(), envOr("INTAKE_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), envOr("INTAKE_REDIS_ADDR", "127.0.0.1:6379"))
 	defer srv.close()
 	if srv.pg == nil || srv.redis == nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 // TestSharedBudgetAgainstLimiters runs both modes small (100 connections
@@ -15,6 +16,7 @@ import (
 // three times what it allows). The figures are logged; the comparison
 // is within the run, never against a time.
 func TestSharedBudgetAgainstLimiters(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() || raceEnabled {
 		t.Skip("two 15 s runs of a load whose figures the race detector would distort (the budget's own tests run under it)")
 	}

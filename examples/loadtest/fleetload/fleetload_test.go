@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -20,6 +21,7 @@ func TestMain(m *testing.M) {
 // The rates, shares and gaps are reported, not asserted (go run the
 // command for the figures).
 func TestFleetKillSmall(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	if testing.Short() {
 		t.Skip("replicas as processes for 20 s")
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 // TestOrderedSmall: a small round of each mode and a small backlog on
@@ -13,6 +14,7 @@ import (
 // order; unordered, with several events of an object at once, overlaps.
 // The rates are reported, not asserted (go run the command).
 func TestOrderedSmall(t *testing.T) {
+	testenv.SkipUnlessLong(t)
 	dsn := pgtest.Require(t)
 	ctx := context.Background()
 	for _, unordered := range []bool{false, true} {
