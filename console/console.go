@@ -3,8 +3,10 @@
 // reason, last success and last error, a rate chart), the queue against
 // its capacity, lists of queued, in-flight and dead events with paging and
 // filters, each event with its payload, attempts and error, and buttons to
-// replay or discard it. JSON endpoints under /api serve the same data and
-// actions to the intake CLI.
+// replay or discard it, and bulk actions: replay or discard every event a
+// filter matches, as a background job with a progress page (package
+// bulk). JSON endpoints under /api serve the same data and actions to the
+// intake CLI.
 //
 //	mux.Handle("/intake/", http.StripPrefix("/intake", console.New(stream)))
 //
