@@ -266,10 +266,11 @@ func WithMaxAttempts(n int) SubscribeOption {
 // as [WithDeadLetter]'s function receives it.
 type DeadLetter struct {
 	Event        event.Event
-	Err          error     // the last attempt's error (or the ack timeout)
-	Attempts     int       // deliveries counted, across restarts with a durable queue
-	First, Last  time.Time // the first and the last attempt
-	Subscription string    // the subscription's name (see [WithName])
+	Err          error       // the last attempt's error (or the ack timeout)
+	Class        event.Class // the last error's: Permanent, or Transient when the attempts ran out
+	Attempts     int         // deliveries counted, across restarts with a durable queue
+	First, Last  time.Time   // the first and the last attempt
+	Subscription string      // the subscription's name (see [WithName])
 }
 
 // WithDeadLetter sets a function told of each event that runs out of

@@ -151,13 +151,19 @@ func (d *Delivery) Nack(err error) {
 
 // Permanent marks err as one that no retry can fix: a [HandlerFunc] that
 // returns it, or a [Delivery.Nack] given it, sends the event to the dead
-// letters at once instead of retrying.
-func Permanent(err error) error { return &permanentError{err} }
+// letters at once instead of retrying. It is event.WithClass(err,
+// event.Permanent); any error that says its class ([event.Classed]) is
+// treated by its class.
+func Permanent(err error) error { return event.WithClass(err, event.Permanent) }
 
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
+// Infrastructure marks err as a failure of something the handler depends
+// on (its database unreachable, a network partition), not of the event: a
+// [HandlerFunc] that returns it, or a [Delivery.Nack] given it, has the
+// event retried with backoff without spending an attempt, so an outage
+// of any length dead-letters nothing. The SQL backends' HandleTx marks a
+// transaction that cannot begin so. It is event.WithClass(err,
+// event.Infrastructure).
+func Infrastructure(err error) error { return event.WithClass(err, event.Infrastructure) }
 
 // HandlerFunc handles one event for [Stream.Handle]. A nil error acks the
 // event; an error or a panic nacks it. [Attempt] tells, from ctx, which
@@ -184,7 +190,8 @@ func Attempt(ctx context.Context) (n int, subscription string) {
 type item struct {
 	e       *entry
 	sub     *subscription
-	attempt int       // deliveries so far (from the entry's base)
+	attempt int       // deliveries so far (from the entry's base), those failed for infrastructure not counted
+	infra   int       // infrastructure failures in a row (they spend no attempt, but grow the backoff)
 	first   time.Time // the first delivery here
 	gen     uint64    // bumped by each delivery, nack and lease expiry
 	leased  uint64    // the gen whose lease timer runs: out to a reader while it equals gen
@@ -558,13 +565,23 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 		sub.ack(it)
 		return
 	}
-	var perm *permanentError
-	if sub.exhausted(it) || errors.As(err, &perm) {
+	class := event.ClassOf(err)
+	reason := "nack"
+	if class == event.Infrastructure {
+		// Not the event's failure: this delivery spends no attempt, and
+		// the backoff grows with the failures in a row all the same.
+		it.attempt--
+		it.infra++
+		reason = "infrastructure"
+	} else {
+		it.infra = 0
+	}
+	if class == event.Permanent || (class != event.Infrastructure && sub.exhausted(it)) {
 		sub.mu.Unlock()
 		sub.deadLetter(it, err)
 		return
 	}
-	delay := sub.retryDelay(it.attempt)
+	delay := sub.retryDelay(it.attempt + it.infra)
 	if d, ok := event.RetryDelay(err); ok {
 		// The handler's error says when to try again (a fetch's 429
 		// with Retry-After): no sooner, up to WithMaxRetryAfter's cap,
@@ -574,7 +591,7 @@ func (sub *subscription) nack(it *item, gen uint64, err error) {
 	heap.Push(&sub.timers, timed{at: time.Now().Add(delay), it: it, gen: it.gen, kind: timerRetry})
 	sub.mu.Unlock()
 	sub.poke()
-	sub.rec.Count(metric.Nacked, it.e.ev.Source, "nack", 1)
+	sub.rec.Count(metric.Nacked, it.e.ev.Source, reason, 1)
 }
 
 // deadLetter marks an item that ran out of attempts (or failed
@@ -587,14 +604,15 @@ func (sub *subscription) deadLetter(it *item, err error) {
 	if first.IsZero() {
 		first = now
 	}
-	f := &dedupe.Failure{Err: err.Error(), Attempts: it.attempt, First: first, Last: now, Subscription: sub.name}
+	class := event.ClassOf(err)
+	f := &dedupe.Failure{Err: err.Error(), Class: class, Attempts: it.attempt, First: first, Last: now, Subscription: sub.name}
 	it.e.failure.CompareAndSwap(nil, f)
 	sub.rec.Count(metric.DeadLetter, it.e.ev.Source, "", 1)
 	ctx := sub.ctx
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	sub.cfg.deadLetter(ctx, DeadLetter{Event: it.e.ev, Err: err, Attempts: it.attempt, First: first, Last: now, Subscription: sub.name})
+	sub.cfg.deadLetter(ctx, DeadLetter{Event: it.e.ev, Err: err, Class: class, Attempts: it.attempt, First: first, Last: now, Subscription: sub.name})
 	sub.ack(it)
 }
 
@@ -674,8 +692,9 @@ func (sub *subscription) traced(ctx context.Context, d *Delivery, attrs []tracin
 	outcome := "ack"
 	if err != nil {
 		outcome = "retry"
-		var perm *permanentError
-		if errors.As(err, &perm) || (sub.cfg.maxAttempts > 0 && d.Attempt >= sub.cfg.maxAttempts) {
+		switch class := event.ClassOf(err); {
+		case class == event.Infrastructure:
+		case class == event.Permanent || (sub.cfg.maxAttempts > 0 && d.Attempt >= sub.cfg.maxAttempts):
 			outcome = "dead"
 		}
 		span.Fail(err)

@@ -59,6 +59,9 @@ type Filter struct {
 	Tenant string `json:"tenant,omitempty"`
 	// Error is text the dead event's last error contains.
 	Error string `json:"error,omitempty"`
+	// Class is the class of a dead event's last error: "transient" (its
+	// attempts ran out) or "permanent" (see event.Class).
+	Class string `json:"class,omitempty"`
 	// Since and Until bound when a dead event died (its last attempt) or,
 	// for a queued one, when it happened (its event time, else its
 	// receipt): Since ≤ t < Until. Zero: unbounded.
@@ -92,6 +95,12 @@ func (j Job) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: state %d: dead or queued", ErrInvalid, j.Filter.State)
+	}
+	if j.Filter.Class != "" {
+		var c event.Class
+		if err := c.UnmarshalText([]byte(j.Filter.Class)); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 	}
 	if !j.Filter.Since.IsZero() && !j.Filter.Until.IsZero() && !j.Filter.Since.Before(j.Filter.Until) {
 		return fmt.Errorf("%w: since %s is not before until %s", ErrInvalid, j.Filter.Since.Format(time.RFC3339), j.Filter.Until.Format(time.RFC3339))
@@ -133,6 +142,7 @@ func (j Job) String() string {
 	if f.Error != "" {
 		parts = append(parts, fmt.Sprintf("error containing %q", f.Error))
 	}
+	add("class", f.Class)
 	if !f.Since.IsZero() {
 		parts = append(parts, "since "+f.Since.Format(time.RFC3339))
 	}
@@ -159,6 +169,9 @@ func (f Filter) Match(r dedupe.Record) bool {
 		return false
 	}
 	if f.Error != "" && (r.Failure == nil || !strings.Contains(r.Failure.Err, f.Error)) {
+		return false
+	}
+	if f.Class != "" && (r.Failure == nil || r.Failure.Class.String() != f.Class) {
 		return false
 	}
 	if f.Since.IsZero() && f.Until.IsZero() {

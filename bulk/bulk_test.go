@@ -23,7 +23,7 @@ import (
 func TestFilterMatch(t *testing.T) {
 	died := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	dead := dedupe.Record{State: dedupe.Dead, Event: event.Event{Source: "stripe", Type: "invoice.paid", Meta: map[string]string{event.MetaTenant: "acme"}},
-		Failure: &dedupe.Failure{Err: "db: connection refused", Last: died}}
+		Failure: &dedupe.Failure{Err: "db: connection refused", Class: event.Permanent, Last: died}}
 	queued := dedupe.Record{State: dedupe.Queued, Event: event.Event{Source: "stripe", Type: "invoice.paid", Time: died}}
 	for _, tc := range []struct {
 		name string
@@ -42,6 +42,9 @@ func TestFilterMatch(t *testing.T) {
 		{"other tenant", bulk.Filter{Tenant: "globex"}, dead, false},
 		{"error text", bulk.Filter{Error: "connection refused"}, dead, true},
 		{"other error", bulk.Filter{Error: "timeout"}, dead, false},
+		{"class", bulk.Filter{Class: "permanent"}, dead, true},
+		{"other class", bulk.Filter{Class: "transient"}, dead, false},
+		{"class of a queued event", bulk.Filter{State: dedupe.Queued, Class: "transient"}, queued, false},
 		{"error text of a queued event", bulk.Filter{State: dedupe.Queued, Error: "x"}, queued, false},
 		{"since: at the bound", bulk.Filter{Since: died}, dead, true},
 		{"since: after", bulk.Filter{Since: died.Add(time.Second)}, dead, false},
@@ -70,6 +73,7 @@ func TestValidate(t *testing.T) {
 		{"replay queued", bulk.Job{Action: bulk.Replay, Filter: bulk.Filter{State: dedupe.Queued}}, false},
 		{"unknown state", bulk.Job{Action: bulk.Discard, Filter: bulk.Filter{State: 9}}, false},
 		{"since after until", bulk.Job{Action: bulk.Replay, Filter: bulk.Filter{Since: now, Until: now.Add(-time.Second)}}, false},
+		{"unknown class", bulk.Job{Action: bulk.Replay, Filter: bulk.Filter{Class: "fatal"}}, false},
 		{"since equal to until", bulk.Job{Action: bulk.Replay, Filter: bulk.Filter{Since: now, Until: now}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,7 +37,7 @@ func (h *Handler) Close() { h.jobs.Close() }
 // type, tenant, error, since and until (RFC 3339).
 func bulkJob(v url.Values) (bulk.Job, error) {
 	j := bulk.Job{Action: bulk.Action(v.Get("action")), Filter: bulk.Filter{
-		Source: v.Get("source"), Type: v.Get("type"), Tenant: v.Get("tenant"), Error: v.Get("error"),
+		Source: v.Get("source"), Type: v.Get("type"), Tenant: v.Get("tenant"), Error: v.Get("error"), Class: v.Get("class"),
 	}}
 	switch v.Get("state") {
 	case "", "dead":

@@ -68,6 +68,9 @@ func TestBulkReplayFromThePages(t *testing.T) {
 	require.Equal(t, http.StatusOK, confirm.Code, confirm.Body.String())
 	assert.Contains(t, confirm.Body.String(), fmt.Sprintf("%d events match now", n/2), "all matches, not a page of 50")
 	assert.Contains(t, confirm.Body.String(), `id="confirm"`)
+	none := do(h, "GET", "/bulk?action=replay&state=dead&type=a&class=permanent", local, nil, nil)
+	assert.Contains(t, none.Body.String(), "0 events match now", "their attempts ran out: transient, not permanent")
+	assert.Equal(t, http.StatusBadRequest, do(h, "GET", "/bulk?action=replay&class=fatal", local, nil, nil).Code)
 
 	noToken := do(h, "POST", "/bulk", local, url.Values{"action": {"replay"}, "type": {"a"}}, nil)
 	assert.Equal(t, http.StatusForbidden, noToken.Code)

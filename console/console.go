@@ -94,6 +94,7 @@ func New(s *intake.Stream, opts ...Option) *Handler {
 		"spark":   spark,
 		"json":    prettyPayload,
 		"query":   query,
+		"list":    func(s ...string) []string { return s },
 		"bulkQuery": func(action, state, source, typ, tenant string) template.URL {
 			v := url.Values{"action": {action}, "state": {state}}
 			for k, x := range map[string]string{"source": source, "type": typ, "tenant": tenant} {

@@ -13,11 +13,12 @@ import (
 // Failure says why an event is dead: the last error, how many deliveries
 // it had, the first and the last, and the subscription that gave up.
 type Failure struct {
-	Err          string    `json:"error"`
-	Attempts     int       `json:"attempts"`
-	First        time.Time `json:"first_attempt,omitzero"`
-	Last         time.Time `json:"last_attempt,omitzero"`
-	Subscription string    `json:"subscription,omitempty"`
+	Err          string      `json:"error"`
+	Class        event.Class `json:"class"` // the last error's: permanent, or transient when the attempts ran out
+	Attempts     int         `json:"attempts"`
+	First        time.Time   `json:"first_attempt,omitzero"`
+	Last         time.Time   `json:"last_attempt,omitzero"`
+	Subscription string      `json:"subscription,omitempty"`
 }
 
 // RecordState is the state of an event a queue holds, as an [Inspector]

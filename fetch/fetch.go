@@ -390,6 +390,20 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return fmt.Sprintf("fetch: HTTP %d: %q", e.Code, e.Body) }
 
+// FailureClass makes a 4xx answer a permanent failure ([event.Permanent]:
+// the event is dead at once, to replay once the cause is fixed, instead of
+// spending its attempts on an answer that will not change), except 408,
+// 425 and 429, which are worth retrying; any other answer is transient.
+func (e *StatusError) FailureClass() event.Class {
+	switch {
+	case e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooEarly || e.Code == http.StatusTooManyRequests:
+		return event.Transient
+	case e.Code >= 400 && e.Code < 500:
+		return event.Permanent
+	}
+	return event.Transient
+}
+
 // ErrTooLarge is returned, wrapped, when a response is over the limit.
 var ErrTooLarge = errors.New("fetch: response too large")
 

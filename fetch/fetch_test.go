@@ -284,3 +284,46 @@ func TestHTTPMaxBody(t *testing.T) {
 		}
 	}
 }
+
+// A 4xx answer (other than 408, 425 and 429) is permanent: the event is
+// dead after one fetch, its dead letter classed so, instead of spending
+// its attempts on an answer that will not change; 408, 425, 429 and 5xx
+// are transient.
+func TestClientErrorsArePermanent(t *testing.T) {
+	for code, want := range map[int]event.Class{
+		400: event.Permanent, 401: event.Permanent, 403: event.Permanent, 404: event.Permanent, 410: event.Permanent, 422: event.Permanent,
+		408: event.Transient, 425: event.Transient, 429: event.Transient, 500: event.Transient, 502: event.Transient, 503: event.Transient,
+	} {
+		if got := event.ClassOf(fmt.Errorf("fetch x: %w", &fetch.StatusError{Code: code})); got != want {
+			t.Errorf("HTTP %d: %s, want %s", code, got, want)
+		}
+	}
+
+	a := &api{gets: map[string]int{}, fail: func() (int, string) { return http.StatusNotFound, "" }}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	f := fetch.New(object, fetch.HTTP(srv.Client(), nil), fetch.WithMinGap(0))
+	s := intake.New(intake.WithLogger(quiet))
+	dead := make(chan intake.DeadLetter, 1)
+	s.Handle(f.Handle(func(context.Context, event.Event) error { return nil }), intake.WithMaxAttempts(10),
+		intake.WithRetryBackoff(time.Millisecond, time.Millisecond),
+		intake.WithDeadLetter(func(_ context.Context, d intake.DeadLetter) { dead <- d }))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := intaketest.Put(ctx, s, thin(srv.URL, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-dead:
+		if d.Class != event.Permanent || d.Attempts != 1 {
+			t.Fatalf("dead letter: class %s after %d attempts, want permanent after 1 (%v)", d.Class, d.Attempts, d.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a 404 did not dead-letter the event")
+	}
+	if n := a.total(); n != 1 {
+		t.Fatalf("%d GETs, want 1", n)
+	}
+}

@@ -164,7 +164,7 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx pgx.Tx, e event.Event
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("postgres: begin and ack: %w", err)
+			return unreachable(fmt.Errorf("postgres: begin and ack: %w", err))
 		}
 		if tag.RowsAffected() != 1 {
 			if err := b.whyNotAcked(ctx, tx, d); !errors.Is(err, dedupe.ErrAlreadyAcked) {
@@ -302,7 +302,7 @@ func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx pgx.Tx,
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("postgres: begin and ack: %w", err)
+			return unreachable(fmt.Errorf("postgres: begin and ack: %w", err))
 		}
 		var events []event.Event
 		for i, it := range items {
@@ -344,4 +344,17 @@ func ignoreAcked(err error) error {
 		return nil
 	}
 	return err
+}
+
+// unreachable marks an error that is not the server's answer (a
+// connection refused, reset or cut) as an infrastructure failure: the
+// stream retries the event without spending one of its attempts
+// (intake.Infrastructure). An error the server answered with, or the
+// context's end, is left as it is.
+func unreachable(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return event.WithClass(err, event.Infrastructure)
 }

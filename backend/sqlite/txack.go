@@ -146,7 +146,7 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 		}
 		tx, err := b.db.BeginTx(ctx, nil)
 		if err != nil {
-			return fmt.Errorf("sqlite: begin: %w", err)
+			return event.WithClass(fmt.Errorf("sqlite: begin: %w", err), event.Infrastructure) // the file, not the event: no attempt spent
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 		committedKey, err := b.ackTx(ctx, tx, d)
@@ -191,7 +191,7 @@ func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx *sql.Tx
 	tb := dedupe.NewTxBatch(max, TxBatchLinger, func(ctx context.Context, items []*dedupe.TxItem) error {
 		tx, err := b.db.BeginTx(ctx, nil)
 		if err != nil {
-			return fmt.Errorf("sqlite: begin: %w", err)
+			return event.WithClass(fmt.Errorf("sqlite: begin: %w", err), event.Infrastructure) // the file, not the event: no attempt spent
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 		committed := make([]bool, len(items))

@@ -86,6 +86,7 @@ func TestEventsBulk(t *testing.T) {
 		{"replay", "--all", "--state", "all", "--db", dbPath},
 		{"replay", "--all", "--since", "yesterday", "--db", dbPath},
 		{"replay", "--all", "--since", "1h", "--until", "2h", "--db", dbPath},
+		{"replay", "--all", "--class", "fatal", "--db", dbPath},
 	} {
 		if out, code := cli(bad...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (usage):\n%s", bad, code, out)
@@ -93,7 +94,7 @@ func TestEventsBulk(t *testing.T) {
 	}
 	fixed.Store(true)
 	// By error text, on the file: the 30 whose error says 50 and type 500.
-	out, code := cli("replay", "--all", "--error", "upstream 50", "--type", "500", "--since", "1h", "--db", dbPath)
+	out, code := cli("replay", "--all", "--error", "upstream 50", "--class", "transient", "--type", "500", "--since", "1h", "--db", dbPath)
 	if code != 0 || !strings.Contains(out, "ended: 30 done") {
 		t.Fatalf("replay --all on the file (exit %d):\n%s", code, out)
 	}

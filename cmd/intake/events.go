@@ -32,7 +32,8 @@ const eventsUsage = `Usage: intake events list|show|replay|discard [flags] [KEY]
   replay   put a dead event back in the queue, attempts reset
   discard  forget an event: a later arrival is a new event
   replay --all, discard --all
-           every event matching --source, --type, --tenant, --error (text its last error contains), --since and
+           every event matching --source, --type, --tenant, --error (text its last error contains), --class
+           (of its last error: transient or permanent), --since and
            --until (when it died: RFC 3339, or a duration back from now such as 2h), as a job with progress;
            --state dead (default) or queued (discard only). Stopped, it is resumed by running it again.
 
@@ -83,6 +84,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	limit := fs.Int("limit", 50, "list: at most this many")
 	all := fs.Bool("all", false, "replay, discard: every event matching the filters, as a job")
 	errText := fs.String("error", "", "replay --all, discard --all: only events whose last error contains this text")
+	class := fs.String("class", "", "replay --all, discard --all: only events whose last error is of this class: transient (attempts ran out) or permanent")
 	since := fs.String("since", "", "replay --all, discard --all: only events that died at or after this time (RFC 3339, or a duration back from now)")
 	until := fs.String("until", "", "replay --all, discard --all: only events that died before this time")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), eventsUsage); fs.PrintDefaults() }
@@ -145,7 +147,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("say where: --console, --db or --postgres (intake events -h)")
 	}
 	if *all {
-		j := bulk.Job{Action: bulk.Action(sub), Filter: bulk.Filter{State: f.State, Source: *source, Type: *typ, Tenant: *tenant, Error: *errText}}
+		j := bulk.Job{Action: bulk.Action(sub), Filter: bulk.Filter{State: f.State, Source: *source, Type: *typ, Tenant: *tenant, Error: *errText, Class: *class}}
 		if inFlight || *state == "all" {
 			return usagef("--state %q: --all takes dead or queued events", *state)
 		}

@@ -411,7 +411,7 @@ func commitMany(t *testing.T, holder func() dedupe.Queue) {
 }
 
 func failure(n int) dedupe.Failure {
-	return dedupe.Failure{Err: "handler bug: \"quoted\"\n\x00 é", Attempts: n, First: time.UnixMilli(1_700_000_000_000),
+	return dedupe.Failure{Err: "handler bug: \"quoted\"\n\x00 é", Class: event.Permanent, Attempts: n, First: time.UnixMilli(1_700_000_000_000),
 		Last: time.UnixMilli(1_700_000_005_000), Subscription: "orders"}
 }
 
@@ -459,7 +459,7 @@ func buryKeeps(t *testing.T, holder func() dedupe.Queue) {
 }
 
 func sameFailure(a, b dedupe.Failure) bool {
-	return a.Err == b.Err && a.Attempts == b.Attempts && a.First.Equal(b.First) && a.Last.Equal(b.Last) &&
+	return a.Err == b.Err && a.Class == b.Class && a.Attempts == b.Attempts && a.First.Equal(b.First) && a.Last.Equal(b.Last) &&
 		a.Subscription == b.Subscription
 }
 
