@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/intakehq/intake/dedupe"
 )
@@ -180,6 +181,41 @@ func (s *Stream) Discard(ctx context.Context, key string) error {
 		return fmt.Errorf("intake: %q: %w", key, dedupe.ErrNotFound)
 	}
 	return nil
+}
+
+// Committed tells whether the stream's store holds key as done: the event
+// was handled by every subscription that wanted it (or acked in a
+// transaction) and its key committed at about at, kept until until (the
+// retention: an arrival of the key before then is a duplicate). ok is
+// false for a key that is not done, and for a store that cannot tell
+// without claiming ([dedupe.DoneLookup]: Memory, Postgres and SQLite can).
+func (s *Stream) Committed(ctx context.Context, key string) (at, until time.Time, ok bool, err error) {
+	var l dedupe.DoneLookup
+	if s.cfg.queue != nil {
+		l, _ = s.cfg.queue.(dedupe.DoneLookup)
+	} else {
+		l, _ = s.cfg.store.(dedupe.DoneLookup)
+	}
+	if l == nil {
+		return time.Time{}, time.Time{}, false, nil
+	}
+	until, ok, err = l.DoneUntil(ctx, key)
+	if err != nil || !ok {
+		return time.Time{}, time.Time{}, false, err
+	}
+	return until.Add(-s.cfg.retention), until, true, nil
+}
+
+// SubscriptionNames returns the names of the stream's subscriptions, in
+// the order they were made.
+func (s *Stream) SubscriptionNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.subs))
+	for _, sub := range s.subs {
+		names = append(names, sub.name)
+	}
+	return names
 }
 
 // ReplayMany replays, as Replay, those of keys that are dead, and returns

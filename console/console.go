@@ -95,6 +95,12 @@ func New(s *intake.Stream, opts ...Option) *Handler {
 		"json":    prettyPayload,
 		"query":   query,
 		"list":    func(s ...string) []string { return s },
+		"when": func(r dedupe.Record) time.Time { // when it died, else when it arrived
+			if r.Failure != nil && !r.Failure.Last.IsZero() {
+				return r.Failure.Last.Local()
+			}
+			return r.Event.Received.Local()
+		},
 		"bulkQuery": func(action, state, source, typ, tenant string) template.URL {
 			v := url.Values{"action": {action}, "state": {state}}
 			for k, x := range map[string]string{"source": source, "type": typ, "tenant": tenant} {
@@ -370,7 +376,11 @@ type eventData struct {
 func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 	rec, err := h.s.Get(r.Context(), r.PathValue("key"))
 	if errors.Is(err, dedupe.ErrNotFound) {
-		h.render(w, "gone.html", map[string]any{"Key": r.PathValue("key"), "Done": r.URL.Query().Get("done"), "Health": h.s.Health()})
+		d := map[string]any{"Key": r.PathValue("key"), "Done": r.URL.Query().Get("done"), "Health": h.s.Health()}
+		if at, until, ok, err := h.s.Committed(r.Context(), r.PathValue("key")); err == nil && ok {
+			d["At"], d["Until"], d["Subs"] = at, until, strings.Join(h.s.SubscriptionNames(), ", ")
+		}
+		h.render(w, "gone.html", d)
 		return
 	}
 	if err != nil {
@@ -406,6 +416,11 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, action := r.PathValue("key"), r.PathValue("action")
+	if action == "discard" && r.PostFormValue("confirm") != "yes" {
+		// Destructive: asked once more, on a page of its own.
+		h.render(w, "confirm.html", map[string]any{"Key": key, "CSRF": h.csrf, "Health": h.s.Health()})
+		return
+	}
 	if err := h.do(r.Context(), action, key); err != nil {
 		h.failed(w, r, err)
 		return
@@ -503,6 +518,13 @@ func (h *Handler) failedJSON(w http.ResponseWriter, err error) {
 
 func (h *Handler) apiEvent(w http.ResponseWriter, r *http.Request) {
 	rec, err := h.s.Get(r.Context(), r.PathValue("key"))
+	if errors.Is(err, dedupe.ErrNotFound) {
+		if at, until, ok, cerr := h.s.Committed(r.Context(), r.PathValue("key")); cerr == nil && ok {
+			// Not held: handled, its key kept. Still a 404 (no record), saying so.
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": err.Error(), "handled": map[string]time.Time{"committed": at, "kept_until": until}})
+			return
+		}
+	}
 	if err != nil {
 		h.failedJSON(w, err)
 		return

@@ -94,10 +94,45 @@ func TestPages(t *testing.T) {
 	csrf := between(page, `name="csrf" value="`, `"`)
 	require.NotEmpty(t, csrf)
 
+	// The list shows when each event died.
+	assert.Regexp(t, `<td class="when">\d\d:\d\d:\d\d</td>`, do(h, "GET", "/events?state=dead", local, nil, nil).Body.String())
+
 	fixed.Store(true)
 	w = do(h, "POST", "/events/"+url.PathEscape(key)+"/replay", local, url.Values{"csrf": {csrf}}, nil)
 	assert.Equal(t, http.StatusSeeOther, w.Code, w.Body.String())
 	require.Eventually(t, func() bool { return handled.Load() == 1 }, 5*time.Second, time.Millisecond)
+
+	// Handled: the page says so, and when, while the key is kept.
+	require.Eventually(t, func() bool {
+		return strings.Contains(do(h, "GET", "/events/"+url.PathEscape(key), local, nil, nil).Body.String(), `id="handled"`)
+	}, 5*time.Second, time.Millisecond)
+	page = do(h, "GET", "/events/"+url.PathEscape(key), local, nil, nil).Body.String()
+	assert.Contains(t, page, "Subscriptions of this stream: orders.")
+	assert.Contains(t, page, "The key is kept until")
+	api := do(h, "GET", "/api/events/"+url.PathEscape(key), local, nil, nil)
+	assert.Equal(t, http.StatusNotFound, api.Code)
+	assert.Contains(t, api.Body.String(), `"kept_until"`)
+	never := do(h, "GET", "/events/"+url.PathEscape(event.Key("shop", "never")), local, nil, nil).Body.String()
+	assert.Contains(t, never, `id="gone"`, "a key never seen is not handled")
+	assert.NotContains(t, never, `id="handled"`)
+}
+
+// Discard asks once more before it forgets an event.
+func TestDiscardConfirms(t *testing.T) {
+	s, h, _, _ := setup(t)
+	key := url.PathEscape(event.Key("shop", "evt_1"))
+	page := do(h, "GET", "/events/"+key, local, nil, nil).Body.String()
+	csrf := between(page, `name="csrf" value="`, `"`)
+	w := do(h, "POST", "/events/"+key+"/discard", local, url.Values{"csrf": {csrf}}, nil)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Contains(t, w.Body.String(), `id="confirm-discard"`)
+	assert.Contains(t, w.Body.String(), `name="confirm" value="yes"`)
+	_, err := s.Get(context.Background(), event.Key("shop", "evt_1"))
+	require.NoError(t, err, "not discarded before the confirmation")
+	w = do(h, "POST", "/events/"+key+"/discard", local, url.Values{"csrf": {csrf}, "confirm": {"yes"}}, nil)
+	require.Equal(t, http.StatusSeeOther, w.Code, w.Body.String())
+	_, err = s.Get(context.Background(), event.Key("shop", "evt_1"))
+	assert.ErrorIs(t, err, dedupe.ErrNotFound)
 }
 
 func between(s, from, to string) string {

@@ -158,6 +158,21 @@ func (m *Memory) Commit(ctx context.Context, key string, retain time.Duration) e
 	return nil
 }
 
+// DoneUntil implements [DoneLookup].
+func (m *Memory) DoneUntil(ctx context.Context, key string) (time.Time, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, false, err
+	}
+	now := m.now().UnixNano()
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok && e.state == Done && e.exp > now {
+		return time.Unix(0, e.exp), true, nil
+	}
+	return time.Time{}, false, nil
+}
+
 // Release implements [Store].
 func (m *Memory) Release(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {

@@ -67,3 +67,16 @@ type Store interface {
 // ErrInvalidDuration is returned, wrapped, when a lease or retention is not
 // positive.
 var ErrInvalidDuration = errors.New("dedupe: lease and retention must be positive")
+
+// DoneLookup is a [Store] (or [Queue]) that tells, without claiming it,
+// whether a key is done (handled and committed) and until when its mark
+// is kept: what lets the console say that an event was handled rather
+// than "not here". Memory and the Postgres and SQLite backends implement
+// it; the suite [github.com/intakehq/intake/dedupe/dedupetest.Run] checks
+// it when a store has it.
+type DoneLookup interface {
+	// DoneUntil returns the end of key's done mark and true when key is
+	// done now; the zero time and false when it is absent, pending, dead,
+	// or its mark has ended.
+	DoneUntil(ctx context.Context, key string) (time.Time, bool, error)
+}

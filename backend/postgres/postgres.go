@@ -729,6 +729,19 @@ func (b *Backend) Replay(ctx context.Context, key string) error {
 	return nil
 }
 
+// DoneUntil implements [dedupe.DoneLookup].
+func (b *Backend) DoneUntil(ctx context.Context, key string) (time.Time, bool, error) {
+	var until time.Time
+	err := b.pool.QueryRow(ctx, b.q.doneUntil, hash(key)).Scan(&until)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("postgres: done: %w", err)
+	}
+	return until, true, nil
+}
+
 // ReplayMany implements [dedupe.BatchInspector]: one statement.
 func (b *Backend) ReplayMany(ctx context.Context, keys []string) (int, error) {
 	tag, err := b.pool.Exec(ctx, b.q.replayMany, hashes(keys))

@@ -8,7 +8,7 @@ type queries struct {
 	claim, enqueue, state, commit, release, extend, adopt, cleanup string
 	unadopt, start                                                 string
 	checkSchema, schemaCurrent, bury, list, get, replay, discard   string
-	replayMany, discardMany                                        string
+	replayMany, discardMany, doneUntil                             string
 	heads, lastVersions, saveVersion, cleanVersions                string
 	enqueueBatch                                                   string
 	ackTx, ackTxWhy, ackBatch, ackTxCommit, ackBatchCommit         string
@@ -66,7 +66,8 @@ SELECT st FROM ins
 UNION ALL
 SELECT state FROM {p}keys WHERE hash = $1 AND NOT EXISTS (SELECT 1 FROM ins)`,
 
-		state: `SELECT state FROM {p}keys WHERE hash = $1`,
+		state:     `SELECT state FROM {p}keys WHERE hash = $1`,
+		doneUntil: `SELECT expires_at FROM {p}keys WHERE hash = $1 AND state = 2 AND expires_at > now()`,
 
 		// A batch in one round trip: the keys already live are answered by
 		// the read (no lock, no WAL: state as it is), the rest claimed by
@@ -273,7 +274,7 @@ RETURNING 1`,
 	// Replay and discard of many keys: the same statements over a list.
 	q.replayMany = strings.Replace(q.replay, "hash = $1", "hash = ANY($1)", 1)
 	q.discardMany = strings.Replace(q.discard, "hash = $1", "hash = ANY($1)", 1)
-	for _, s := range []*string{&q.heads, &q.lastVersions, &q.saveVersion, &q.cleanVersions, &q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard, &q.replayMany, &q.discardMany,
+	for _, s := range []*string{&q.heads, &q.lastVersions, &q.saveVersion, &q.cleanVersions, &q.enqueueBatch, &q.ackTx, &q.ackTxWhy, &q.ackBatch, &q.ackTxCommit, &q.ackBatchCommit, &q.claim, &q.enqueue, &q.state, &q.commit, &q.release, &q.extend, &q.adopt, &q.unadopt, &q.start, &q.cleanup, &q.checkSchema, &q.schemaCurrent, &q.bury, &q.list, &q.get, &q.replay, &q.discard, &q.replayMany, &q.discardMany, &q.doneUntil,
 		&q.loadCheckpoint, &q.saveCheckpoint, &q.acquire, &q.renew, &q.releaseLease} {
 		*s = strings.ReplaceAll(*s, "{p}", p)
 	}

@@ -975,6 +975,20 @@ func (b *Backend) Replay(ctx context.Context, key string) error {
 	return nil
 }
 
+// DoneUntil implements [dedupe.DoneLookup].
+func (b *Backend) DoneUntil(ctx context.Context, key string) (time.Time, bool, error) {
+	var until int64
+	err := b.db.QueryRowContext(ctx, `SELECT expires_at FROM `+b.t.keys+` WHERE key = ? AND state = 2 AND expires_at > ?`,
+		[]byte(key), b.now().UnixNano()).Scan(&until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("sqlite: done: %w", err)
+	}
+	return time.Unix(0, until), true, nil
+}
+
 // ReplayMany implements [dedupe.BatchInspector]: one transaction.
 func (b *Backend) ReplayMany(ctx context.Context, keys []string) (int, error) {
 	n, err := b.eachKey(ctx, keys, `UPDATE `+b.t.keys+` SET state = 1, attempts = 0, failure = NULL, holder = NULL, started = 0, expires_at = ?

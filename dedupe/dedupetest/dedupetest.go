@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) dedupe.Store) {
 		{"CommitWithoutClaim", commitWithoutClaim},
 		{"DistinctKeysIndependent", distinctKeys},
 		{"CanceledContext", canceledContext},
+		{"DoneUntilWithoutClaiming", doneUntil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,6 +201,50 @@ func retentionExpiry(t *testing.T, s dedupe.Store, key func(string) string) {
 	within(t, s, start, k, dedupe.Done)
 	time.Sleep(2 * shortTTL)
 	claim(t, s, k, long, dedupe.Claimed)
+}
+
+// doneUntil checks a [dedupe.DoneLookup]: an absent or pending key is not
+// done, and asking does not claim it; a committed key is done until its
+// retention ends, then not. A store without it passes.
+func doneUntil(t *testing.T, s dedupe.Store, key func(string) string) {
+	l, ok := s.(dedupe.DoneLookup)
+	if !ok {
+		t.Skip("the store has no DoneUntil")
+	}
+	ctx := context.Background()
+	isDone := func(k string) (time.Time, bool) {
+		t.Helper()
+		until, done, err := l.DoneUntil(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return until, done
+	}
+	k := key("done")
+	if _, done := isDone(k); done {
+		t.Fatal("an absent key is done")
+	}
+	claim(t, s, k, long, dedupe.Claimed) // asking claimed nothing
+	if _, done := isDone(k); done {
+		t.Fatal("a pending key is done")
+	}
+	before := time.Now()
+	commit(t, s, k, long)
+	until, done := isDone(k)
+	if !done {
+		t.Fatal("a committed key is not done")
+	}
+	// Within a second of the commit's time plus the retention (the
+	// server's clock may stray from this one by a little).
+	if want := before.Add(long); until.Before(want.Add(-time.Second)) || until.After(time.Now().Add(long).Add(time.Second)) {
+		t.Fatalf("done until %v, want about %v", until, want)
+	}
+	short := key("short")
+	commit(t, s, short, shortTTL)
+	time.Sleep(2 * shortTTL)
+	if _, done := isDone(short); done {
+		t.Fatal("done after its retention ended")
+	}
 }
 
 func commitWithoutClaim(t *testing.T, s dedupe.Store, key func(string) string) {
