@@ -219,13 +219,13 @@ func defaultSubConfig() subConfig {
 }
 
 // WithSources limits the subscription to events from the named sources.
-// Events of other sources count as acked by it.
+// Events of other sources count as acked by it. Defaults to every source.
 func WithSources(names ...string) SubscribeOption {
 	return func(c *subConfig) { c.sources = set(c.sources, names) }
 }
 
 // WithTypes limits the subscription to events of the given types. Events of
-// other types count as acked by it.
+// other types count as acked by it. Defaults to every type.
 func WithTypes(types ...string) SubscribeOption {
 	return func(c *subConfig) { c.types = set(c.types, types) }
 }

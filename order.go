@@ -43,7 +43,8 @@ func WithVersion(fn func(event.Event) (v int64, ok bool)) Option {
 
 // WithUnordered makes a subscription take events as they come, several of
 // one order key at once, even when the stream has an order key
-// ([WithOrderKey]).
+// ([WithOrderKey]). By default a subscription of a stream with an order
+// key is ordered.
 func WithUnordered() SubscribeOption { return func(c *subConfig) { c.unordered = true } }
 
 // WithSkipStale makes a [Stream.Handle] subscription skip (ack without
@@ -58,7 +59,8 @@ func WithUnordered() SubscribeOption { return func(c *subConfig) { c.unordered =
 // returns nil: with a transactional handler, a crash between its commit
 // and the record leaves the older version recorded, and a stale event
 // arriving then is handled once more. Handle panics if the stream has no
-// WithVersion, and Subscribe ignores it.
+// WithVersion, and Subscribe ignores it. By default every event is
+// handled, stale or not.
 func WithSkipStale() SubscribeOption { return func(c *subConfig) { c.skipStale = true } }
 
 // orderKeyOf returns the order key of it in its subscription, or "".

@@ -19,7 +19,8 @@ import (
 // streak, events) with pause, resume and resync buttons, and the API
 // under /api/connections that the intake CLI uses to list, add, update,
 // pause, resume, resync and remove them. Any replica's console manages
-// the whole fleet: the connections are in the shared store.
+// the whole fleet: the connections are in the shared store. Defaults to
+// none: no connections page.
 func WithFleet(f *fleet.Fleet) Option { return func(h *Handler) { h.fleet = f } }
 
 func (h *Handler) routeFleet() {

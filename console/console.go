@@ -69,7 +69,7 @@ type Option func(*Handler)
 // when the request does not say it came through a proxy (Forwarded,
 // X-Forwarded-For, X-Real-IP, X-Forwarded-Host): behind a reverse proxy on
 // the same host every client is loopback, so there the console needs
-// WithAuthorize.
+// WithAuthorize. Defaults to that loopback-only rule.
 func WithAuthorize(fn func(*http.Request) bool) Option { return func(h *Handler) { h.authorize = fn } }
 
 // WithLogger sets the logger. Defaults to the stream's

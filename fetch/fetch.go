@@ -89,11 +89,13 @@ func WithMinGap(d time.Duration) Option {
 }
 
 // WithLimiter makes every fetch wait for l: give it the limiter of the
-// poller of the same API.
+// poller of the same API. Defaults to none: fetches wait only for the
+// minimum gap per object.
 func WithLimiter(l *rate.Limiter) Option { return func(f *Fetcher) { f.limiter = l } }
 
 // WithMetrics records fetches, coalesced events and errors (the counters
 // metric.Fetched, metric.Coalesced, metric.FetchFailed, by source).
+// Defaults to none ([Fetcher.Stats] counts all the same).
 func WithMetrics(r metric.Recorder) Option { return func(f *Fetcher) { f.rec = r } }
 
 // WithTracer makes each fetch a client span ("fetch" and the object's

@@ -30,7 +30,8 @@ type githubConfig struct {
 }
 
 // WithGitHubBaseURL sends the requests to base instead of GitHub's API
-// (GitHub Enterprise Server: https://HOST/api/v3).
+// (GitHub Enterprise Server: https://HOST/api/v3). Defaults to
+// https://api.github.com.
 func WithGitHubBaseURL(base string) GitHubOption {
 	return func(c *githubConfig) { c.base = strings.TrimSuffix(base, "/") }
 }

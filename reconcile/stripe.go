@@ -37,7 +37,7 @@ type stripeConfig struct {
 }
 
 // WithStripeBaseURL sends the requests to base instead of Stripe's API
-// (stripe-mock, a proxy).
+// (stripe-mock, a proxy). Defaults to https://api.stripe.com.
 func WithStripeBaseURL(base string) StripeOption {
 	return func(c *stripeConfig) { c.base = strings.TrimSuffix(base, "/") }
 }
@@ -48,12 +48,13 @@ func WithStripeClient(client *http.Client) StripeOption {
 }
 
 // WithTypes lists only events of these types (types[]; Stripe takes up
-// to 20).
+// to 20). Defaults to every type.
 func WithTypes(types ...string) StripeOption { return func(c *stripeConfig) { c.types = types } }
 
 // WithUndelivered lists only the events whose webhook delivery has not
 // succeeded yet (delivery_success=false): the reconciliation of missed
-// webhooks, at the cost of one request per sweep.
+// webhooks, at the cost of one request per sweep. By default the sweep
+// lists every event.
 func WithUndelivered() StripeOption { return func(c *stripeConfig) { c.undelivered = true } }
 
 // WithLookback sets how far back each sweep lists events

@@ -28,7 +28,7 @@ import (
 // storing an event: give it the paired poller's Trigger. It must not
 // block. [New] panics on a notification-only scheme without one, and on
 // any other scheme with one: to poll after a stored event, use
-// [OnAccepted].
+// [OnAccepted]. Defaults to none.
 func WithTrigger(fn func()) Option { return func(h *Handler) { h.trigger = fn } }
 
 // Dropbox returns the verifier of Dropbox's webhooks, given the app

@@ -36,6 +36,18 @@
 // Logs and errors name the reason and the source, never a secret or a
 // signature.
 //
+// A [Scheme] says how a provider signs its requests. There is one
+// constructor for each of twenty-three providers: [Bitbucket], [Box],
+// [Discord], [Dropbox], [GitHub], [GitLab], [GoogleChannel], [Intercom],
+// [Linear], [Mailgun], [Meta], [MicrosoftGraph], [Paddle], [PagerDuty],
+// [SendGrid], [Shopify], [Slack], [Square], [StandardWebhooks] (Svix and
+// the providers that send its headers), [Stripe], [Twilio], [Twitch] and
+// [Zoom] ([Dropbox] and [GoogleChannel] notify only: they trigger a poller
+// instead of storing an event). [HMAC] verifies any other provider that
+// signs the body with HMAC-SHA256, and [PerTenant] looks up each tenant's
+// secrets per request. The Sign… functions sign as the providers do, for
+// tests and the CLI.
+//
 // Serve webhooks from an [http.Server] with ReadHeaderTimeout and
 // ReadTimeout set, so that a slow client cannot hold a connection open.
 package webhook
