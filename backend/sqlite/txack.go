@@ -126,9 +126,13 @@ func (b *Backend) whyNotAcked(ctx context.Context, tx *sql.Tx, d dedupe.Delivery
 func (b *Backend) DB() *sql.DB { return b.db }
 
 // HandleTx returns a function for [intake.Stream.Handle] that handles
-// each event in a transaction of its own on the backend's database: it
-// begins, acks the delivery in the transaction ([Backend.AckTx]), calls
-// fn, and commits. So fn's writes through tx happen once per event and
+// each event in a transaction on the backend's database: it acks the
+// delivery in the transaction ([Backend.AckTx]), calls fn, and commits.
+// The transaction is the backend's writer's, shared with the writes
+// waiting beside it (one sync for all; SQLite has one writer anyway): fn
+// must not call the backend, and should keep to the database, since every
+// write of the backend waits while it runs. If another write of the group
+// fails, fn runs again in a transaction of its own. So fn's writes through tx happen once per event and
 // subscription, whatever crashes: an event already acked is not passed to
 // fn again. fn returning an error (or panicking) rolls back; the event is
 // retried with the subscription's backoff and dead-lettered after its
@@ -144,30 +148,37 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 		if !ok {
 			return errors.New("sqlite: a HandleTx function runs only under Stream.Handle (its context carries the delivery)")
 		}
-		tx, err := b.db.BeginTx(ctx, nil)
-		if err != nil {
-			return event.WithClass(fmt.Errorf("sqlite: begin: %w", err), event.Infrastructure) // the file, not the event: no attempt spent
-		}
-		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-		committedKey, err := b.ackTx(ctx, tx, d)
+		// One write of the backend's writer, in the group transaction of
+		// the writes waiting beside it (see HandleTxBatch).
+		var ran, acked, committedKey bool
+		err := b.exec(ctx, func(tx *sql.Tx, _ int64) error {
+			ran, acked = true, false
+			var err error
+			committedKey, err = b.ackTx(ctx, tx, d)
+			switch {
+			case errors.Is(err, dedupe.ErrAlreadyAcked):
+				acked = true // done by a transaction that committed
+				return nil
+			case err != nil:
+				return err
+			}
+			return fn(ctx, tx, e)
+		})
 		switch {
-		case errors.Is(err, dedupe.ErrAlreadyAcked):
-			return nil // done by a transaction that committed: ack
+		case err != nil && !ran && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+			return event.WithClass(fmt.Errorf("sqlite: begin: %w", err), event.Infrastructure) // the file, not the event: no attempt spent
 		case err != nil:
 			return err
-		}
-		if err := fn(ctx, tx, e); err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("sqlite: commit: %w", err)
-		}
-		if committedKey {
+		case !acked && committedKey:
 			d.(dedupe.LastDelivery).Committed()
 		}
 		return nil
 	}
 }
+
+// errAcked marks an item of a batch acked already by a transaction that
+// committed: settled as done, not passed to fn.
+var errAcked = errors.New("acked already")
 
 // TxBatchLinger is how long a batch of [Backend.HandleTxBatch] waits at
 // most for more deliveries before it commits what it has.
@@ -181,7 +192,9 @@ const TxBatchLinger = 2 * time.Millisecond
 // per event); fn gets the events not acked already; one commit for the
 // batch. When fn or the commit fails, the batch is split in two and each
 // half tried on its own, down to single events: a poison event fails
-// alone and its neighbours commit without spending an attempt.
+// alone and its neighbours commit without spending an attempt. As with
+// HandleTx, the transaction is the backend's writer's: fn must not call
+// the backend, and every write waits while it runs.
 //
 // [intake.Stream.Handle]: https://pkg.go.dev/github.com/intakehq/intake#Stream.Handle
 func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx *sql.Tx, events []event.Event) error) func(context.Context, event.Event) error {
@@ -189,38 +202,52 @@ func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx *sql.Tx
 		panic(fmt.Sprintf("sqlite: HandleTxBatch(%d) with a nil function or a batch under 1", max))
 	}
 	tb := dedupe.NewTxBatch(max, TxBatchLinger, func(ctx context.Context, items []*dedupe.TxItem) error {
-		tx, err := b.db.BeginTx(ctx, nil)
-		if err != nil {
-			return event.WithClass(fmt.Errorf("sqlite: begin: %w", err), event.Infrastructure) // the file, not the event: no attempt spent
-		}
-		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-		committed := make([]bool, len(items))
-		var events []event.Event
-		for i, it := range items {
-			c, err := b.ackTx(ctx, tx, it.Delivery)
-			switch {
-			case errors.Is(err, dedupe.ErrAlreadyAcked):
-				it.Settle(nil)
-			case errors.Is(err, dedupe.ErrNotHeld):
-				it.Settle(err)
-			case err != nil:
-				return err
-			default:
-				committed[i] = c
-				events = append(events, it.Event)
+		// The batch is one write of the backend's writer: it shares the
+		// group transaction (and its one sync) with the enqueues and
+		// commits waiting beside it, instead of contending with them for
+		// the database's lock. If the group fails, the writer runs each
+		// write again alone, so what the batch learns is kept only from
+		// the run that committed.
+		var (
+			settled   []error // per item: nil to run, else how it was settled
+			committed []bool
+		)
+		err := b.exec(ctx, func(tx *sql.Tx, _ int64) error {
+			settled, committed = make([]error, len(items)), make([]bool, len(items))
+			var events []event.Event
+			for i, it := range items {
+				c, err := b.ackTx(ctx, tx, it.Delivery)
+				switch {
+				case errors.Is(err, dedupe.ErrAlreadyAcked):
+					settled[i] = errAcked
+				case errors.Is(err, dedupe.ErrNotHeld):
+					settled[i] = err
+				case err != nil:
+					return err
+				default:
+					committed[i] = c
+					events = append(events, it.Event)
+				}
 			}
-		}
-		if len(events) == 0 {
-			return nil
-		}
-		if err := fn(ctx, tx, events); err != nil {
+			if len(events) == 0 {
+				return nil
+			}
+			return fn(ctx, tx, events)
+		})
+		if err != nil {
+			if settled == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				// The writer never ran the batch: the file, not the events.
+				return event.WithClass(fmt.Errorf("sqlite: batch: %w", err), event.Infrastructure)
+			}
 			return err
 		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("sqlite: commit: %w", err)
-		}
 		for i, it := range items {
-			if committed[i] {
+			switch {
+			case settled[i] == errAcked:
+				it.Settle(nil)
+			case settled[i] != nil:
+				it.Settle(settled[i])
+			case committed[i]:
 				it.Delivery.(dedupe.LastDelivery).Committed()
 			}
 		}

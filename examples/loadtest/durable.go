@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/intakehq/intake"
 	"github.com/intakehq/intake/backend/postgres"
 	intakeredis "github.com/intakehq/intake/backend/redis"
+	"github.com/intakehq/intake/backend/sqlite"
 	"github.com/intakehq/intake/dedupe"
 	"github.com/intakehq/intake/event"
 	"github.com/intakehq/intake/examples/loadtest/internal/pgtest"
@@ -468,4 +471,44 @@ func writeTransactions(pool *pgxpool.Pool) int64 {
 	var n int64
 	_ = pool.QueryRow(context.Background(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&n)
 	return n
+}
+
+// sqliteEffects is a stream on an SQLite queue of its own (in dir) whose
+// handler writes one row per event into the same database in the
+// transaction that acks it (mode "tx": HandleTx, 16 workers) or a batch
+// of up to 16 (mode "txbatch": HandleTxBatch, 64 workers), or does
+// nothing (mode "": 16 workers, the default).
+func sqliteEffects(dir string, quiet *slog.Logger, mode string) func() (http.Handler, *counter, func(), error) {
+	return func() (http.Handler, *counter, func(), error) {
+		b, err := sqlite.Open(filepath.Join(dir, fmt.Sprintf("effects-%d.db", time.Now().UnixNano())))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c := newCounter()
+		if mode == "" {
+			h, stop := intakeStreamWith(b, c, quiet, false, nil, 16)
+			return h, c, func() { stop(); b.Close() }, nil
+		}
+		if _, err := b.DB().Exec(`CREATE TABLE effects (id TEXT NOT NULL, payload BLOB)`); err != nil {
+			b.Close()
+			return nil, nil, nil, err
+		}
+		insert := func(ctx context.Context, tx *sql.Tx, e event.Event) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO effects (id, payload) VALUES (?, ?)`, e.ID, e.Payload)
+			return err
+		}
+		fn, workers := b.HandleTx(insert), 16
+		if mode == "txbatch" {
+			fn, workers = b.HandleTxBatch(16, func(ctx context.Context, tx *sql.Tx, events []event.Event) error {
+				for _, e := range events {
+					if err := insert(ctx, tx, e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}), 64
+		}
+		h, stop := intakeStreamWith(b, c, quiet, false, fn, workers)
+		return h, c, func() { stop(); b.Close() }, nil
+	}
 }

@@ -205,6 +205,22 @@ func main() {
 		}
 		fmt.Println()
 	}
+	var sqlitePlain *Result
+	for i, r := range results {
+		if r.Target == "intake, SQLite queue, handler with no effect" {
+			sqlitePlain = &results[i]
+		}
+	}
+	if sqlitePlain != nil && sqlitePlain.ProcessedPerSecond > 0 {
+		fmt.Printf("\n  SQLite, exactly-once effects against the same handler with no effect (median rounds): ")
+		for _, r := range results {
+			if strings.HasPrefix(r.Target, "intake, SQLite queue, handler INSERT") {
+				fmt.Printf("%s %.2f× handled/s, %.2f× req/s; ", strings.TrimPrefix(r.Target, "intake, SQLite queue, handler "),
+					r.ProcessedPerSecond/sqlitePlain.ProcessedPerSecond, r.PerSecond/sqlitePlain.PerSecond)
+			}
+		}
+		fmt.Println()
+	}
 	for _, r := range results {
 		if strings.HasPrefix(r.Target, "River") {
 			fmt.Printf("\n  against %q (median rounds): ", r.Target)
@@ -316,6 +332,12 @@ func run(cfg config) ([]Result, error) {
 			h, c, stop, _ := intakeTarget([]intake.Option{intake.WithQueue(q)}, 0)()
 			return h, c, func() { stop(); q.Close() }, nil
 		}},
+		// Exactly-once effects on SQLite: the same stream and handler with no
+		// effect, and with one row per event written in the transaction of
+		// the acks of a batch (HandleTxBatch).
+		{"intake, SQLite queue, handler with no effect", sqliteEffects(dir, quiet, "")},
+		{"intake, SQLite queue, handler INSERT + AckTx, one tx", sqliteEffects(dir, quiet, "tx")},
+		{"intake, SQLite queue, handler INSERT + AckTx, tx per batch of 16", sqliteEffects(dir, quiet, "txbatch")},
 		{fmt.Sprintf("naive: verify, then %s of work inline", cfg.work), func() (http.Handler, *counter, func(), error) {
 			return naive(cfg.work), nil, func() {}, nil
 		}},
