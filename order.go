@@ -440,6 +440,8 @@ func (st *staleness) save(ctx context.Context, sub, k string, v int64) error {
 
 // Version implements [dedupe.VersionedDelivery]: the event's order key and
 // version when its subscription skips stale versions ([WithSkipStale]).
+// A backend calls it to record the version in a transactional ack; once
+// it has, the stream does not record it again when the handler returns.
 func (d *Delivery) Version() (orderKey string, v int64, retain time.Duration, ok bool) {
 	sub := d.sub
 	if !sub.cfg.skipStale || sub.staleness.version == nil {
@@ -450,6 +452,9 @@ func (d *Delivery) Version() (orderKey string, v int64, retain time.Duration, ok
 		return "", 0, 0, false
 	}
 	v, ok = sub.staleness.version(d.Event)
+	if ok {
+		d.versioned.Store(true)
+	}
 	return k, v, sub.staleness.retention, ok
 }
 
@@ -467,6 +472,9 @@ func (sub *subscription) skipStale(ctx context.Context, d *Delivery) (skipped bo
 
 // applied records the version of an event the handler handled.
 func (sub *subscription) applied(ctx context.Context, d *Delivery) {
+	if d.versioned.Load() {
+		return // recorded by the transactional ack that committed with the handler's writes
+	}
 	v, ok := sub.staleness.version(d.Event)
 	k := sub.orderKeyOf(d.it)
 	if !ok || k == "" {

@@ -39,6 +39,10 @@ type Delivery struct {
 	it      *item
 	gen     uint64
 	settled atomic.Uint32 // 0 until the first Ack (settledAck) or Nack (settledNack)
+	// versioned: a transactional ack asked for the event's version
+	// (Version) to record it in its transaction, so the stream need not
+	// record it again after the handler.
+	versioned atomic.Bool
 }
 
 const (
