@@ -87,8 +87,8 @@ func (s *Stream) Health() Health {
 		QueueDepth:    s.queued,
 		QueueCapacity: s.cfg.queueSize,
 	}
-	for en := range s.live {
-		h.Oldest = max(h.Oldest, now.Sub(en.start))
+	if s.oldest != nil { // the first admitted of those held: about the oldest
+		h.Oldest = max(0, now.Sub(s.oldest.start))
 	}
 	sources := s.sources
 	s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -101,4 +102,69 @@ func TestHealthFollowsTheStore(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Health().Ready }, 30*time.Second, time.Millisecond)
 	require.NoError(t, stop())
 	assert.False(t, s.Health().Ready, "stopped")
+}
+
+// Health.Oldest is the age of the oldest event held: the first admitted
+// of those not yet committed, whichever finishes first.
+func TestHealthOldestFollowsTheQueue(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet))
+	release := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{}), "c": make(chan struct{})}
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		<-release[e.ID]
+		return nil
+	}, intake.WithWorkers(3))
+	run(t, s)
+	ctx := context.Background()
+	assert.Zero(t, s.Health().Oldest, "nothing held")
+	put := func(id string) (before, after time.Time) {
+		before = time.Now()
+		require.NoError(t, s.Put(ctx, event.Event{Source: "shop", ID: id}))
+		return before, time.Now()
+	}
+	_, afterA := put("a")
+	time.Sleep(30 * time.Millisecond)
+	_, afterB := put("b")
+	time.Sleep(30 * time.Millisecond)
+	beforeC, _ := put("c")
+
+	// A bound from below takes the time before Health; from above, after.
+	now := time.Now()
+	h := s.Health()
+	assert.GreaterOrEqual(t, h.Oldest, now.Sub(afterA), "a is the oldest")
+	close(release["b"]) // a middle one done: a is still the oldest
+	require.Eventually(t, func() bool { return s.Health().QueueDepth == 2 }, 5*time.Second, time.Millisecond)
+	now = time.Now()
+	h = s.Health()
+	assert.GreaterOrEqual(t, h.Oldest, now.Sub(afterA), "a is still the oldest")
+	close(release["a"]) // the oldest done: c is
+	require.Eventually(t, func() bool { return s.Health().QueueDepth == 1 }, 5*time.Second, time.Millisecond)
+	h, now = s.Health(), time.Now()
+	assert.LessOrEqual(t, h.Oldest, now.Sub(beforeC), "c's age, not a's or b's")
+	assert.Less(t, h.Oldest, now.Sub(afterB), "younger than b")
+	close(release["c"])
+	require.Eventually(t, func() bool { return s.Health().Oldest == 0 }, 5*time.Second, time.Millisecond)
+}
+
+// BenchmarkHealthHeld is the cost of Health with 10,000 events held (a
+// full default queue): what a probe or the console pays per call.
+func BenchmarkHealthHeld(b *testing.B) {
+	s := intake.New(intake.WithLogger(quiet))
+	hold := make(chan struct{})
+	s.Handle(func(ctx context.Context, e event.Event) error { <-hold; return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { close(hold); cancel(); <-done }()
+	<-s.Started()
+	for i := range 10_000 {
+		if err := s.Put(ctx, event.Event{Source: "shop", ID: fmt.Sprint(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if s.Health().Oldest == 0 {
+			b.Fatal("nothing held")
+		}
+	}
 }

@@ -91,14 +91,18 @@ type Stream struct {
 	adoptWake    chan struct{}              // pokes the adopter (a replay, room for a backlog's next batch)
 	staleness    *staleness                 // versions applied per order key (WithSkipStale)
 
-	mu      sync.Mutex
-	state   int
-	seq     int64 // the last entry's seq
-	queued  int   // entries admitted and not yet committed or dropped
-	live    map[*entry]struct{}
-	subs    []*subscription
-	sources []event.Source
-	drained chan struct{} // closed when draining and queued reaches 0
+	mu     sync.Mutex
+	state  int
+	seq    int64 // the last entry's seq
+	queued int   // entries admitted and not yet committed or dropped
+	live   map[*entry]struct{}
+	// oldest and newest are the ends of the live entries' list in the
+	// order they were admitted (entry.older, entry.newer): the oldest
+	// held event for Health, without a pass over the queue.
+	oldest, newest *entry
+	subs           []*subscription
+	sources        []event.Source
+	drained        chan struct{} // closed when draining and queued reaches 0
 
 	adoptHungry bool // the adopter waits for room for a batch of a backlog
 	// uncertain are the keys of claims that failed with a durable queue:
@@ -114,10 +118,13 @@ type entry struct {
 	base      int   // attempts counted before this process took it (adoption)
 	remaining atomic.Int32
 	start     time.Time
-	items     []*item // one per subscription that wants it; set by admit
-	failure   atomic.Pointer[dedupe.Failure]
-	discarded atomic.Bool
-	lost      atomic.Bool // another holder took it over: finished here without a store call
+	// older and newer link the live entries in the order admitted
+	// (Stream.oldest); s.mu guards them.
+	older, newer *entry
+	items        []*item // one per subscription that wants it; set by admit
+	failure      atomic.Pointer[dedupe.Failure]
+	discarded    atomic.Bool
+	lost         atomic.Bool // another holder took it over: finished here without a store call
 	// txCommitted: a transactional ack committed the key (the last
 	// subscription's); the committer has nothing to write.
 	txCommitted atomic.Bool
@@ -393,6 +400,12 @@ func (s *Stream) admit(en *entry) error {
 	}
 	en.remaining.Store(int32(len(subs)))
 	s.live[en] = struct{}{}
+	en.older, s.newest = s.newest, en
+	if en.older != nil {
+		en.older.newer = en
+	} else {
+		s.oldest = en
+	}
 	var exhausted []int
 	for i, sub := range subs {
 		if sub.exhausted(en.items[i]) {
@@ -421,12 +434,29 @@ func (s *Stream) acked(en *entry) {
 	}
 }
 
+// unlinkLocked takes en out of the list of live entries. s.mu must be
+// held.
+func (s *Stream) unlinkLocked(en *entry) {
+	if en.older != nil {
+		en.older.newer = en.newer
+	} else {
+		s.oldest = en.newer
+	}
+	if en.newer != nil {
+		en.newer.older = en.older
+	} else {
+		s.newest = en.older
+	}
+	en.older, en.newer = nil, nil
+}
+
 // committed frees the slots of entries whose keys are committed.
 func (s *Stream) committed(batch []*entry) {
 	s.mu.Lock()
 	for _, en := range batch {
 		if _, ok := s.live[en]; ok {
 			delete(s.live, en)
+			s.unlinkLocked(en)
 			s.queued--
 		}
 	}
@@ -704,6 +734,7 @@ func (s *Stream) giveBack() {
 		left = append(left, en)
 	}
 	s.live = nil
+	s.oldest, s.newest = nil, nil
 	s.mu.Unlock()
 	if len(left) == 0 {
 		return
