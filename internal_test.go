@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,4 +75,53 @@ func TestDefaultPolicyRidesOutADay(t *testing.T) {
 		t.Fatalf("the default policy retries for %v at least, not a day (%d attempts)", least.Round(time.Second), sub.cfg.maxAttempts)
 	}
 	t.Logf("%d attempts over at least %v", sub.cfg.maxAttempts, least.Round(time.Minute))
+}
+
+// A key with nothing pending costs nothing: once the events of 1,000
+// order keys are handled (some failing once first), the subscription
+// keeps no line for any of them.
+func TestOrderLinesDeletedWhenEmpty(t *testing.T) {
+	s := New(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithQueueSize(10_000),
+		WithOrderKey(func(e event.Event) string { return e.Type }))
+	var failed sync.Map
+	handled := make(chan struct{}, 5000)
+	s.Handle(func(ctx context.Context, e event.Event) error {
+		if _, again := failed.LoadOrStore(e.ID, true); !again && len(e.ID)%3 == 0 {
+			return errors.New("once") // a retry holds its key meanwhile
+		}
+		handled <- struct{}{}
+		return nil
+	}, WithRetryBackoff(time.Millisecond, time.Millisecond), WithWorkers(8))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-s.Started()
+	const n = 5000
+	for i := range n {
+		if err := s.Put(ctx, event.Event{Source: "shop", ID: fmt.Sprint(i), Type: fmt.Sprint("obj-", i%1000)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case <-handled:
+		case <-time.After(10 * time.Second):
+			t.Fatal("not every event was handled")
+		}
+	}
+	sub := s.subs[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sub.mu.Lock()
+		left := len(sub.lines)
+		sub.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines left after every event was handled", left)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
