@@ -94,3 +94,39 @@ func TestVersionRecordedOnce(t *testing.T) {
 		})
 	}
 }
+
+// A recorded version is kept for the retention after its last use, then
+// forgotten: an older version arriving after that is handled (in memory
+// here; the SQL backends' version tables are cleaned by the same rule).
+func TestVersionKeptForTheRetention(t *testing.T) {
+	s := intake.New(intake.WithLogger(quiet), intake.WithRetention(200*time.Millisecond),
+		intake.WithOrderKey(func(e event.Event) string { return "obj" }),
+		intake.WithVersion(func(e event.Event) (int64, bool) { return int64(len(e.ID)), true }))
+	handled := make(chan string, 10)
+	s.Handle(func(ctx context.Context, e event.Event) error { handled <- e.ID; return nil }, intake.WithSkipStale())
+	run(t, s)
+	put := func(id string) {
+		t.Helper()
+		require.NoError(t, s.Put(context.Background(), event.Event{Source: "shop", ID: id}))
+	}
+	next := func() string {
+		select {
+		case id := <-handled:
+			return id
+		case <-time.After(5 * time.Second):
+			return ""
+		}
+	}
+	put("ccc") // version 3
+	require.Equal(t, "ccc", next())
+	put("a") // version 1, within the retention: stale, skipped
+	require.Eventually(t, func() bool { return s.Stats()[0].Stale == 1 }, 5*time.Second, time.Millisecond)
+	select {
+	case id := <-handled:
+		t.Fatalf("stale %s handled", id)
+	default:
+	}
+	time.Sleep(400 * time.Millisecond) // the retention has passed (and the key's done mark with it)
+	put("bb") // version 2: the recorded 3 is forgotten
+	assert.Equal(t, "bb", next())
+}
