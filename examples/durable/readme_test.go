@@ -1,12 +1,13 @@
 package main
 
 import (
-	"github.com/intakehq/intake/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 // TestREADMEQuickStartBuilds builds the README's quick start as a user

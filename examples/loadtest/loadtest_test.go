@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/intakehq/intake/internal/testenv"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/intakehq/intake/internal/testenv"
 )
 
 func TestLoadtestSmall(t *testing.T) {
@@ -17,7 +18,9 @@ func TestLoadtestSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 5 {
+	// bare, memory, memory with a slow subscriber, SQLite, SQLite with no
+	// effect, with HandleTx, with HandleTxBatch, naive.
+	if len(results) != 8 {
 		t.Fatalf("%d targets", len(results))
 	}
 	for _, r := range results {
