@@ -127,6 +127,6 @@ func TestVersionKeptForTheRetention(t *testing.T) {
 	default:
 	}
 	time.Sleep(400 * time.Millisecond) // the retention has passed (and the key's done mark with it)
-	put("bb") // version 2: the recorded 3 is forgotten
+	put("bb")                          // version 2: the recorded 3 is forgotten
 	assert.Equal(t, "bb", next())
 }
