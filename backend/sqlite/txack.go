@@ -132,9 +132,9 @@ func (b *Backend) DB() *sql.DB { return b.db }
 // waiting beside it (one sync for all; SQLite has one writer anyway): fn
 // must not call the backend, and should keep to the database, since every
 // write of the backend waits while it runs. If another write of the group
-// fails, fn runs again in a transaction of its own. So fn's writes through tx happen once per event and
-// subscription, whatever crashes: an event already acked is not passed to
-// fn again. fn returning an error (or panicking) rolls back; the event is
+// fails, fn runs again in a transaction of its own. So fn's writes
+// through tx happen once per event and subscription, whatever crashes: an
+// event already acked is not passed to fn again. fn returning an error (or panicking) rolls back; the event is
 // retried with the subscription's backoff and dead-lettered after its
 // attempts, as with any handler.
 //
@@ -162,7 +162,7 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 			case err != nil:
 				return err
 			}
-			return fn(ctx, tx, e)
+			return safely(func() error { return fn(ctx, tx, e) })
 		})
 		switch {
 		case err != nil && !ran && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
@@ -174,6 +174,18 @@ func (b *Backend) HandleTx(fn func(ctx context.Context, tx *sql.Tx, e event.Even
 		}
 		return nil
 	}
+}
+
+// safely runs a handler's fn on the backend's writer goroutine: a panic
+// is the handler's error (its transaction rolled back, the event
+// retried), as it would be in the stream's worker, not the writer's end.
+func safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlite: handler panicked: %v", r)
+		}
+	}()
+	return fn()
 }
 
 // errAcked marks an item of a batch acked already by a transaction that
@@ -232,7 +244,7 @@ func (b *Backend) HandleTxBatch(max int, fn func(ctx context.Context, tx *sql.Tx
 			if len(events) == 0 {
 				return nil
 			}
-			return fn(ctx, tx, events)
+			return safely(func() error { return fn(ctx, tx, events) })
 		})
 		if err != nil {
 			if settled == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
