@@ -60,7 +60,9 @@ const (
 // not acked yet, and stops a redelivery not yet received.
 func (d *Delivery) Ack() {
 	if d.settled.CompareAndSwap(0, settledAck) {
-		d.sub.failing.Store(0)
+		if d.sub.failing.Load() != 0 { // a read, not a write of a shared line, on every ack
+			d.sub.failing.Store(0)
+		}
 		d.sub.ack(d.it)
 	}
 }
