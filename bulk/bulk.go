@@ -320,11 +320,13 @@ func run(ctx context.Context, t Target, j Job, o Options, p *Progress, report fu
 		wg.Wait()
 		keys = make(chan []string)
 		p.Done, p.Gone = done.Load(), gone.Load()
-		if first != nil {
-			return first
-		}
+		// A stop comes first: an action that failed as the context ended
+		// failed because of it, not because of the store.
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("bulk: stopped: %w", err)
+		}
+		if first != nil {
+			return first
 		}
 		report(*p)
 		if len(page) < size {

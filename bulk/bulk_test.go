@@ -223,6 +223,40 @@ func TestAStoppedJobResumes(t *testing.T) {
 	d.handledOnce(t, n, "odd")
 }
 
+// A cancel that lands while an action is under way fails that action
+// with the context's error; the job still says it was stopped, not that
+// the store failed. (It said "claim: context canceled" before.)
+func TestACancelDuringAnActionSaysStopped(t *testing.T) {
+	const n = 100
+	d := newDeadStream(t, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	target := &cancelling{Target: d.s, cancel: cancel}
+	target.after.Store(10)
+	job := bulk.Job{Action: bulk.Replay, Filter: bulk.Filter{Type: "odd"}}
+	p, err := bulk.Run(ctx, target, job, bulk.Options{Page: 20, Workers: 1})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, p.Err, "bulk: stopped")
+	_, err = bulk.Run(context.Background(), d.s, job, bulk.Options{})
+	require.NoError(t, err)
+	d.handledOnce(t, n, "odd")
+}
+
+// cancelling cancels the job's context inside its after-th replay, which
+// then fails as a store call does when its context ends under it.
+type cancelling struct {
+	bulk.Target
+	cancel context.CancelFunc
+	after  atomic.Int64
+}
+
+func (c *cancelling) Replay(ctx context.Context, key string) error {
+	if c.after.Add(-1) == 0 {
+		c.cancel()
+		return fmt.Errorf("claim %q: %w", key, ctx.Err())
+	}
+	return c.Target.Replay(ctx, key)
+}
+
 // A store that fails mid-job stops the job with the store's error, which
 // its progress says; started again, it goes on.
 func TestAFailingStoreStopsTheJob(t *testing.T) {
