@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"os"
@@ -78,29 +79,68 @@ func jetStreamTargetName(replicas int, sync string) string {
 }
 
 // jetStreamTargets: intake on a JetStream queue, one replica with the
-// defaults, on each server.
+// defaults, on each server; and, with durable settings, the same load
+// spread over four queue names (four intake streams, each with streams
+// of its own on the server) by the delivery's ID, as an app shards by
+// source or tenant: "scales by queue name", measured on one machine.
 func jetStreamTargets(js *jetstreams, quiet *slog.Logger) []target {
 	var ts []target
 	for _, s := range js.servers {
-		ts = append(ts, target{name: jetStreamTargetName(s.replicas, s.sync), setup: func() (http.Handler, *counter, func(), error) {
-			nc, err := nats.Connect(s.c.URLs(), nats.MaxReconnects(-1))
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			name := fmt.Sprintf("LT%d", time.Now().UnixNano())
-			q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(name), intakenats.WithReplicas(s.replicas))
-			if err != nil {
-				nc.Close()
-				return nil, nil, nil, err
-			}
-			c := newCounter()
-			h, stop := intakeStream(q, c, quiet, false)
-			return h, c, func() {
-				stop()
-				q.Close()
-				nc.Close()
-			}, nil
-		}})
+		ts = append(ts, target{name: jetStreamTargetName(s.replicas, s.sync), setup: jetStreamSetup(s, 1, quiet)})
+	}
+	for _, s := range js.servers {
+		if s.sync == "always" {
+			name := fmt.Sprintf("%s, %d queue names", jetStreamTargetName(s.replicas, s.sync), shards)
+			ts = append(ts, target{name: name, setup: jetStreamSetup(s, shards, quiet)})
+		}
 	}
 	return ts
+}
+
+// shards is how many queue names the sharded JetStream targets use.
+const shards = 4
+
+// jetStreamSetup starts n intake streams on s, each on a queue of its own
+// name, behind a handler that sends each delivery to one of them by its
+// ID (so that a duplicate meets its first copy).
+func jetStreamSetup(s jsServer, n int, quiet *slog.Logger) func() (http.Handler, *counter, func(), error) {
+	return func() (http.Handler, *counter, func(), error) {
+		nc, err := nats.Connect(s.c.URLs(), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c := newCounter()
+		var hs []http.Handler
+		var stops []func()
+		stop := func() {
+			for _, f := range stops {
+				f()
+			}
+			nc.Close()
+		}
+		base := fmt.Sprintf("LT%d", time.Now().UnixNano())
+		for i := range n {
+			q, err := intakenats.NewQueue(context.Background(), nc, intakenats.WithName(fmt.Sprintf("%s_%d", base, i)), intakenats.WithReplicas(s.replicas))
+			if err != nil {
+				stop()
+				return nil, nil, nil, err
+			}
+			h, sstop := intakeStream(q, c, quiet, false)
+			hs = append(hs, h)
+			stops = append(stops, func() { sstop(); q.Close() })
+		}
+		if n == 1 {
+			return hs[0], c, stop, nil
+		}
+		return byDelivery(hs), c, stop, nil
+	}
+}
+
+// byDelivery sends each request to one of hs by its delivery ID.
+func byDelivery(hs []http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := fnv.New32a()
+		h.Write([]byte(r.Header.Get("X-GitHub-Delivery")))
+		hs[h.Sum32()%uint32(len(hs))].ServeHTTP(w, r)
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/intakehq/intake/backend/nats/natstest"
 	"github.com/intakehq/intake/internal/testenv"
 )
 
@@ -129,5 +130,47 @@ func TestPick(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("-only %q: %q, want %q", tc.only, got, tc.want)
 		}
+	}
+}
+
+// The JetStream targets on a node of the test's own, syncing every write:
+// one queue, and the same load spread over four queue names, each
+// handle every acknowledged delivery once (a duplicate meets its first
+// copy on the same queue).
+func TestJetStreamTargetsSmall(t *testing.T) {
+	testenv.SkipUnlessLong(t)
+	bin, err := natstest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := natstest.Start(bin, t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if err := c.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	js := &jetstreams{servers: []jsServer{{c, 1, "always"}}}
+	results, err := run(config{n: 400, duration: 5 * time.Second, clients: 8, dup: 0.3, size: 512, rounds: 1, js: js, only: regexp.MustCompile("JetStream")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bare net/http: read body, 200 (the ceiling)", "intake, JetStream queue, R1", "intake, JetStream queue, R1, 4 queue names"}
+	var got []string
+	for _, r := range results {
+		got = append(got, r.Target)
+		if r.Non2xx != 0 {
+			t.Errorf("%s: %d requests without a 2xx", r.Target, r.Non2xx)
+		}
+		if strings.HasPrefix(r.Target, "bare") {
+			continue
+		}
+		if !r.Counted || r.Unique == 0 || r.TwiceAll != 0 || r.LostAll != 0 {
+			t.Errorf("%s: %d unique acknowledged, %d handled twice, %d lost", r.Target, r.Unique, r.TwiceAll, r.LostAll)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("targets %q, want %q", got, want)
 	}
 }
