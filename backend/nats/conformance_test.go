@@ -26,6 +26,17 @@ func TestQueueConformance(t *testing.T) {
 	})
 }
 
+// The same suite against a server of the test's own (natstest.Version),
+// which takes atomic batches: commits of many keys go in batches there
+// (the shared server may be older).
+func TestQueueConformanceOnCurrentServer(t *testing.T) {
+	_, nc := ownServer(t)
+	dedupetest.RunQueue(t, func(t *testing.T) func() dedupe.Queue {
+		name := testName(t, nc)
+		return func() dedupe.Queue { return newQueue(t, nc, name) }
+	})
+}
+
 // The same suite against a three-node cluster of the test's own, every
 // stream on all three (R3).
 func TestQueueConformanceOnCluster(t *testing.T) {

@@ -42,6 +42,10 @@ type Queue struct {
 	timeout  time.Duration // of each request
 
 	recs, done, live jetstream.Stream
+	// batched: the server takes atomic batches and per-message TTLs on the
+	// records and done streams (nats-server 2.12+), so a commit of many
+	// keys is two batches (see CommitMany).
+	batched bool
 
 	stop     chan struct{}
 	beatDone chan struct{}
@@ -195,7 +199,7 @@ func (q *Queue) makeStreams(ctx context.Context) error {
 		if err != nil {
 			return nil, fmt.Errorf("nats: stream %s: %w", cfg.Name, err)
 		}
-		return s, nil
+		return q.batchable(ctx, s, cfg), nil
 	}
 	var err error
 	// Reads of records and done keys go to the stream's leader (no direct
@@ -206,14 +210,35 @@ func (q *Queue) makeStreams(ctx context.Context) error {
 	// records a purge's deletions, but not a limit's, and a crash then
 	// brings an older version back once the newest is deleted (a
 	// committed event's record queued again: TestServerCrashUndoesNoDeletion).
-	if q.recs, err = mk(jetstream.StreamConfig{Name: q.name, Subjects: []string{q.root + ".e.*", q.root + ".holder.*"}, MaxMsgsPerSubject: -1, AllowRollup: true}); err != nil {
+	if q.recs, err = mk(jetstream.StreamConfig{Name: q.name, Subjects: []string{q.root + ".e.*", q.root + ".holder.*"}, MaxMsgsPerSubject: -1, AllowRollup: true,
+		AllowAtomicPublish: true, AllowMsgTTL: true}); err != nil {
 		return err
 	}
-	if q.done, err = mk(jetstream.StreamConfig{Name: q.name + "_DONE", Subjects: []string{q.root + ".d.*"}, MaxAge: q.retain}); err != nil {
+	if q.done, err = mk(jetstream.StreamConfig{Name: q.name + "_DONE", Subjects: []string{q.root + ".d.*"}, MaxAge: q.retain, AllowAtomicPublish: true}); err != nil {
 		return err
 	}
-	q.live, err = mk(jetstream.StreamConfig{Name: q.name + "_LIVE", Subjects: []string{q.root + ".live.*", q.root + ".freed"}, MaxAge: q.ttl})
-	return err
+	if q.live, err = mk(jetstream.StreamConfig{Name: q.name + "_LIVE", Subjects: []string{q.root + ".live.*", q.root + ".freed"}, MaxAge: q.ttl}); err != nil {
+		return err
+	}
+	r, d := q.recs.CachedInfo().Config, q.done.CachedInfo().Config
+	q.batched = r.AllowAtomicPublish && r.AllowMsgTTL && d.AllowAtomicPublish
+	return nil
+}
+
+// batchable turns on what batched commits need on a stream made without
+// it (by an earlier version, or on an older server, which ignores the
+// settings: the queue then commits key by key).
+func (q *Queue) batchable(ctx context.Context, s jetstream.Stream, want jetstream.StreamConfig) jetstream.Stream {
+	got := s.CachedInfo().Config
+	if got.AllowAtomicPublish == want.AllowAtomicPublish && got.AllowMsgTTL == want.AllowMsgTTL {
+		return s
+	}
+	got.AllowAtomicPublish = got.AllowAtomicPublish || want.AllowAtomicPublish
+	got.AllowMsgTTL = got.AllowMsgTTL || want.AllowMsgTTL
+	if u, err := q.js.UpdateStream(ctx, got); err == nil {
+		return u
+	}
+	return s
 }
 
 // ErrDisconnected is returned, wrapped, by every call made while the
@@ -310,6 +335,7 @@ func (q *Queue) sweep(ctx context.Context, minAge time.Duration) (int, error) {
 		switch {
 		case err != nil:
 			return err
+		case r.marker(): // its TTL removes it
 		case r.expired(now):
 			return q.deleteMsg(ctx, q.recs, m.Subject(), seq)
 		case r.state == dedupe.Queued && r.holder == q.holder && !known[m.Subject()] && now.Sub(md.Timestamp) >= minAge:
@@ -724,6 +750,17 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 				return 0, err
 			}
 			return dedupe.Done, nil
+		case cur.marker():
+			// Committed a moment ago: the marker that removed its record
+			// is still there.
+			done, err := q.isDone(ctx, key)
+			if err != nil {
+				return 0, err
+			}
+			if done {
+				return dedupe.Done, nil
+			}
+			expect = cur.last
 		default: // dead: a resend is claimed anew, replacing it
 			expect = cur.last
 		}
@@ -886,6 +923,7 @@ func (q *Queue) scan(ctx context.Context, dead map[string]bool) ([]candidate, er
 			return err
 		}
 		switch {
+		case r.marker(): // its TTL removes it
 		case r.expired(now):
 			return q.deleteMsg(ctx, q.recs, m.Subject(), seq)
 		case r.state != dedupe.Queued:
@@ -1125,9 +1163,14 @@ func (q *Queue) Extend(ctx context.Context, keys []string, lease time.Duration) 
 	return nil
 }
 
-// CommitMany implements [dedupe.Queue]: for each key, concurrently, the
-// done key is written, then the record deleted (a crash between the two
-// leaves a record that the next adopter deletes, seeing the key done).
+// CommitMany implements [dedupe.Queue]: for each key the done key is
+// written, then the record removed (a crash between the two leaves a
+// record that the next adopter deletes, seeing the key done). On a
+// server that takes atomic batches (nats-server 2.12+), the keys go in
+// batches of up to 500: one batch of done keys, then one of markers over
+// the records this holder holds, where JetStream syncs (R1) or proposes
+// (R3) once a batch instead of once a write. Keys whose batch failed are
+// committed one by one, concurrently, which is idempotent.
 func (q *Queue) CommitMany(ctx context.Context, keys []string, retain time.Duration) error {
 	if err := q.connected(); err != nil {
 		return fmt.Errorf("nats: commit: %w", err)
@@ -1136,6 +1179,32 @@ func (q *Queue) CommitMany(ctx context.Context, keys []string, retain time.Durat
 		return err
 	}
 	until := strconv.FormatInt(time.Now().Add(retain).UnixMilli(), 10)
+	if !q.batched || len(keys) < 2 {
+		return q.concurrently(keys, func(k string) error { return q.commit(ctx, k, until) })
+	}
+	var errs []error
+	var one []string
+	for chunk := range slices.Chunk(keys, maxBatch) {
+		msgs := make([]*nats.Msg, len(chunk))
+		for i, k := range chunk {
+			msgs[i] = q.doneMsg(k, until)
+		}
+		if err := q.publishBatch(ctx, msgs); err != nil {
+			one = append(one, chunk...)
+			continue
+		}
+		errs = append(errs, q.dropRecords(ctx, chunk))
+	}
+	errs = append(errs, q.concurrently(one, func(k string) error { return q.commit(ctx, k, until) }))
+	return errors.Join(errs...)
+}
+
+// maxBatch is the most messages CommitMany puts in one batch (the
+// server's limit is 1,000 by default).
+const maxBatch = 500
+
+// concurrently calls fn for each key, 64 at once, and joins the errors.
+func (q *Queue) concurrently(keys []string, fn func(string) error) error {
 	errs := make([]error, len(keys))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -1144,22 +1213,33 @@ func (q *Queue) CommitMany(ctx context.Context, keys []string, retain time.Durat
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = q.commit(ctx, k, until)
+			errs[i] = fn(k)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (q *Queue) commit(ctx context.Context, key, until string) error {
-	ctx, cancel := q.ctx(ctx)
-	defer cancel()
+func (q *Queue) doneMsg(key, until string) *nats.Msg {
 	m := nats.NewMsg(q.subject("d", key))
 	m.Header.Set(hUntil, until)
 	m.Data = []byte(key)
-	if _, err := q.js.PublishMsg(ctx, m); err != nil {
+	return m
+}
+
+func (q *Queue) commit(ctx context.Context, key, until string) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	if _, err := q.js.PublishMsg(ctx, q.doneMsg(key, until)); err != nil {
 		return fmt.Errorf("nats: commit: %w", err)
 	}
+	return q.dropRecord(ctx, key)
+}
+
+// dropRecord deletes the record of key, whose done key is written.
+func (q *Queue) dropRecord(ctx context.Context, key string) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
 	q.mu.Lock()
 	seq, ok := q.held[key]
 	delete(q.held, key)
@@ -1183,6 +1263,112 @@ func (q *Queue) commit(ctx context.Context, key, until string) error {
 	}
 	if err := q.del(ctx, q.recs, r.last); err != nil {
 		return fmt.Errorf("nats: commit: delete %d: %w", r.last, err) // tried again by the stream
+	}
+	return nil
+}
+
+// dropRecords removes the records of keys, whose done keys are written:
+// those this holder knows it holds by one batch of markers, each
+// replacing its record on the sequence the holder knows (a rollup: the
+// record is purged with it), which the server removes after markerTTL;
+// the others, and all of them if the batch failed (a record changed
+// under it), one by one.
+func (q *Queue) dropRecords(ctx context.Context, keys []string) error {
+	var (
+		marks []*nats.Msg
+		held  []string
+		seqs  []uint64
+		rest  []string
+	)
+	q.mu.Lock()
+	for _, k := range keys {
+		if seq, ok := q.held[k]; ok {
+			marks, held, seqs = append(marks, q.markerMsg(k, seq)), append(held, k), append(seqs, seq)
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	q.mu.Unlock()
+	if len(marks) > 0 {
+		if err := q.publishBatch(ctx, marks); err != nil {
+			rest = append(rest, held...)
+		} else {
+			q.mu.Lock()
+			for i, k := range held {
+				if q.held[k] == seqs[i] {
+					delete(q.held, k)
+				}
+			}
+			q.mu.Unlock()
+		}
+	}
+	return q.concurrently(rest, func(k string) error { return q.dropRecord(ctx, k) })
+}
+
+// markerTTL is how long a commit's marker stays on its key's subject:
+// the shortest per-message TTL JetStream takes.
+const markerTTL = "1s"
+
+// markerMsg is the marker that removes key's record, held at seq: a dead
+// record of the key whose retention ended before it was written, which
+// is what every reader (and earlier versions of this package) takes for
+// gone.
+func (q *Queue) markerMsg(key string, seq uint64) *nats.Msg {
+	r := record{key: key, state: dedupe.Dead}
+	m := r.msg(q.subject("e", key))
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(seq, 10))
+	m.Header.Set(jetstream.MsgTTLHeader, markerTTL)
+	return m
+}
+
+// marker reports whether r is a commit's marker (see markerMsg).
+func (r *record) marker() bool { return r.state == dedupe.Dead && r.until == 0 }
+
+// The headers of an atomic batch publish (ADR-50), which nats.go does
+// not have yet.
+const (
+	hBatchID     = "Nats-Batch-Id"
+	hBatchSeq    = "Nats-Batch-Sequence"
+	hBatchCommit = "Nats-Batch-Commit"
+)
+
+// publishBatch publishes msgs, all to one stream, as one atomic batch:
+// all are stored or none. The server checks every message's
+// expectations before it stores any, and syncs (R1) or proposes (R3)
+// the batch once.
+func (q *Queue) publishBatch(ctx context.Context, msgs []*nats.Msg) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	id := base64.RawURLEncoding.EncodeToString(b[:])
+	last := len(msgs) - 1
+	for i, m := range msgs {
+		m.Header.Set(hBatchID, id)
+		m.Header.Set(hBatchSeq, strconv.Itoa(i+1))
+		if i == last {
+			m.Header.Set(hBatchCommit, "1")
+		} else if err := q.nc.PublishMsg(m); err != nil {
+			return fmt.Errorf("nats: batch: %w", err)
+		}
+	}
+	resp, err := q.nc.RequestMsgWithContext(ctx, msgs[last])
+	if err != nil {
+		return fmt.Errorf("nats: batch: %w", err)
+	}
+	var ack struct {
+		Error *jetstream.APIError `json:"error"`
+		Count int                 `json:"count"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return fmt.Errorf("nats: batch: the answer %q: %w", resp.Data, err)
+	}
+	if ack.Error != nil {
+		return fmt.Errorf("nats: batch: %w", ack.Error)
+	}
+	if ack.Count != len(msgs) {
+		return fmt.Errorf("nats: batch of %d: %d stored", len(msgs), ack.Count)
 	}
 	return nil
 }
