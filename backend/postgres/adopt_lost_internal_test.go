@@ -28,10 +28,7 @@ func TestLostAdoptionReplyIsGivenBack(t *testing.T) {
 		return b
 	}
 	t.Cleanup(func() {
-		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
-			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
-		}
-		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)
+		dropPrefix(ctx, pool, prefix)
 	})
 	dedupetest.RunLostAdoptionReply(t, func() dedupe.Queue { return open() }, func(q dedupe.Queue, on bool) {
 		q.(*Backend).adoptReplyLost = nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -26,10 +27,7 @@ func TestAdoptAndCleanupReadInProportion(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		b.Close()
-		for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
-			_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
-		}
-		_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)
+		dropPrefix(ctx, pool, prefix)
 	})
 	const held = 20000
 	// 20,000 queued events held by b (alive), their claims long expired
@@ -173,10 +171,7 @@ func TestAdoptCostsWhatItTakes(t *testing.T) {
 		}
 		defer func() {
 			b.Close()
-			for _, tb := range []string{"keys", "checkpoints", "leases", "feed", "connections", "budgets"} {
-				_, _ = pool.Exec(ctx, `DROP TABLE IF EXISTS `+prefix+tb)
-			}
-			_, _ = pool.Exec(ctx, `DROP SEQUENCE IF EXISTS `+prefix+`keys_seq`)
+			dropPrefix(ctx, pool, prefix)
 		}()
 		// n queued events, 1 KiB each; and as many done keys, as a busy
 		// receiver's table holds.
@@ -261,4 +256,25 @@ func scanPool(t *testing.T) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// dropPrefix drops every table and sequence whose name starts with
+// prefix, whatever tables the backend has made by now.
+func dropPrefix(ctx context.Context, pool *pgxpool.Pool, prefix string) {
+	rows, err := pool.Query(ctx, `SELECT 'TABLE', tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)
+UNION ALL SELECT 'SEQUENCE', sequencename FROM pg_sequences WHERE schemaname = current_schema() AND starts_with(sequencename, $1)`, prefix)
+	if err != nil {
+		return
+	}
+	var drops []string
+	for rows.Next() {
+		var kind, name string
+		if rows.Scan(&kind, &name) == nil {
+			drops = append(drops, "DROP "+kind+" IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+		}
+	}
+	rows.Close()
+	for _, d := range drops {
+		_, _ = pool.Exec(ctx, d)
+	}
 }
