@@ -106,9 +106,9 @@ func TestRepairLeavesNoOrphan(t *testing.T) {
 
 // A queued record of a key that is done is stale, whichever holder has
 // it (a commit between its two writes, or one whose deletion was lost):
-// a resend to any replica deletes it and is answered done, not pending
-// until a sweep or an adopter comes by.
-func TestResendDeletesAStaleRecord(t *testing.T) {
+// a resend to any replica is answered done, not pending, and the
+// holder's sweep deletes the record.
+func TestAStaleRecordIsAnsweredDoneAndSwept(t *testing.T) {
 	open := sharedQueue(t)
 	q, other := open(), open()
 	ctx := context.Background()
@@ -123,11 +123,16 @@ func TestResendDeletesAStaleRecord(t *testing.T) {
 	if _, err := q.Get(ctx, "k"); err != nil {
 		t.Fatalf("the test needs the record left behind: %v", err)
 	}
-	if st, err := other.Enqueue(ctx, "k", event.Event{Source: "s", ID: "k"}, time.Minute); err != nil || st != dedupe.Done {
-		t.Errorf("a resend to another replica: %v, %v; want done", st, err)
+	for _, r := range []*Queue{other, q} {
+		if st, err := r.Enqueue(ctx, "k", event.Event{Source: "s", ID: "k"}, time.Minute); err != nil || st != dedupe.Done {
+			t.Errorf("a resend: %v, %v; want done", st, err)
+		}
+	}
+	if _, err := q.sweep(ctx, 0); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := q.Get(ctx, "k"); !errors.Is(err, dedupe.ErrNotFound) {
-		t.Errorf("the stale record after the resend: %v; want it deleted", err)
+		t.Errorf("the stale record after the sweep: %v; want it deleted", err)
 	}
 }
 

@@ -61,8 +61,18 @@
 //
 // # Costs
 //
-// A claim is one publish and one read (is the key done?); a commit one
-// publish and one delete; a duplicate one publish refused and one read.
+// A claim is one publish and two reads (is the key done, before and
+// after?); a resend of a key done is one read, and one of a key still
+// held a read, a publish refused and a read of the record. A commit is
+// one publish and one delete a key; on a server that takes atomic batches (nats-server 2.12
+// or later, whose streams the queue makes with atomic publishes and
+// per-message TTLs allowed), a commit of many keys is two batches of up
+// to 500: the done keys, then markers that replace the records (each on
+// the record's last sequence; the server removes a marker after a
+// second). With sync_interval always, JetStream syncs a batch once
+// where it syncs every other write on its own; on R3 a batch is one
+// Raft proposal. A marker reads as a dead record whose retention has
+// ended, which earlier versions of this package take for gone too.
 // Adopt looks at who is alive in three requests; it reads the records'
 // headers at its first call, and then only when a holder died or gave
 // events back, once for all it will take. List reads every record: it is an operator's

@@ -674,9 +674,10 @@ func validDuration(d time.Duration) error {
 	return nil
 }
 
-// Enqueue implements [dedupe.Queue]. The key's record is written only if
-// the key has none (or a dead one, which it replaces); then the done
-// stream is read, and a claim of a key done meanwhile is taken back.
+// Enqueue implements [dedupe.Queue]. A key done is answered from the
+// done stream. Otherwise the key's record is written only if the key has
+// none (or a dead one, which it replaces); then the done stream is read
+// again, and a claim of a key done meanwhile is taken back.
 func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease time.Duration) (dedupe.State, error) {
 	if err := q.connected(); err != nil {
 		return 0, fmt.Errorf("nats: enqueue: %w", err)
@@ -690,6 +691,15 @@ func (q *Queue) Enqueue(ctx context.Context, key string, e event.Event, lease ti
 	enc, err := e.MarshalBinary()
 	if err != nil {
 		return 0, fmt.Errorf("nats: %w", err)
+	}
+	// A resend of a key done, which is most resends (providers retry
+	// after seconds or minutes, pollers re-read pages), is answered by
+	// one read, with no write to sync. A key not yet done is read again
+	// after its record is written, below: it may be done in between.
+	if done, err := q.isDone(ctx, key); err != nil {
+		return 0, err
+	} else if done {
+		return dedupe.Done, nil
 	}
 	r := &record{key: key, state: dedupe.Queued, holder: q.holder, enc: enc}
 	var expect uint64
